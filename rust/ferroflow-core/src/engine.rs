@@ -1,0 +1,882 @@
+//! The engine: registers runs and their dependencies, hands ready runs to threads,
+//! records outcomes, releases dependents, and lets any thread wait.
+//!
+//! Locks, always taken in this order and never while calling the executor:
+//! `graph` (dependency edges, blocked runs, dooms, callbacks) → `queue` (ready runs,
+//! retry timers) → `done` (the generation that waiters sleep on). A run's payload has
+//! its own lock in its slot; taking the payload out of the slot is what claims a run.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::{Condvar, Mutex};
+use smallvec::SmallVec;
+
+use crate::arena::Arena;
+use crate::pool::Pool;
+use crate::queue::ReadyQueue;
+use crate::state::{Final, RunState};
+use crate::{Executor, RunId};
+
+/// Runs registered under one take of the graph lock, so a huge `.map` never holds it long.
+const REGISTER_PIECE: usize = 4096;
+/// Most runs a waiting thread takes at once when it helps run what it waits for.
+const HELP_BATCH: usize = 256;
+
+/// An upstream run that a new run waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dep {
+    pub run: RunId,
+    /// Start even if the upstream does not complete (Prefect's `allow_failure`).
+    pub allow_failure: bool,
+}
+
+/// What the thread that took a run must do with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Execute it.
+    Run,
+    /// Do not execute it: `upstream` did not complete. End it [`Final::NotReady`].
+    NotReady { upstream: RunId },
+    /// Do not execute it: it was cancelled before it started. End it [`Final::Cancelled`].
+    Cancel,
+}
+
+/// A run taken by a thread: the payload is now that thread's to execute or discard.
+pub struct Job<P> {
+    pub run: RunId,
+    /// 0 for the first attempt, then 1, 2, ... for retries.
+    pub attempt: u32,
+    pub payload: P,
+    pub disposition: Disposition,
+}
+
+/// How a run ended, readable by any thread once the run's state is final.
+pub struct Outcome<V> {
+    pub state: Final,
+    pub value: V,
+    pub finished_at: SystemTime,
+}
+
+/// Called once, with the run, after the run reaches a final state.
+pub type DoneCallback = Box<dyn FnOnce(RunId) + Send>;
+
+/// Why a call into the engine was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// The engine was shut down; it takes no new runs.
+    Closed,
+    /// A dependency names a run this engine never registered.
+    UnknownRun(RunId),
+    /// The calling thread waits on a run it is itself executing (it would wait forever).
+    WaitsOnItself(RunId),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Closed => f.write_str("the task runner has been shut down and takes no new runs"),
+            EngineError::UnknownRun(run) => write!(f, "run {run} does not belong to this task runner"),
+            EngineError::WaitsOnItself(run) => write!(f, "run {run} waits on its own result, which can never arrive"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// How waiting for several runs ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitAll {
+    AllFinal,
+    /// With `stop_on_failure`: this run ended without completing before the rest finished.
+    Failed(RunId),
+    TimedOut,
+}
+
+const FLAG_INLINE: u8 = 1;
+const FLAG_DOOMED: u8 = 2;
+
+struct Parked<P> {
+    payload: P,
+    attempt: u32,
+}
+
+pub(crate) struct Slot<P, V> {
+    state: AtomicU8,
+    flags: AtomicU8,
+    parked: Mutex<Option<Parked<P>>>,
+    outcome: OnceLock<Outcome<V>>,
+}
+
+impl<P, V> Slot<P, V> {
+    fn vacant() -> Self {
+        Slot { state: AtomicU8::new(RunState::Vacant as u8), flags: AtomicU8::new(0), parked: Mutex::new(None), outcome: OnceLock::new() }
+    }
+
+    fn state(&self) -> RunState {
+        RunState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Moves the state on, checking the machine in debug builds.
+    fn become_(&self, next: RunState) {
+        let previous = RunState::from_u8(self.state.swap(next as u8, Ordering::AcqRel));
+        debug_assert!(previous.can_become(next), "illegal transition {previous:?} -> {next:?}");
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags.load(Ordering::Acquire) & flag != 0
+    }
+}
+
+struct Blocked {
+    waiting: u32,
+}
+
+struct Edge {
+    dependent: RunId,
+    allow_failure: bool,
+}
+
+#[derive(Default)]
+struct Graph {
+    blocked: HashMap<RunId, Blocked>,
+    dependents: HashMap<RunId, SmallVec<[Edge; 2]>>,
+    dooms: HashMap<RunId, Disposition>,
+    callbacks: HashMap<RunId, Vec<DoneCallback>>,
+}
+
+thread_local! {
+    /// Runs this thread is executing right now (innermost last), across engines, so a
+    /// wait on one of them is refused instead of hanging.
+    static EXECUTING: std::cell::RefCell<Vec<(usize, RunId)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The state shared by an engine's handle, its workers and the futures users hold.
+pub struct Shared<E: Executor> {
+    executor: E,
+    slots: Arena<Slot<E::Payload, E::Value>>,
+    graph: Mutex<Graph>,
+    pub(crate) queue: Mutex<ReadyQueue>,
+    pub(crate) work: Condvar,
+    done: Mutex<u64>,
+    done_signal: Condvar,
+    /// Threads inside `wait_*`; completions skip the `done` lock when there are none.
+    sleepers: AtomicUsize,
+    unfinished: AtomicUsize,
+    failures: Mutex<Vec<RunId>>,
+    closed: AtomicBool,
+    pub(crate) pool: Pool,
+}
+
+/// An engine: owns the worker pool; dropping it (or [`Engine::shutdown`]) stops the pool.
+/// Everything else lives in [`Shared`], which futures keep alive to read outcomes.
+pub struct Engine<E: Executor> {
+    shared: Arc<Shared<E>>,
+}
+
+impl<E: Executor> Engine<E> {
+    /// An engine whose pool grows up to `max_workers` threads; 0 means runs execute only
+    /// in threads that wait for them (a sequential runner).
+    pub fn new(executor: E, max_workers: usize) -> Self {
+        let shared = Arc::new(Shared {
+            executor,
+            slots: Arena::new(Slot::vacant),
+            graph: Mutex::new(Graph::default()),
+            queue: Mutex::new(ReadyQueue::default()),
+            work: Condvar::new(),
+            done: Mutex::new(0),
+            done_signal: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
+            unfinished: AtomicUsize::new(0),
+            failures: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            pool: Pool::new(max_workers),
+        });
+        Engine { shared }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared<E>> {
+        &self.shared
+    }
+
+    /// Refuses new runs, lets the workers finish what is queued, and joins them.
+    pub fn shutdown(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.pool.stop(&self.shared);
+    }
+}
+
+impl<E: Executor> Drop for Engine<E> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl<E: Executor> std::ops::Deref for Engine<E> {
+    type Target = Shared<E>;
+    fn deref(&self) -> &Shared<E> {
+        &self.shared
+    }
+}
+
+impl<E: Executor> Shared<E> {
+    pub fn executor(&self) -> &E {
+        &self.executor
+    }
+
+    /// A number that tells this engine apart from others in the process.
+    pub fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    pub fn max_workers(&self) -> usize {
+        self.pool.max_workers()
+    }
+
+    /// Worker threads alive now.
+    pub fn workers(&self) -> usize {
+        self.pool.live()
+    }
+
+    /// Runs registered so far.
+    pub fn len(&self) -> u32 {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs registered and not yet final.
+    pub fn unfinished(&self) -> usize {
+        self.unfinished.load(Ordering::Acquire)
+    }
+
+    pub fn state(&self, run: RunId) -> Option<RunState> {
+        self.slots.get(run).map(Slot::state)
+    }
+
+    /// The outcome of a final run.
+    pub fn outcome(&self, run: RunId) -> Option<&Outcome<E::Value>> {
+        self.slots.get(run).and_then(|slot| slot.outcome.get())
+    }
+
+    /// Registers one run for the worker pool.
+    pub fn submit(self: &Arc<Self>, payload: E::Payload, deps: &[Dep]) -> Result<RunId, EngineError> {
+        self.register(vec![(payload, SmallVec::from_slice(deps))], false).map(|range| range.start)
+    }
+
+    /// Registers many runs in one contiguous range (a `.map`).
+    pub fn submit_many(self: &Arc<Self>, runs: Vec<(E::Payload, SmallVec<[Dep; 2]>)>) -> Result<Range<RunId>, EngineError> {
+        self.register(runs, false)
+    }
+
+    /// Registers a run that only the calling thread executes (a direct task call), waits
+    /// for its upstreams (helping them along), runs it here, and returns it once final.
+    pub fn call(self: &Arc<Self>, payload: E::Payload, deps: &[Dep]) -> Result<RunId, EngineError> {
+        let run = self.register(vec![(payload, SmallVec::from_slice(deps))], true)?.start;
+        self.wait(run, None, true)?;
+        Ok(run)
+    }
+
+    fn register(self: &Arc<Self>, runs: Vec<(E::Payload, SmallVec<[Dep; 2]>)>, inline: bool) -> Result<Range<RunId>, EngineError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EngineError::Closed);
+        }
+        let known = self.slots.len();
+        if let Some(dep) = runs.iter().flat_map(|(_, deps)| deps.iter()).find(|dep| dep.run >= known) {
+            return Err(EngineError::UnknownRun(dep.run));
+        }
+        let range = self.slots.reserve(u32::try_from(runs.len()).expect("more than 4 billion runs in one call"));
+        self.unfinished.fetch_add(runs.len(), Ordering::AcqRel);
+        let mut runs = runs.into_iter();
+        let mut next = range.start;
+        let mut ready = Vec::new();
+        while next < range.end {
+            let piece_end = range.end.min(next + REGISTER_PIECE as u32);
+            ready.clear();
+            let mut graph = self.graph.lock();
+            for run in next..piece_end {
+                let (payload, deps) = runs.next().expect("one payload per reserved run");
+                let slot = self.slot(run);
+                if inline {
+                    slot.flags.fetch_or(FLAG_INLINE, Ordering::Release);
+                }
+                *slot.parked.lock() = Some(Parked { payload, attempt: 0 });
+                match self.link(&mut graph, run, &deps) {
+                    Some(doom) => {
+                        graph.dooms.insert(run, doom);
+                        slot.flags.fetch_or(FLAG_DOOMED, Ordering::Release);
+                        slot.become_(RunState::Ready);
+                        ready.push(run);
+                    }
+                    None if graph.blocked.contains_key(&run) => slot.become_(RunState::Blocked),
+                    None => {
+                        slot.become_(RunState::Ready);
+                        ready.push(run);
+                    }
+                }
+            }
+            drop(graph);
+            if !inline {
+                self.enqueue(ready.drain(..));
+            }
+            next = piece_end;
+        }
+        Ok(range)
+    }
+
+    /// Adds `run`'s edges under the graph lock. Returns a doom if an upstream already
+    /// ended without completing; otherwise `run` is left blocked iff it waits on something.
+    fn link(&self, graph: &mut Graph, run: RunId, deps: &[Dep]) -> Option<Disposition> {
+        // Doom first, so a doomed run adds no edges. A state read here is stable enough:
+        // an upstream that turns final after this read takes the graph lock (which we
+        // hold) before it walks its dependents, so it will find the edge added below.
+        for dep in deps {
+            let state = self.slot(dep.run).state();
+            if state.is_final() && !state.is_success() && !dep.allow_failure {
+                return Some(Disposition::NotReady { upstream: dep.run });
+            }
+        }
+        let mut waiting = 0;
+        for dep in deps {
+            if !self.slot(dep.run).state().is_final() {
+                graph.dependents.entry(dep.run).or_default().push(Edge { dependent: run, allow_failure: dep.allow_failure });
+                waiting += 1;
+            }
+        }
+        if waiting > 0 {
+            graph.blocked.insert(run, Blocked { waiting });
+        }
+        None
+    }
+
+    fn slot(&self, run: RunId) -> &Slot<E::Payload, E::Value> {
+        self.slots.get(run).expect("run index within the arena")
+    }
+
+    fn enqueue(self: &Arc<Self>, runs: impl IntoIterator<Item = RunId>) {
+        let mut queue = self.queue.lock();
+        let before = queue.len();
+        queue.push_runs(runs);
+        let added = queue.len() - before;
+        drop(queue);
+        if added > 0 {
+            self.pool.on_work(self, added);
+            if self.pool.is_stuck() {
+                self.wake_sleepers(); // waiters are the only threads that can take it
+            }
+        }
+    }
+
+    /// Takes a ready run for the calling thread: whoever takes the payload owns the run.
+    pub(crate) fn claim(&self, run: RunId) -> Option<Job<E::Payload>> {
+        let slot = self.slots.get(run)?;
+        if slot.state() != RunState::Ready {
+            return None;
+        }
+        let parked = slot.parked.lock().take()?;
+        let disposition = if slot.has(FLAG_DOOMED) {
+            self.graph.lock().dooms.remove(&run).unwrap_or(Disposition::Run)
+        } else {
+            Disposition::Run
+        };
+        if disposition == Disposition::Run {
+            slot.become_(if parked.attempt == 0 { RunState::Running } else { RunState::Retrying });
+        }
+        Some(Job { run, attempt: parked.attempt, payload: parked.payload, disposition })
+    }
+
+    /// Records a final outcome. Dependents and waiters learn of it in [`Self::settle`].
+    pub(crate) fn record(&self, run: RunId, state: Final, value: E::Value) {
+        let slot = self.slot(run);
+        let stored = slot.outcome.set(Outcome { state, value, finished_at: SystemTime::now() });
+        assert!(stored.is_ok(), "run {run} finished twice");
+        slot.become_(state.state());
+    }
+
+    /// Parks a failed attempt until its retry is due.
+    pub(crate) fn reschedule(self: &Arc<Self>, job: Job<E::Payload>, delay: Duration) {
+        let slot = self.slot(job.run);
+        *slot.parked.lock() = Some(Parked { payload: job.payload, attempt: job.attempt + 1 });
+        slot.become_(RunState::AwaitingRetry);
+        let due = Instant::now() + delay;
+        self.queue.lock().add_timer(due, job.run);
+        self.pool.on_timer(self);
+        self.wake_sleepers();
+    }
+
+    /// Moves runs whose retry delay has passed back to ready.
+    pub(crate) fn fire_due_timers(self: &Arc<Self>) {
+        let due = self.queue.lock().take_due_timers(Instant::now());
+        if due.is_empty() {
+            return;
+        }
+        let mut to_queue = Vec::with_capacity(due.len());
+        for run in due {
+            let slot = self.slot(run);
+            slot.become_(RunState::Ready);
+            if !slot.has(FLAG_INLINE) {
+                to_queue.push(run);
+            }
+        }
+        self.enqueue(to_queue);
+        self.wake_sleepers();
+    }
+
+    pub(crate) fn next_timer(&self) -> Option<Instant> {
+        self.queue.lock().next_timer()
+    }
+
+    /// After runs were recorded final: release or doom their dependents, queue what
+    /// became ready, wake waiters, and call done-callbacks (outside every lock).
+    pub(crate) fn settle(self: &Arc<Self>, finished: &[RunId]) {
+        if finished.is_empty() {
+            return;
+        }
+        let mut ready = Vec::new();
+        let mut callbacks = Vec::new();
+        let mut failed = Vec::new();
+        {
+            let mut graph = self.graph.lock();
+            for &run in finished {
+                let state = self.slot(run).state();
+                if !state.is_success() {
+                    failed.push(run);
+                }
+                if let Some(found) = graph.callbacks.remove(&run) {
+                    callbacks.extend(found.into_iter().map(|callback| (run, callback)));
+                }
+                let Some(edges) = graph.dependents.remove(&run) else { continue };
+                for edge in edges {
+                    let dependent = self.slot(edge.dependent);
+                    if !graph.blocked.contains_key(&edge.dependent) {
+                        continue; // already doomed by another upstream
+                    }
+                    if state.is_success() || edge.allow_failure {
+                        let blocked = graph.blocked.get_mut(&edge.dependent).expect("checked above");
+                        blocked.waiting -= 1;
+                        if blocked.waiting > 0 {
+                            continue;
+                        }
+                        graph.blocked.remove(&edge.dependent);
+                    } else {
+                        graph.blocked.remove(&edge.dependent);
+                        graph.dooms.insert(edge.dependent, Disposition::NotReady { upstream: run });
+                        dependent.flags.fetch_or(FLAG_DOOMED, Ordering::Release);
+                    }
+                    dependent.become_(RunState::Ready);
+                    if !dependent.has(FLAG_INLINE) {
+                        ready.push(edge.dependent);
+                    }
+                }
+            }
+        }
+        if !failed.is_empty() {
+            self.failures.lock().extend(failed);
+        }
+        self.enqueue(ready);
+        self.unfinished.fetch_sub(finished.len(), Ordering::AcqRel);
+        self.wake_sleepers();
+        for (run, callback) in callbacks {
+            callback(run);
+        }
+    }
+
+    fn wake_sleepers(&self) {
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            *self.done.lock() += 1;
+            self.done_signal.notify_all();
+        }
+    }
+
+    /// Sleeps until some run finishes, a timer may be due, or `deadline`; `until` is
+    /// checked under the lock that completions signal, so no wake-up is lost.
+    fn sleep_until_change(&self, until: impl Fn() -> bool, deadline: Option<Instant>) {
+        let wake_at = match (deadline, self.next_timer()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let mut generation = self.done.lock();
+        if !until() {
+            match wake_at {
+                Some(at) => {
+                    self.done_signal.wait_until(&mut generation, at);
+                }
+                None => self.done_signal.wait(&mut generation),
+            }
+        }
+        drop(generation);
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Calls `callback` once `run` is final (at once, on this thread, if it already is).
+    pub fn on_done(&self, run: RunId, callback: DoneCallback) -> Result<(), EngineError> {
+        let slot = self.slots.get(run).ok_or(EngineError::UnknownRun(run))?;
+        let mut graph = self.graph.lock();
+        if slot.state().is_final() {
+            drop(graph);
+            callback(run);
+        } else {
+            graph.callbacks.entry(run).or_default().push(callback);
+        }
+        Ok(())
+    }
+
+    /// Blocks until `run` is final or `deadline` passes; returns whether it is final.
+    ///
+    /// With `help`, a run that is ready but not yet started is executed by the calling
+    /// thread instead of waited for, and when every worker is itself stuck waiting the
+    /// caller runs other queued work: so nested waits cannot deadlock a bounded pool.
+    pub fn wait(self: &Arc<Self>, run: RunId, deadline: Option<Instant>, help: bool) -> Result<bool, EngineError> {
+        let slot = self.slots.get(run).ok_or(EngineError::UnknownRun(run))?;
+        if !slot.state().is_final() && self.is_executing_here(run) {
+            return Err(EngineError::WaitsOnItself(run));
+        }
+        let _waiting = self.waiting_guard();
+        loop {
+            if slot.state().is_final() {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                return Ok(false);
+            }
+            self.fire_due_timers();
+            if help && self.help_with(run..run + 1) {
+                continue;
+            }
+            self.sleep_until_change(|| slot.state().is_final(), deadline);
+        }
+    }
+
+    /// Waits for every run in `runs` (a map's range), in order, helping as [`Self::wait`]
+    /// does, and with `stop_on_failure` returning as soon as any of them fails.
+    pub fn wait_range(self: &Arc<Self>, runs: Range<RunId>, deadline: Option<Instant>, help: bool, stop_on_failure: bool) -> Result<WaitAll, EngineError> {
+        self.wait_each(runs.clone(), |index| runs.start + index as RunId, runs.len(), deadline, help, stop_on_failure)
+    }
+
+    /// [`Self::wait_range`] for runs in any order.
+    pub fn wait_all(self: &Arc<Self>, runs: &[RunId], deadline: Option<Instant>, help: bool, stop_on_failure: bool) -> Result<WaitAll, EngineError> {
+        let (low, high) = runs.iter().fold((RunId::MAX, 0), |(lo, hi), &r| (lo.min(r), hi.max(r + 1)));
+        self.wait_each(low..high.max(low), |index| runs[index], runs.len(), deadline, help, stop_on_failure)
+    }
+
+    fn wait_each(
+        self: &Arc<Self>,
+        span: Range<RunId>,
+        run_at: impl Fn(usize) -> RunId,
+        count: usize,
+        deadline: Option<Instant>,
+        help: bool,
+        stop_on_failure: bool,
+    ) -> Result<WaitAll, EngineError> {
+        if span.end > self.slots.len() {
+            return Err(EngineError::UnknownRun(span.end - 1));
+        }
+        let _waiting = self.waiting_guard();
+        let mut failures_seen = 0;
+        let mut index = 0;
+        while index < count {
+            let run = run_at(index);
+            let slot = self.slot(run);
+            if slot.state().is_final() {
+                if stop_on_failure && !slot.state().is_success() {
+                    return Ok(WaitAll::Failed(run));
+                }
+                index += 1;
+                continue;
+            }
+            if stop_on_failure {
+                if let Some(failed) = self.new_failure_in(&span, &mut failures_seen) {
+                    return Ok(WaitAll::Failed(failed));
+                }
+            }
+            if self.is_executing_here(run) {
+                return Err(EngineError::WaitsOnItself(run));
+            }
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                return Ok(WaitAll::TimedOut);
+            }
+            self.fire_due_timers();
+            let ahead = (index..count.min(index + HELP_BATCH)).map(&run_at).filter(|r| span.contains(r));
+            if help && self.help_with(ahead) {
+                continue;
+            }
+            self.sleep_until_change(|| slot.state().is_final() || (stop_on_failure && self.failures.lock().len() > failures_seen), deadline);
+        }
+        Ok(WaitAll::AllFinal)
+    }
+
+    /// A failure recorded since `seen` (advancing it) that falls in `span`.
+    fn new_failure_in(&self, span: &Range<RunId>, seen: &mut usize) -> Option<RunId> {
+        let failures = self.failures.lock();
+        let found = failures[*seen..].iter().copied().find(|run| span.contains(run));
+        *seen = failures.len();
+        found
+    }
+
+    /// Blocks until every registered run is final (a flow run ending).
+    pub fn wait_idle(self: &Arc<Self>, deadline: Option<Instant>, help: bool) -> bool {
+        let _waiting = self.waiting_guard();
+        loop {
+            if self.unfinished() == 0 {
+                return true;
+            }
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                return false;
+            }
+            self.fire_due_timers();
+            if help && self.help_from_queue(true) {
+                continue;
+            }
+            self.sleep_until_change(|| self.unfinished() == 0, deadline);
+        }
+    }
+
+    /// Runs, on this thread, ready runs among `wanted` (or queued work if the pool is
+    /// stuck). Returns whether it ran anything.
+    fn help_with(self: &Arc<Self>, wanted: impl Iterator<Item = RunId>) -> bool {
+        let mut jobs = Vec::new();
+        for run in wanted {
+            let slot = self.slot(run);
+            if slot.state() != RunState::Ready {
+                if jobs.is_empty() {
+                    continue;
+                }
+                break; // keep the batch to a contiguous stretch of ready runs
+            }
+            if let Some(job) = self.claim(run) {
+                jobs.push(job);
+            }
+        }
+        if !jobs.is_empty() {
+            self.run_jobs(jobs);
+            return true;
+        }
+        self.help_from_queue(false)
+    }
+
+    /// Takes queued work if `always`, or if every worker is busy waiting on something
+    /// and the pool cannot grow (the deadlock a bounded pool would otherwise hit).
+    fn help_from_queue(self: &Arc<Self>, always: bool) -> bool {
+        if !always && !self.pool.is_stuck() {
+            return false;
+        }
+        let mut candidates = Vec::new();
+        self.queue.lock().pop_into(HELP_BATCH, &mut candidates);
+        let jobs: Vec<_> = candidates.into_iter().filter_map(|run| self.claim(run)).collect();
+        if jobs.is_empty() {
+            return false;
+        }
+        self.run_jobs(jobs);
+        true
+    }
+
+    fn run_jobs(self: &Arc<Self>, jobs: Vec<Job<E::Payload>>) {
+        let mut batch = Batch::claimed(self, jobs);
+        self.executor.run_batch(&mut batch);
+    }
+
+    /// Cancels every run that has not started: they end [`Final::Cancelled`] through the
+    /// executor like any other run, so nothing is left waiting. Running runs go on.
+    /// Returns how many runs were cancelled.
+    pub fn cancel_pending(self: &Arc<Self>) -> usize {
+        let mut cancelled = Vec::new();
+        {
+            let mut graph = self.graph.lock();
+            for run in 0..self.slots.len() {
+                if self.doom_unstarted(&mut graph, run) {
+                    cancelled.push(run);
+                }
+            }
+        }
+        let count = cancelled.len();
+        self.enqueue_doomed(cancelled);
+        count
+    }
+
+    /// Cancels one run if it has not started. Returns whether it was cancelled.
+    pub fn cancel(self: &Arc<Self>, run: RunId) -> bool {
+        if run >= self.slots.len() || !self.doom_unstarted(&mut self.graph.lock(), run) {
+            return false;
+        }
+        self.enqueue_doomed(vec![run]);
+        true
+    }
+
+    /// Dooms `run` to end Cancelled if no thread has taken it. The doom is written while
+    /// holding the payload lock, and `claim` reads it after taking the payload, so a run
+    /// is either cancelled or executed, never both.
+    fn doom_unstarted(&self, graph: &mut Graph, run: RunId) -> bool {
+        let slot = self.slot(run);
+        let state = slot.state();
+        if !matches!(state, RunState::Blocked | RunState::Ready | RunState::AwaitingRetry) {
+            return false;
+        }
+        let parked = slot.parked.lock();
+        if parked.is_none() {
+            return false;
+        }
+        graph.blocked.remove(&run);
+        graph.dooms.insert(run, Disposition::Cancel);
+        slot.flags.fetch_or(FLAG_DOOMED, Ordering::Release);
+        if state != RunState::Ready {
+            slot.become_(RunState::Ready);
+        }
+        drop(parked);
+        true
+    }
+
+    /// Inline runs are ended by the thread that waits on them; the rest by workers.
+    fn enqueue_doomed(self: &Arc<Self>, runs: Vec<RunId>) {
+        let queued: Vec<_> = runs.into_iter().filter(|&run| !self.slot(run).has(FLAG_INLINE)).collect();
+        self.enqueue(queued);
+        self.wake_sleepers();
+    }
+
+    /// Marks a worker of this engine as waiting for the duration of a wait, so that
+    /// `Pool::is_stuck` sees it. Every waiter registers before it checks, so two workers
+    /// waiting at once cannot both conclude that the other will make progress.
+    fn waiting_guard(&self) -> Option<WaitingGuard<'_>> {
+        crate::pool::Pool::is_own_worker(self.id()).then(|| {
+            self.pool.enter_wait();
+            WaitingGuard(&self.pool)
+        })
+    }
+
+    fn is_executing_here(&self, run: RunId) -> bool {
+        let me = self.id();
+        EXECUTING.with(|executing| executing.borrow().iter().any(|&(engine, r)| engine == me && r == run))
+    }
+}
+
+struct WaitingGuard<'a>(&'a crate::pool::Pool);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.leave_wait();
+    }
+}
+
+/// Runs a thread took to execute now, handed to [`Executor::run_batch`].
+///
+/// The executor pulls jobs with [`Batch::next_job`] and ends each with
+/// [`Batch::finish`] or [`Batch::retry`]. Outcomes become visible to dependents and
+/// waiters when the batch is dropped, or early, whenever a job turns out slow.
+pub struct Batch<'a, E: Executor> {
+    shared: &'a Arc<Shared<E>>,
+    /// Runs popped from the queue and not yet claimed (a worker's batch).
+    candidates: std::vec::IntoIter<RunId>,
+    /// Runs claimed up front (a waiting thread's batch).
+    claimed: std::vec::IntoIter<Job<E::Payload>>,
+    /// The job handed out and not yet finished.
+    current: Option<RunId>,
+    started: Option<Instant>,
+    finished: Vec<RunId>,
+    busy: Option<&'a crate::pool::WorkerStat>,
+}
+
+/// A job slower than this makes a batch hand back its unstarted runs and publish its outcomes.
+const SLOW_JOB: Duration = Duration::from_millis(2);
+
+impl<'a, E: Executor> Batch<'a, E> {
+    pub(crate) fn queued(shared: &'a Arc<Shared<E>>, candidates: Vec<RunId>, busy: &'a crate::pool::WorkerStat) -> Self {
+        Batch { shared, candidates: candidates.into_iter(), claimed: Vec::new().into_iter(), current: None, started: None, finished: Vec::new(), busy: Some(busy) }
+    }
+
+    fn claimed(shared: &'a Arc<Shared<E>>, jobs: Vec<Job<E::Payload>>) -> Self {
+        Batch { shared, candidates: Vec::new().into_iter(), claimed: jobs.into_iter(), current: None, started: None, finished: Vec::new(), busy: None }
+    }
+
+    /// The engine, to read the outcomes of upstream runs.
+    pub fn engine(&self) -> &Arc<Shared<E>> {
+        self.shared
+    }
+
+    /// The next job to execute, or `None` when the batch is done.
+    pub fn next_job(&mut self) -> Option<Job<E::Payload>> {
+        assert!(self.current.is_none(), "finish or retry the previous job before taking the next");
+        if let Some(started) = self.started.take() {
+            if started.elapsed() >= SLOW_JOB {
+                self.publish();
+                let rest: Vec<RunId> = self.candidates.by_ref().collect();
+                if !rest.is_empty() {
+                    self.shared.queue.lock().push_front_runs(&rest);
+                    self.shared.pool.on_work(self.shared, rest.len());
+                }
+            }
+        }
+        let job = self.claimed.next().or_else(|| self.candidates.by_ref().find_map(|run| self.shared.claim(run)))?;
+        self.current = Some(job.run);
+        self.started = Some(Instant::now());
+        if let Some(busy) = self.busy {
+            busy.set_busy(true);
+        }
+        EXECUTING.with(|executing| executing.borrow_mut().push((self.shared.id(), job.run)));
+        Some(job)
+    }
+
+    fn end_current(&mut self, run: RunId) {
+        assert_eq!(self.current.take(), Some(run), "a job can only be ended by the batch that handed it out");
+        EXECUTING.with(|executing| executing.borrow_mut().pop());
+        if let Some(busy) = self.busy {
+            busy.set_busy(false);
+        }
+    }
+
+    /// Ends the current job in a final state with the executor's value for it.
+    pub fn finish(&mut self, run: RunId, state: Final, value: E::Value) {
+        self.end_current(run);
+        self.shared.record(run, state, value);
+        self.finished.push(run);
+    }
+
+    /// Sends the current job back to wait `delay` before its next attempt.
+    pub fn retry(&mut self, job: Job<E::Payload>, delay: Duration) {
+        self.end_current(job.run);
+        self.shared.reschedule(job, delay);
+    }
+
+    fn publish(&mut self) {
+        let finished = std::mem::take(&mut self.finished);
+        self.shared.settle(&finished);
+    }
+}
+
+impl<E: Executor> Drop for Batch<'_, E> {
+    fn drop(&mut self) {
+        // A job handed out but never ended means the executor panicked: end it Crashed
+        // so nothing waits on it forever.
+        if let Some(run) = self.current {
+            self.end_current(run);
+            self.shared.record(run, Final::Crashed, self.shared.executor.abandoned(run));
+            self.finished.push(run);
+        }
+        // Unclaimed candidates go back to the queue; jobs claimed up front and never
+        // handed out go back to their slots.
+        let rest: Vec<RunId> = self.candidates.by_ref().collect();
+        if !rest.is_empty() {
+            self.shared.queue.lock().push_front_runs(&rest);
+            self.shared.pool.on_work(self.shared, rest.len());
+        }
+        let mut requeue = Vec::new();
+        for job in self.claimed.by_ref() {
+            let slot = self.shared.slot(job.run);
+            if job.disposition == Disposition::Run {
+                slot.state.store(RunState::Ready as u8, Ordering::Release); // un-claim: it never started
+            } else {
+                self.shared.graph.lock().dooms.insert(job.run, job.disposition);
+            }
+            *slot.parked.lock() = Some(Parked { payload: job.payload, attempt: job.attempt });
+            if !slot.has(FLAG_INLINE) {
+                requeue.push(job.run);
+            }
+        }
+        self.shared.enqueue(requeue);
+        self.publish();
+    }
+}
