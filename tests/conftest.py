@@ -1,0 +1,180 @@
+"""Shared helpers for the user-level test suite.
+
+Everything here is about *how* the tests run (subprocesses, deadlines, reading log
+lines), never about ferroflow's internals: the tests only use public names.
+
+The helpers are handed to tests as fixtures (``run_example``, ``run_script``,
+``log_lines``, ``call_with_deadline``, ``os_thread_count``) rather than imported, so
+that no test depends on which ``conftest`` module Python saw first.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = ROOT / "examples"
+
+#: One console log line in Prefect's format: ``12:00:01.234 | INFO    | ...``.
+LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} \| (DEBUG|INFO|WARNING|ERROR|CRITICAL) *\| ")
+
+# Runs a script as ``__main__`` after an optional prelude (e.g. replacing
+# ``requests.get``) and an optional scaling of ``time.sleep``, so that a seed example
+# that sleeps many seconds runs its code unchanged, only on a faster clock.
+_WRAPPER = """
+import os, runpy, sys, time
+_scale, _prelude, _path = sys.argv[1], sys.argv[2], sys.argv[3]
+if _scale:
+    _real_sleep = time.sleep
+    def _scaled_sleep(seconds, _f=float(_scale)):
+        _real_sleep(seconds * _f)
+    time.sleep = _scaled_sleep
+exec(compile(_prelude, "<prelude>", "exec"), {})
+sys.argv = [_path]
+sys.path.insert(0, os.path.dirname(_path))
+runpy.run_path(_path, run_name="__main__")
+"""
+
+
+def example_path(name: str) -> Path:
+    if not name.endswith(".py"):
+        name += ".py"
+    path = EXAMPLES_DIR / name
+    assert path.is_file(), f"no example {path}"
+    return path
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_example(
+    name: str,
+    *,
+    time_scale: float | None = None,
+    prelude: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess:
+    """Run ``examples/<name>.py`` with ``sys.executable`` in a subprocess.
+
+    ``time_scale`` multiplies every ``time.sleep`` in the process and ``prelude`` is
+    Python run before the script (the example's code is not touched). Returns the
+    CompletedProcess (text stdout and stderr).
+    """
+    path = example_path(name)
+    if time_scale is None and prelude is None:
+        cmd = [sys.executable, str(path)]
+    else:
+        scale = "" if time_scale is None else repr(float(time_scale))
+        prelude = textwrap.dedent(prelude or "")
+        cmd = [sys.executable, "-c", _WRAPPER, scale, prelude, str(path)]
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(ROOT),
+        env=_env(env),
+    )
+
+
+def run_script(
+    code: str, *, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run a snippet of Python in a fresh interpreter (dedented first)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(ROOT),
+        env=_env(env),
+    )
+
+
+def log_lines(text: str) -> list[str]:
+    """The lines of ``text`` that are console log lines (tracebacks excluded)."""
+    return [line for line in text.splitlines() if LOG_LINE.match(line)]
+
+
+def call_with_deadline(fn, seconds: float = 15.0):
+    """Call ``fn()`` in a daemon thread; fail the test if it has not returned after
+    ``seconds`` (a deadlock), otherwise return its value or re-raise its exception.
+    """
+    box: dict[str, object] = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True, name="deadline-call")
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"call did not return within {seconds} s (deadlock?)")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box.get("value")
+
+
+def os_thread_count() -> int:
+    """Number of OS threads of this process (native Rust threads included)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        try:
+            import psutil
+        except ImportError:  # pragma: no cover - platform without /proc and psutil
+            pytest.skip("cannot count OS threads here")
+        return psutil.Process().num_threads()
+
+
+@pytest.fixture
+def gate():
+    """A threading.Event that tasks can block on; it is set at teardown so that a
+    failing test never leaves a run blocked forever."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+# Fixtures handing the helpers to the tests.
+
+
+@pytest.fixture(name="run_example")
+def run_example_fixture():
+    return run_example
+
+
+@pytest.fixture(name="run_script")
+def run_script_fixture():
+    return run_script
+
+
+@pytest.fixture(name="log_lines")
+def log_lines_fixture():
+    return log_lines
+
+
+@pytest.fixture(name="call_with_deadline")
+def call_with_deadline_fixture():
+    return call_with_deadline
+
+
+@pytest.fixture(name="os_thread_count")
+def os_thread_count_fixture():
+    return os_thread_count

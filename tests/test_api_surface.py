@@ -1,0 +1,214 @@
+"""Import paths mirror Prefect's, so ``from prefect... import X`` ports one for one."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+
+def names_in(module_name: str, names: list[str]) -> list[str]:
+    module = importlib.import_module(module_name)
+    return [name for name in names if not hasattr(module, name)]
+
+
+def test_top_level_exports():
+    missing = names_in(
+        "ferroflow",
+        [
+            "flow",
+            "task",
+            "Flow",
+            "Task",
+            "State",
+            "unmapped",
+            "allow_failure",
+            "wait",
+            "as_completed",
+            "get_run_logger",
+        ],
+    )
+    assert missing == []
+
+
+def test_top_level_names_are_the_module_objects():
+    import ferroflow
+    import ferroflow.flows
+    import ferroflow.futures
+    import ferroflow.logging
+    import ferroflow.states
+    import ferroflow.tasks
+    import ferroflow.utilities.annotations as annotations
+
+    assert ferroflow.flow is ferroflow.flows.flow
+    assert ferroflow.Flow is ferroflow.flows.Flow
+    assert ferroflow.task is ferroflow.tasks.task
+    assert ferroflow.Task is ferroflow.tasks.Task
+    assert ferroflow.State is ferroflow.states.State
+    assert ferroflow.wait is ferroflow.futures.wait
+    assert ferroflow.as_completed is ferroflow.futures.as_completed
+    assert ferroflow.get_run_logger is ferroflow.logging.get_run_logger
+    assert ferroflow.unmapped is annotations.unmapped
+    assert ferroflow.allow_failure is annotations.allow_failure
+
+
+def test_futures_exports():
+    missing = names_in(
+        "ferroflow.futures",
+        [
+            "PrefectFuture",
+            "PrefectFutureList",
+            "PrefectConcurrentFuture",
+            "DoneAndNotDoneFutures",
+            "wait",
+            "as_completed",
+            "resolve_futures_to_states",
+            "resolve_futures_to_results",
+        ],
+    )
+    assert missing == []
+
+
+def test_future_classes():
+    from ferroflow.futures import PrefectConcurrentFuture, PrefectFuture, PrefectFutureList
+
+    assert issubclass(PrefectConcurrentFuture, PrefectFuture)
+    assert issubclass(PrefectFutureList, list)
+
+
+def test_task_runners_exports():
+    missing = names_in(
+        "ferroflow.task_runners",
+        ["TaskRunner", "ThreadPoolTaskRunner", "ConcurrentTaskRunner", "SequentialTaskRunner"],
+    )
+    assert missing == []
+
+
+def test_task_runner_classes():
+    from ferroflow.task_runners import SequentialTaskRunner, TaskRunner, ThreadPoolTaskRunner
+
+    assert issubclass(ThreadPoolTaskRunner, TaskRunner)
+    assert issubclass(SequentialTaskRunner, TaskRunner)
+
+
+def test_state_constructors():
+    from ferroflow import states
+
+    made = {
+        name: getattr(states, name)()
+        for name in (
+            "Scheduled",
+            "Pending",
+            "Running",
+            "Completed",
+            "Failed",
+            "Crashed",
+            "Cancelling",
+            "Cancelled",
+            "AwaitingRetry",
+            "Retrying",
+            "Late",
+        )
+    }
+    assert {name: s.name for name, s in made.items()} == {name: name for name in made}
+    assert all(isinstance(s, states.State) for s in made.values())
+    assert made["Retrying"].type == states.StateType.RUNNING
+    assert made["AwaitingRetry"].type == states.StateType.SCHEDULED
+    assert made["Late"].type == states.StateType.SCHEDULED
+
+
+def test_state_constructors_for_pauses_and_slots():
+    missing = names_in(
+        "ferroflow.states",
+        ["Paused", "Suspended", "AwaitingConcurrencySlot", "Submitting", "InfrastructurePending"],
+    )
+    assert missing == []
+
+
+def test_state_type_members():
+    from ferroflow.states import StateType
+
+    assert {member.value for member in StateType} >= {
+        "SCHEDULED",
+        "PENDING",
+        "RUNNING",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "CRASHED",
+        "PAUSED",
+        "CANCELLING",
+    }
+
+
+EXCEPTIONS = {
+    "PrefectException": (Exception,),
+    "MappingLengthMismatch": (),
+    "MappingMissingIterable": (),
+    "UnfinishedRun": (),
+    "UpstreamTaskError": (),
+    "MissingContextError": (RuntimeError,),
+    "ParameterTypeError": (),
+    "ParameterBindError": (TypeError,),
+    "ReservedArgumentError": (TypeError,),
+    "MissingResult": (),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXCEPTIONS))
+def test_exception_names(name):
+    from ferroflow import exceptions
+
+    cls = getattr(exceptions, name)
+    assert issubclass(cls, exceptions.PrefectException)
+    for base in EXCEPTIONS[name]:
+        assert issubclass(cls, base)
+
+
+def test_annotations_module():
+    from ferroflow.utilities.annotations import allow_failure, opaque, quote, unmapped
+
+    assert unmapped([1, 2])[5] == [1, 2]
+    for wrapper in (allow_failure, opaque, quote, unmapped):
+        assert wrapper("v").unwrap() == "v"
+    assert quote("v").unquote() == "v"
+
+
+def test_logging_module():
+    from ferroflow.logging import get_run_logger
+
+    assert callable(get_run_logger)
+
+
+def test_tasks_module_helpers():
+    from ferroflow.tasks import Task, exponential_backoff, task
+
+    assert exponential_backoff(backoff_factor=3)(2) == [3, 6]
+    assert isinstance(task(lambda: 1), Task)
+
+
+def test_flows_module():
+    from ferroflow.flows import Flow, flow
+
+    def one():
+        return 1
+
+    assert isinstance(flow(one), Flow)
+
+
+def test_submitted_future_is_a_prefect_future():
+    from ferroflow import flow, task
+    from ferroflow.futures import PrefectConcurrentFuture, PrefectFuture
+
+    @task
+    def one():
+        return 1
+
+    box = {}
+
+    @flow
+    def f():
+        fut = one.submit()
+        box["checks"] = (isinstance(fut, PrefectFuture), isinstance(fut, PrefectConcurrentFuture))
+
+    f()
+    assert box["checks"] == (True, True)
