@@ -1,0 +1,1 @@
+"""Helpers mirroring `prefect.utilities`, so their import paths port unchanged."""
