@@ -202,10 +202,18 @@ impl<E: Executor> Engine<E> {
         &self.shared
     }
 
-    /// Refuses new runs, lets the workers finish what is queued, and joins them.
+    /// Refuses new runs, cancels the ones that have not started, lets running ones
+    /// finish and joins the workers. Idempotent. Call it where workers can make progress
+    /// (in the bindings: detached), since it waits for them.
     pub fn shutdown(&self) {
-        self.shared.closed.store(true, Ordering::Release);
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.shared.cancel_pending();
         self.shared.pool.stop(&self.shared);
+        // Workers drain the queue before they exit; with none (a sequential engine) the
+        // cancelled runs are ended here.
+        while self.shared.help_from_queue(true) {}
     }
 }
 
@@ -274,12 +282,11 @@ impl<E: Executor> Shared<E> {
         self.register(runs, false)
     }
 
-    /// Registers a run that only the calling thread executes (a direct task call), waits
-    /// for its upstreams (helping them along), runs it here, and returns it once final.
-    pub fn call(self: &Arc<Self>, payload: E::Payload, deps: &[Dep]) -> Result<RunId, EngineError> {
-        let run = self.register(vec![(payload, SmallVec::from_slice(deps))], true)?.start;
-        self.wait(run, None, true)?;
-        Ok(run)
+    /// Registers a run that only the calling thread executes (a direct task call). The
+    /// caller then [`Self::wait`]s for it with `help`, which waits for its upstreams
+    /// (helping them along) and then executes it on the calling thread.
+    pub fn submit_inline(self: &Arc<Self>, payload: E::Payload, deps: &[Dep]) -> Result<RunId, EngineError> {
+        self.register(vec![(payload, SmallVec::from_slice(deps))], true).map(|range| range.start)
     }
 
     fn register(self: &Arc<Self>, runs: Vec<(E::Payload, SmallVec<[Dep; 2]>)>, inline: bool) -> Result<Range<RunId>, EngineError> {
@@ -731,10 +738,9 @@ impl<E: Executor> Shared<E> {
         true
     }
 
-    /// Inline runs are ended by the thread that waits on them; the rest by workers.
+    /// Any thread may end a cancelled run, inline or not (its caller may be gone).
     fn enqueue_doomed(self: &Arc<Self>, runs: Vec<RunId>) {
-        let queued: Vec<_> = runs.into_iter().filter(|&run| !self.slot(run).has(FLAG_INLINE)).collect();
-        self.enqueue(queued);
+        self.enqueue(runs);
         self.wake_sleepers();
     }
 

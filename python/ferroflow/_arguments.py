@@ -1,0 +1,150 @@
+"""Checking a call's arguments against the task's signature, and splitting `.map`
+arguments into the mapped and the fixed ones, with Prefect's rules and error messages.
+
+The signature is read once per task into a `Signature` plan; a call whose arguments
+plainly fit (positional only, within the arity) skips `inspect`'s binding, which would
+otherwise dominate the cost of a `.submit()`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+from collections.abc import Iterable
+from typing import Any, Callable
+
+from ferroflow._core import PrefectConcurrentFuture
+from ferroflow.exceptions import MappingLengthMismatch, MappingMissingIterable, ParameterBindError, ReservedArgumentError
+from ferroflow.utilities.annotations import allow_failure, opaque, quote, unmapped
+
+RESERVED = ("return_state", "wait_for")
+
+
+class Signature:
+    """What calls need to know of a function's parameters, computed once."""
+
+    __slots__ = ("fn", "signature", "min_positional", "max_positional", "simple")
+
+    def __init__(self, fn: Callable[..., Any], owner: str) -> None:
+        self.fn = fn
+        self.signature = inspect.signature(fn)
+        parameters = self.signature.parameters
+        for reserved in RESERVED:
+            if reserved in parameters:
+                raise ReservedArgumentError(f"'{reserved}' is a reserved argument name and cannot be used in {owner} '{getattr(fn, '__name__', fn)}'.")
+        kinds = [p.kind for p in parameters.values()]
+        positional = [p for p in parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.max_positional = len(positional)
+        self.min_positional = sum(1 for p in positional if p.default is p.empty)
+        # No *args, **kwargs or required keyword-only parameters: arity alone decides.
+        self.simple = all(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds)
+
+    def check(self, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Raises ParameterBindError, naming the function and parameter, if the call cannot bind."""
+        if self.simple and not kwargs and self.min_positional <= len(args) <= self.max_positional:
+            return
+        self.bind(args, kwargs)
+
+    def bind(self, args: tuple, kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ParameterBindError.from_bind_failure(self.fn, exc, args, kwargs) from None
+        bound.apply_defaults()
+        return bound
+
+    def parameters(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults applied (Prefect's `parameters`)."""
+        return dict(self.bind(args, kwargs).arguments)
+
+    def to_call(self, parameters: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        """Positional and keyword arguments from a parameters dict (Prefect's runner API)."""
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for name, parameter in self.signature.parameters.items():
+            if name not in parameters:
+                continue
+            value = parameters[name]
+            if parameter.kind is parameter.VAR_POSITIONAL:
+                args.extend(value)
+            elif parameter.kind is parameter.VAR_KEYWORD:
+                kwargs.update(value)
+            elif parameter.kind is parameter.KEYWORD_ONLY or kwargs:
+                kwargs[name] = value
+            else:
+                args.append(value)
+        return tuple(args), kwargs
+
+
+def _is_mappable(value: Any) -> bool:
+    """Prefect's rule: iterable, except strings, bytes and files."""
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, io.IOBase))
+
+
+class MapCall:
+    """A `.map` call split into what every run shares and what each run gets."""
+
+    __slots__ = ("args", "kwargs", "slots", "iterables")
+
+    def __init__(self, args: tuple, kwargs: dict[str, Any], slots: list[int | str], iterables: list[list[Any]]) -> None:
+        self.args = args
+        self.kwargs = kwargs
+        self.slots = slots
+        self.iterables = iterables
+
+
+def split_map(task_name: str, signature: Signature, args: tuple, kwargs: dict[str, Any]) -> MapCall:
+    """Binds a `.map` call and classifies every parameter as mapped or fixed.
+
+    `unmapped(x)` is fixed; any other iterable (not str/bytes/IO) is mapped, consumed
+    into a list; a future at the top level is waited for and its result classified.
+    `allow_failure`, `quote` and `opaque` are looked through and re-applied per run.
+    """
+    bound = signature.bind(args, kwargs)
+    call_args: list[Any] = []
+    call_kwargs: dict[str, Any] = {}
+    slots: list[int | str] = []
+    iterables: list[list[Any]] = []
+    lengths: dict[str, int] = {}
+    for name, value in bound.arguments.items():
+        parameter = signature.signature.parameters[name]
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            if parameter.kind is parameter.VAR_POSITIONAL:
+                call_args.extend(value)
+            else:
+                call_kwargs.update(value)
+            continue
+        as_keyword = parameter.kind is parameter.KEYWORD_ONLY
+        wrapper = type(value) if isinstance(value, (allow_failure, quote, opaque)) else None
+        inner = value.unwrap() if wrapper else value
+        if isinstance(inner, PrefectConcurrentFuture):
+            inner = inner.result()
+        if isinstance(inner, unmapped):
+            fixed: Any = inner.unwrap()
+            values = None
+        elif _is_mappable(inner):
+            fixed = None
+            values = list(inner)
+            if wrapper is not None:
+                values = [wrapper(item) for item in values]
+            lengths[name] = len(values)
+        else:
+            fixed, values = value, None
+        if values is not None:
+            slots.append(name if as_keyword else len(call_args))
+            iterables.append(values)
+        # A mapped parameter keeps its place, filled per run by the engine.
+        if as_keyword:
+            call_kwargs[name] = fixed
+        else:
+            call_args.append(fixed)
+    if not iterables:
+        raise MappingMissingIterable(
+            f"Task {task_name!r}: no iterable parameters were received. Parameters for map must include at least one iterable. Parameters: {dict(bound.arguments)}"
+        )
+    if len(set(lengths.values())) > 1:
+        raise MappingLengthMismatch(
+            f"Task {task_name!r}: received iterable parameters with different lengths. Parameters for map must all be the same length. Got lengths: {lengths}"
+        )
+    return MapCall(tuple(call_args), call_kwargs, slots, iterables)
+

@@ -1,0 +1,38 @@
+"""`log_prints`: while a run that logs its prints is executing, `print` becomes a log line.
+
+`builtins.print` is swapped once, process-wide, the first time any task or flow asks for
+it; each print then asks which run the calling thread executes and whether that run (or,
+for a task that does not say, its flow run) logs its prints.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ferroflow import _core
+from ferroflow.context import _current_flow_run
+from ferroflow.logging import install_print_capture, task_run_logger
+
+
+def _print_logger() -> logging.LoggerAdapter | None:
+    current = _core.current_run()
+    if current is not None:
+        _future, run_name, task, flow_context = current
+        log_prints: Any = task.log_prints
+        if log_prints is None:
+            log_prints = flow_context is not None and flow_context.log_prints
+        if not log_prints:
+            return None
+        if flow_context is None:
+            return task_run_logger(run_name, task_name=task.name)
+        flow_run = flow_context.flow_run
+        return task_run_logger(run_name, task_name=task.name, flow_run_name=flow_run.name, flow_name=flow_context.flow.name, flow_run_id=flow_run.id)
+    flow_context = _current_flow_run.get()
+    if flow_context is not None and flow_context.log_prints:
+        return flow_context.logger
+    return None
+
+
+def enable_print_capture() -> None:
+    install_print_capture(_print_logger)

@@ -1,0 +1,141 @@
+"""`@flow` and `Flow`: Prefect's flow API. Calling a flow runs it in-process, no server."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Generic, Iterable, TypeVar, overload
+
+from ferroflow._arguments import Signature
+from ferroflow.exceptions import InvalidNameError
+from ferroflow.task_runners import TaskRunner, ThreadPoolTaskRunner
+from ferroflow.tasks import _reject_unsupported
+from ferroflow.utilities.annotations import NotSet
+
+__all__ = ["Flow", "flow"]
+
+R = TypeVar("R")
+
+_BANNED_NAME_CHARACTERS = ("/", "%", "&", ">", "<")
+
+# Options of Prefect's @flow that ferroflow does not implement yet (see tasks._NOT_YET).
+_FLOW_NOT_YET = {
+    "timeout_seconds": None,
+    "persist_result": None,
+    "result_storage": None,
+    "result_serializer": None,
+    "cache_result_in_memory": True,
+    "on_completion": None,
+    "on_failure": None,
+    "on_cancellation": None,
+    "on_crashed": None,
+    "on_running": None,
+}
+
+
+class Flow(Generic[R]):
+    """A function run as a flow: each call is a flow run with its own task runner."""
+
+    def __init__(
+        self,
+        fn: Callable[..., R],
+        name: str | None = None,
+        version: str | None = None,
+        flow_run_name: str | Callable[[], str] | None = None,
+        retries: int | None = None,
+        retry_delay_seconds: int | float | None = None,
+        task_runner: TaskRunner | type[TaskRunner] | None = None,
+        description: str | None = None,
+        validate_parameters: bool = True,
+        log_prints: bool | None = None,
+        **options: Any,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@flow expects a function, got {type(fn).__name__}: {fn!r}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__).replace("_", "-")
+        banned = [c for c in _BANNED_NAME_CHARACTERS if c in self.name]
+        if banned:
+            raise InvalidNameError(f"Flow name {self.name!r} contains an invalid character {banned[0]!r}; flow names may not contain {' '.join(_BANNED_NAME_CHARACTERS)}")
+        for option, value in options.items():
+            if option in _FLOW_NOT_YET:
+                if value is not _FLOW_NOT_YET[option]:
+                    raise NotImplementedError(f"Flow {self.name!r} option {option!r} is not supported by ferroflow yet")
+            else:
+                _reject_unsupported(f"Flow {self.name!r}", {option: value})
+        self.version = version
+        self.flow_run_name = flow_run_name
+        self.retries = retries or 0
+        self.retry_delay_seconds = retry_delay_seconds or 0
+        if isinstance(task_runner, type):
+            task_runner = task_runner()
+        if task_runner is not None and not isinstance(task_runner, TaskRunner):
+            raise TypeError(f"Flow {self.name!r}: task_runner must be a TaskRunner or its class, got {task_runner!r}")
+        self.task_runner: TaskRunner = task_runner or ThreadPoolTaskRunner()
+        self.description = description if description is not None else inspect.getdoc(fn)
+        self.should_validate_parameters = validate_parameters
+        self.log_prints = log_prints
+        self.isasync = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+        self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        self._signature = Signature(fn, "flow")
+        if log_prints:
+            from ferroflow._prints import enable_print_capture
+
+            enable_print_capture()
+
+    def __repr__(self) -> str:
+        return f"Flow(name={self.name!r}, fn={self.fn!r})"
+
+    def with_options(
+        self,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        retries: int | None = None,
+        retry_delay_seconds: int | float | None = None,
+        description: str | None = None,
+        flow_run_name: str | Callable[[], str] | None = None,
+        task_runner: TaskRunner | type[TaskRunner] | None = None,
+        validate_parameters: bool | None = None,
+        log_prints: Any = NotSet,
+        **options: Any,
+    ) -> Flow[R]:
+        """A copy of the flow with some options changed; the rest are inherited."""
+        return Flow(
+            self.fn,
+            name=name or self.name,
+            version=version or self.version,
+            flow_run_name=flow_run_name or self.flow_run_name,
+            retries=retries if retries is not None else self.retries,
+            retry_delay_seconds=retry_delay_seconds if retry_delay_seconds is not None else self.retry_delay_seconds,
+            task_runner=task_runner or self.task_runner.duplicate(),
+            description=description or self.description,
+            validate_parameters=validate_parameters if validate_parameters is not None else self.should_validate_parameters,
+            log_prints=self.log_prints if log_prints is NotSet else log_prints,
+            **options,
+        )
+
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Checks that `parameters` bind to the flow's signature; returns them by name."""
+        args, kwargs = self._signature.to_call(parameters)
+        return self._signature.parameters(args, kwargs)
+
+    def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> Any:
+        """Runs the flow: returns its result, or its final State with `return_state=True`."""
+        if self.isasync:
+            raise NotImplementedError(f"Flow {self.name!r} is async; ferroflow runs async flows from the async release on")
+        from ferroflow._flow_engine import run_flow
+
+        return run_flow(self, args, kwargs, return_state=return_state, wait_for=wait_for)
+
+
+@overload
+def flow(__fn: Callable[..., R]) -> Flow[R]: ...
+@overload
+def flow(**options: Any) -> Callable[[Callable[..., R]], Flow[R]]: ...
+
+
+def flow(__fn: Callable[..., R] | None = None, **options: Any) -> Any:
+    """Makes a function a flow; usable bare (`@flow`) or with options (`@flow(retries=1)`)."""
+    if __fn is not None:
+        return Flow(__fn, **options)
+    return lambda fn: Flow(fn, **options)

@@ -1,0 +1,165 @@
+"""Futures of task runs, and the functions that wait on several (Prefect's `prefect.futures`).
+
+`PrefectConcurrentFuture` and `PrefectFutureList` are implemented in Rust: a future is a
+handle on a run in the engine; its state is read from memory and every wait releases
+the GIL. The abstract classes are kept so that type hints and `isinstance` checks port.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+from typing import Any, Iterable, Iterator, NamedTuple
+
+from ferroflow._core import Completions, PrefectConcurrentFuture, PrefectFutureList
+from ferroflow.utilities.annotations import quote
+
+__all__ = [
+    "PrefectFuture",
+    "PrefectTaskRunFuture",
+    "PrefectWrappedFuture",
+    "PrefectConcurrentFuture",
+    "PrefectFutureList",
+    "DoneAndNotDoneFutures",
+    "wait",
+    "as_completed",
+    "resolve_futures_to_states",
+    "resolve_futures_to_results",
+]
+
+
+class PrefectFuture(abc.ABC):
+    """A task run's result, to come."""
+
+    @property
+    @abc.abstractmethod
+    def task_run_id(self) -> Any: ...
+
+    @property
+    @abc.abstractmethod
+    def state(self) -> Any: ...
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any: ...
+
+    @abc.abstractmethod
+    def add_done_callback(self, fn: Any) -> None: ...
+
+
+class PrefectTaskRunFuture(PrefectFuture):
+    """A future of a task run (as opposed to a flow run)."""
+
+
+class PrefectWrappedFuture(PrefectTaskRunFuture):
+    """A future that wraps another runner's future (Prefect's base of the concurrent one)."""
+
+
+for _abc in (PrefectFuture, PrefectTaskRunFuture, PrefectWrappedFuture):
+    _abc.register(PrefectConcurrentFuture)
+
+
+class DoneAndNotDoneFutures(NamedTuple):
+    done: set
+    not_done: set
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be non-negative, got {timeout}")
+
+
+def wait(futures: Iterable[PrefectFuture], timeout: float | None = None) -> DoneAndNotDoneFutures:
+    """Waits for the futures; returns which finished and which did not by `timeout`.
+    Never raises on timeout."""
+    _check_timeout(timeout)
+    unique = list(dict.fromkeys(futures))
+    if timeout is None:
+        for future in unique:
+            future.wait()
+        return DoneAndNotDoneFutures(set(unique), set())
+    done = {f for f in unique if f.state.is_final()}
+    pending = [f for f in unique if f not in done]
+    if pending:
+        completions = Completions(pending)
+        deadline = time.monotonic() + timeout
+        while completions.remaining:
+            position = completions.next(max(0.0, deadline - time.monotonic()))
+            if position is None:
+                break
+            done.add(pending[position])
+    return DoneAndNotDoneFutures(done, {f for f in unique if f not in done})
+
+
+class _AsCompletedTimeout(TimeoutError):
+    """Raised by `as_completed` when futures are unfinished at its deadline."""
+
+
+def as_completed(futures: Iterable[PrefectFuture], timeout: float | None = None) -> Iterator[PrefectFuture]:
+    """Yields the futures as they finish; those already final first."""
+    _check_timeout(timeout)
+    unique = list(dict.fromkeys(futures))
+    pending = []
+    for future in unique:
+        if future.state.is_final():
+            yield future
+        else:
+            pending.append(future)
+    if not pending:
+        return
+    completions = Completions(pending)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while completions.remaining:
+        position = completions.next(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if position is None:
+            raise _AsCompletedTimeout(f"{completions.remaining} (of {len(unique)}) futures unfinished")
+        yield pending[position]
+
+
+def _replace_futures(expr: Any, replace: Any) -> Any:
+    """Copies `expr` with every future replaced by `replace(future)`, through lists,
+    tuples, sets, dicts and dataclasses, but not inside `quote`."""
+    if isinstance(expr, PrefectConcurrentFuture):
+        return replace(expr)
+    if isinstance(expr, quote):
+        return expr
+    if isinstance(expr, PrefectFutureList):
+        return [replace(future) for future in expr]
+    if isinstance(expr, list):
+        return [_replace_futures(item, replace) for item in expr]
+    if isinstance(expr, tuple):
+        items = [_replace_futures(item, replace) for item in expr]
+        return type(expr)._make(items) if hasattr(type(expr), "_make") else type(expr)(items)
+    if isinstance(expr, (set, frozenset)):
+        return type(expr)(_replace_futures(item, replace) for item in expr)
+    if isinstance(expr, dict):
+        return {_replace_futures(k, replace): _replace_futures(v, replace) for k, v in expr.items()}
+    if dataclasses.is_dataclass(expr) and not isinstance(expr, type):
+        changes = {f.name: _replace_futures(getattr(expr, f.name), replace) for f in dataclasses.fields(expr) if f.init}
+        return dataclasses.replace(expr, **changes)
+    return expr
+
+
+def _final_state(future: PrefectFuture) -> Any:
+    future.wait()
+    return future.state
+
+
+def resolve_futures_to_states(expr: Any) -> Any:
+    """A copy of `expr` with every future waited for and replaced by its final State."""
+    return _replace_futures(expr, _final_state)
+
+
+def resolve_futures_to_results(expr: Any) -> Any:
+    """A copy of `expr` with every future waited for and replaced by its result."""
+
+    def result(future: PrefectFuture) -> Any:
+        state = _final_state(future)
+        if not state.is_completed():
+            raise Exception("At least one result did not complete successfully")
+        return state.result()
+
+    return _replace_futures(expr, result)

@@ -1,0 +1,233 @@
+"""`@task` and `Task`: Prefect's task API, executed by ferroflow's engine."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any, Callable, Generic, Iterable, TypeVar, overload
+
+from ferroflow import _core
+from ferroflow._arguments import Signature, split_map
+from ferroflow.context import current_tags
+from ferroflow.utilities.annotations import NotSet
+
+__all__ = ["Task", "task", "exponential_backoff"]
+
+R = TypeVar("R")
+
+#: Most retry delays a task may list (Prefect's bound).
+MAX_RETRY_DELAYS = 50
+
+# Options of Prefect's @task that ferroflow does not implement yet, with their defaults.
+# Passing one with another value raises NotImplementedError: an option that silently
+# does nothing would be worse than none.
+_NOT_YET = {
+    "cache_policy": NotSet,
+    "cache_key_fn": None,
+    "cache_expiration": None,
+    "retry_jitter_factor": None,
+    "persist_result": None,
+    "result_storage": None,
+    "result_storage_key": None,
+    "result_serializer": None,
+    "cache_result_in_memory": True,
+    "timeout_seconds": None,
+    "refresh_cache": None,
+    "on_completion": None,
+    "on_failure": None,
+    "on_running": None,
+    "on_commit": None,
+    "on_rollback": None,
+    "retry_condition_fn": None,
+    "viz_return_value": None,
+    "asset_deps": None,
+}
+
+
+def _reject_unsupported(owner: str, options: dict[str, Any]) -> None:
+    for option, value in options.items():
+        if option not in _NOT_YET:
+            raise TypeError(f"{owner}() got an unexpected keyword argument {option!r}")
+        if value is not _NOT_YET[option]:
+            raise NotImplementedError(f"{owner} option {option!r} is not supported by ferroflow yet")
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """Retry delays `backoff_factor * 2**i` for each retry (Prefect's helper)."""
+
+    def retry_backoff_callable(retries: int) -> list[float]:
+        retries = min(retries, MAX_RETRY_DELAYS)
+        return [backoff_factor * max(0, 2**r) for r in range(retries)]
+
+    return retry_backoff_callable
+
+
+def _delays(retries: int, retry_delay_seconds: Any, name: str) -> list[float]:
+    """The retry delays as a list, the last one repeating (callables expanded now, as Prefect)."""
+    if retry_delay_seconds is None:
+        return []
+    if callable(retry_delay_seconds):
+        retry_delay_seconds = retry_delay_seconds(retries)
+    if isinstance(retry_delay_seconds, (int, float)):
+        return [float(retry_delay_seconds)]
+    delays = [float(d) for d in retry_delay_seconds]
+    if len(delays) > MAX_RETRY_DELAYS:
+        raise ValueError(f"Task {name!r}: can not configure more than {MAX_RETRY_DELAYS} retry delays per task.")
+    return delays
+
+
+class Task(Generic[R]):
+    """A function run as a task: called directly it runs at once, `.submit()` and
+    `.map()` hand it to the flow's task runner and return futures."""
+
+    def __init__(
+        self,
+        fn: Callable[..., R],
+        name: str | None = None,
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        version: str | None = None,
+        task_run_name: str | Callable[..., str] | None = None,
+        retries: int | None = None,
+        retry_delay_seconds: float | Iterable[float] | Callable[[int], Iterable[float]] | None = None,
+        log_prints: bool | None = False,
+        **options: Any,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task expects a function, got {type(fn).__name__}: {fn!r}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        _reject_unsupported(f"Task {self.name!r}", options)
+        self.description = description if description is not None else inspect.getdoc(fn)
+        self.tags = set(tags or ()) | current_tags()
+        self.version = version
+        if task_run_name is not None and not (isinstance(task_run_name, str) or callable(task_run_name)):
+            raise TypeError(f"Task {self.name!r}: task_run_name must be a string or a callable, got {type(task_run_name).__name__}")
+        self.task_run_name = task_run_name
+        self.retries = retries or 0
+        if self.retries < 0:
+            raise ValueError(f"Task {self.name!r}: retries must be >= 0, got {retries}")
+        self._delays = _delays(self.retries, retry_delay_seconds, self.name)
+        # As Prefect shows it: a number stays a number, a list or a callable becomes a list.
+        if retry_delay_seconds is None:
+            self.retry_delay_seconds: float | list[float] = 0
+        elif isinstance(retry_delay_seconds, (int, float)):
+            self.retry_delay_seconds = retry_delay_seconds
+        else:
+            self.retry_delay_seconds = list(self._delays)
+        self.log_prints = log_prints
+        self.isasync = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+        self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        code = getattr(fn, "__code__", None)
+        self.task_key = f"{getattr(fn, '__qualname__', self.name).split('.')[-1]}-{abs(hash(code)) & 0xFFFFFFFF:08x}"
+        self._signature = Signature(fn, "task")
+        self._spec = self._make_spec()
+        if log_prints:
+            from ferroflow._prints import enable_print_capture
+
+            enable_print_capture()
+
+    def __repr__(self) -> str:
+        return f"Task(name={self.name!r}, fn={self.fn!r})"
+
+    def _make_spec(self) -> _core.TaskSpec:
+        """What the engine reads of this task on every run."""
+        return _core.TaskSpec(self, self.fn, self.name, self.retries, self._delays, self.task_run_name)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Task[R]:
+        """A task defined on a class binds like a method."""
+        if instance is None:
+            return self
+        bound = copy.copy(self)
+        bound.fn = self.fn.__get__(instance, owner)
+        bound._signature = Signature(bound.fn, "task")
+        bound._spec = bound._make_spec()
+        return bound
+
+    def with_options(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        version: str | None = None,
+        task_run_name: Any = NotSet,
+        retries: Any = NotSet,
+        retry_delay_seconds: Any = NotSet,
+        log_prints: Any = NotSet,
+        **options: Any,
+    ) -> Task[R]:
+        """A copy of the task with some options changed; the rest are inherited."""
+        return Task(
+            self.fn,
+            name=name or self.name,
+            description=description or self.description,
+            tags=tags if tags is not None else self.tags,
+            version=version or self.version,
+            task_run_name=self.task_run_name if task_run_name is NotSet else task_run_name,
+            retries=self.retries if retries is NotSet else retries,
+            retry_delay_seconds=self.retry_delay_seconds if retry_delay_seconds is NotSet else retry_delay_seconds,
+            log_prints=self.log_prints if log_prints is NotSet else log_prints,
+            **options,
+        )
+
+    def bind_parameters(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults applied."""
+        return self._signature.parameters(args, kwargs)
+
+    def _async_not_yet(self) -> None:
+        if self.isasync:
+            raise NotImplementedError(f"Task {self.name!r} is async; ferroflow runs async tasks from the async release on")
+
+    def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> Any:
+        """Runs the task now, in the calling thread, and returns its result (or its
+        final State with `return_state=True`, which never raises the task's error)."""
+        self._async_not_yet()
+        self._signature.check(args, kwargs)
+        from ferroflow.task_runners import runner_for_calls
+
+        runner, bare_name = runner_for_calls()
+        future = runner._call(self, args, kwargs, wait_for, bare_name)
+        if return_state:
+            return future.state
+        return future.result()
+
+    def submit(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> Any:
+        """Hands a run to the task runner and returns its future at once."""
+        self._async_not_yet()
+        self._signature.check(args, kwargs)
+        from ferroflow.task_runners import runner_for_calls
+
+        future = runner_for_calls()[0]._submit(self, args, kwargs, wait_for)
+        if return_state:
+            future.wait()
+            return future.state
+        return future
+
+    def map(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, deferred: bool = False, **kwargs: Any) -> Any:
+        """One run per element of the iterable arguments, zipped; returns their futures."""
+        self._async_not_yet()
+        if deferred:
+            raise NotImplementedError(f"Task {self.name!r}: deferred map needs a Prefect server and task workers")
+        call = split_map(self.name, self._signature, args, kwargs)
+        from ferroflow.task_runners import runner_for_calls
+
+        futures = runner_for_calls()[0]._map(self, call, wait_for)
+        if return_state:
+            futures.wait()
+            return [future.state for future in futures]
+        return futures
+
+
+@overload
+def task(__fn: Callable[..., R]) -> Task[R]: ...
+@overload
+def task(**options: Any) -> Callable[[Callable[..., R]], Task[R]]: ...
+
+
+def task(__fn: Callable[..., R] | None = None, **options: Any) -> Any:
+    """Makes a function a task; usable bare (`@task`) or with options (`@task(retries=2)`)."""
+    options.setdefault("log_prints", None)
+    if __fn is not None:
+        return Task(__fn, **options)
+    return lambda fn: Task(fn, **options)

@@ -1,0 +1,215 @@
+//! The engine as Python sees it: one per task runner (per flow run), owning the pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ferroflow_core::{Dep, Engine, Shared};
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyInt, PyList, PyString, PyTuple};
+use smallvec::SmallVec;
+
+use crate::call::{collect_call_deps, collect_deps, ArgSlot, CallPlan, MapTally, Naming, TaskSpec};
+use crate::executor::PyExecutor;
+use crate::future::{engine_error, PyFuture, PyFutureList};
+use crate::gil::{block_detached, deadline_after, detached};
+
+pub(crate) type CoreShared = Arc<Shared<PyExecutor>>;
+
+#[pyclass(frozen, name = "Engine", module = "ferroflow._core")]
+pub struct PyEngine {
+    engine: Engine<PyExecutor>,
+    /// Next number of each task name's runs (`inc-0`, `inc-1`, ...) in this flow run.
+    names: Mutex<HashMap<String, u64>>,
+}
+
+impl PyEngine {
+    fn shared(&self) -> &CoreShared {
+        self.engine.shared()
+    }
+
+    fn reserve_names(&self, name: &str, count: usize) -> u64 {
+        let mut names = self.names.lock();
+        let next = names.entry(name.to_owned()).or_insert(0);
+        let first = *next;
+        *next += count as u64;
+        first
+    }
+
+    fn plan(&self, spec: &Bound<'_, TaskSpec>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>, resolve_fixed: bool, naming: Naming) -> Arc<CallPlan> {
+        Arc::new(CallPlan::new(spec.clone().unbind(), args.clone().unbind(), kwargs.map(|k| k.clone().unbind()), Vec::new(), resolve_fixed, naming, None))
+    }
+}
+
+#[pymethods]
+impl PyEngine {
+    /// `seed` is 16 random bytes (a uuid4's) from which run ids are made.
+    #[new]
+    #[pyo3(signature = (max_workers, context, seed))]
+    fn new(max_workers: usize, context: Py<PyAny>, seed: [u8; 16]) -> Self {
+        PyEngine { engine: Engine::new(PyExecutor::new(seed, context), max_workers), names: Mutex::new(HashMap::new()) }
+    }
+
+    /// Registers one run; returns its future at once.
+    #[pyo3(signature = (spec, args, kwargs=None, wait_for=None))]
+    fn submit(&self, spec: &Bound<'_, TaskSpec>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>, wait_for: Option<&Bound<'_, PyAny>>) -> PyResult<PyFuture> {
+        let shared = self.shared();
+        let mut deps = SmallVec::new();
+        let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
+        let first = self.reserve_names(&spec.get().name, 1);
+        let plan = self.plan(spec, args, kwargs, resolve_fixed, Naming::Numbered { first });
+        let run = shared.submit(plan.call(None, 0), &deps).map_err(engine_error)?;
+        Ok(PyFuture::new(Arc::clone(shared), run))
+    }
+
+    /// Runs a task in the calling thread once its upstreams are done (a direct call), and
+    /// returns its future, final. `bare_name` names the run after the task alone.
+    #[pyo3(signature = (spec, args, kwargs=None, wait_for=None, bare_name=false))]
+    fn call(&self, py: Python<'_>, spec: &Bound<'_, TaskSpec>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>, wait_for: Option<&Bound<'_, PyAny>>, bare_name: bool) -> PyResult<PyFuture> {
+        let shared = self.shared();
+        let mut deps = SmallVec::new();
+        let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
+        let naming = if bare_name { Naming::Bare } else { Naming::Numbered { first: self.reserve_names(&spec.get().name, 1) } };
+        let plan = self.plan(spec, args, kwargs, resolve_fixed, naming);
+        let run = shared.submit_inline(plan.call(None, 0), &deps).map_err(engine_error)?;
+        let waited = block_detached(py, None, |slice| match shared.wait(run, slice, true) {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => None,
+            Err(err) => Some(Err(err)),
+        });
+        match waited {
+            Ok(Some(Ok(()))) => Ok(PyFuture::new(Arc::clone(shared), run)),
+            Ok(Some(Err(err))) => Err(engine_error(err)),
+            Ok(None) => unreachable!("an unbounded wait ends only when the run is final"),
+            Err(interrupt) => {
+                shared.cancel(run); // interrupted while its upstreams ran: it never starts
+                Err(interrupt)
+            }
+        }
+    }
+
+    /// One run per element of the `iterables` (lists of equal length, zipped), whose
+    /// values go to the `mapped` slots (an int: a position in `args`; a str: a keyword).
+    #[pyo3(signature = (spec, args, kwargs, mapped, iterables, wait_for=None))]
+    fn map(
+        &self,
+        spec: &Bound<'_, TaskSpec>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        mapped: Vec<Bound<'_, PyAny>>,
+        iterables: Vec<Bound<'_, PyList>>,
+        wait_for: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyFutureList> {
+        let py = args.py();
+        let shared = self.shared();
+        if mapped.is_empty() || mapped.len() != iterables.len() {
+            return Err(PyValueError::new_err("map needs one mapped slot per iterable"));
+        }
+        let slots = mapped
+            .iter()
+            .map(|slot| {
+                if let Ok(position) = slot.cast::<PyInt>() {
+                    Ok(ArgSlot::Position(position.extract()?))
+                } else if let Ok(name) = slot.cast::<PyString>() {
+                    Ok(ArgSlot::Keyword(name.clone().unbind()))
+                } else {
+                    Err(PyTypeError::new_err("a mapped slot is a position (int) or a keyword (str)"))
+                }
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let count = iterables[0].len();
+        if iterables.iter().any(|list| list.len() != count) {
+            return Err(PyValueError::new_err("mapped iterables must have equal lengths"));
+        }
+        let mut fixed_deps = SmallVec::new();
+        let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut fixed_deps)?;
+        let first = self.reserve_names(&spec.get().name, count);
+        let plan = Arc::new(CallPlan::new(
+            spec.clone().unbind(),
+            args.clone().unbind(),
+            kwargs.map(|k| k.clone().unbind()),
+            slots,
+            resolve_fixed,
+            Naming::Numbered { first },
+            Some(MapTally::new(count)),
+        ));
+        let mut runs = Vec::with_capacity(count);
+        for index in 0..count {
+            let item = if iterables.len() == 1 {
+                iterables[0].get_item(index)?
+            } else {
+                PyTuple::new(py, iterables.iter().map(|list| list.get_item(index)).collect::<PyResult<Vec<_>>>()?)?.into_any()
+            };
+            let mut deps: SmallVec<[Dep; 2]> = fixed_deps.clone();
+            if collect_deps(&item, shared, &mut deps, false)? && deps.len() > fixed_deps.len() + 1 {
+                deps.sort_unstable_by_key(|dep| (dep.run, !dep.allow_failure));
+                deps.dedup_by_key(|dep| dep.run);
+            }
+            runs.push((plan.call(Some(item.unbind()), u32::try_from(index).expect("a map of fewer than 4 billion items")), deps));
+        }
+        let range = shared.submit_many(runs).map_err(engine_error)?;
+        Ok(PyFutureList::from_range(Arc::clone(shared), range))
+    }
+
+    /// Blocks until every run registered so far is final, helping with queued work.
+    /// Returns false at the timeout.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_idle(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let shared = self.shared();
+        let done = block_detached(py, deadline_after(timeout)?, |slice| shared.wait_idle(slice, true).then_some(()))?;
+        Ok(done.is_some())
+    }
+
+    /// Cancels every run that has not started; returns how many.
+    fn cancel_pending(&self) -> usize {
+        self.shared().cancel_pending()
+    }
+
+    /// Stops the pool: unstarted runs end Cancelled, running ones finish, workers exit.
+    fn shutdown(&self, py: Python<'_>) {
+        detached(py, || self.engine.shutdown());
+        drop(self.shared().executor().clear_context());
+    }
+
+    #[getter]
+    fn max_workers(&self) -> usize {
+        self.shared().max_workers()
+    }
+
+    /// Worker threads alive now.
+    #[getter]
+    fn workers(&self) -> usize {
+        self.shared().workers()
+    }
+
+    #[getter]
+    fn unfinished(&self) -> usize {
+        self.shared().unfinished()
+    }
+
+    #[getter]
+    fn runs(&self) -> u32 {
+        self.shared().len()
+    }
+
+    #[getter]
+    fn context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.shared().executor().context(py)
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        self.shared().executor().traverse_context(&visit)
+    }
+
+    fn __clear__(&self) {
+        drop(self.shared().executor().clear_context());
+    }
+}
+
+impl Drop for PyEngine {
+    fn drop(&mut self) {
+        // Workers attach to finish their batches, so they must be joined detached.
+        Python::attach(|py| py.detach(|| self.engine.shutdown()));
+    }
+}

@@ -1,0 +1,190 @@
+//! The engine's executor for Python callables: runs a batch of runs under one attach.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferroflow_core::{Batch, Disposition, Executor, Final, Job, RunId};
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+
+use crate::call::Call;
+use crate::engine::CoreShared;
+use crate::gil::attach_for_batch;
+use crate::hooks::{hooks, report_hook_error};
+
+/// A finished run's value: its result, or its exception; `None` when it never ran.
+pub(crate) type RunValue = Option<Py<PyAny>>;
+
+pub struct PyExecutor {
+    /// The first 12 bytes of every run's `task_run_id` (a random UUID's; see `run_uuid`).
+    pub(crate) uuid_seed: [u8; 16],
+    /// The flow run this engine serves (`None` outside flows), handed to hooks. Cleared
+    /// at shutdown: it refers back to the runner that owns the engine.
+    context: parking_lot::Mutex<Option<Py<PyAny>>>,
+}
+
+impl PyExecutor {
+    pub(crate) fn new(uuid_seed: [u8; 16], context: Py<PyAny>) -> Self {
+        PyExecutor { uuid_seed, context: parking_lot::Mutex::new(Some(context)) }
+    }
+
+    pub(crate) fn context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.lock().as_ref().map_or_else(|| py.None(), |c| c.clone_ref(py))
+    }
+
+    pub(crate) fn clear_context(&self) -> Option<Py<PyAny>> {
+        self.context.lock().take()
+    }
+
+    pub(crate) fn traverse_context(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        match self.context.try_lock() {
+            Some(context) => visit.call(context.as_ref()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the current thread is executing: read by `get_run_logger()`, `print` capture and
+/// a nested `.submit()` to find their run and flow run without passing anything around.
+pub(crate) struct Executing {
+    pub(crate) engine: CoreShared,
+    pub(crate) run: RunId,
+    pub(crate) plan: Arc<crate::call::CallPlan>,
+    pub(crate) index: u32,
+    /// The run's name when the task sets `task_run_name` (computed once, before it runs).
+    pub(crate) custom_name: Option<String>,
+}
+
+impl Executing {
+    pub(crate) fn run_name(&self) -> String {
+        self.custom_name.clone().unwrap_or_else(|| self.plan.run_name(self.index))
+    }
+}
+
+thread_local! {
+    static EXECUTING: RefCell<Vec<Executing>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with the innermost run the current thread executes, if any.
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Executing>) -> R) -> R {
+    EXECUTING.with(|stack| f(stack.borrow().last()))
+}
+
+impl Executor for PyExecutor {
+    type Payload = Call;
+    type Value = RunValue;
+
+    fn run_batch(&self, batch: &mut Batch<'_, Self>) {
+        let attached = attach_for_batch(|py| {
+            let log_lines = hooks(py).and_then(|h| h.finished_lines_enabled.call0(py)?.extract::<bool>(py)).unwrap_or(true);
+            while let Some(job) = batch.next_job() {
+                match job.disposition {
+                    Disposition::Run => execute(py, batch, job, log_lines),
+                    Disposition::NotReady { upstream } => end_unrun(py, batch, job, Final::NotReady, Some(upstream)),
+                    Disposition::Cancel => end_unrun(py, batch, job, Final::Cancelled, None),
+                }
+            }
+        });
+        if attached.is_none() {
+            // The interpreter is finalizing: nothing can run any more; end what we took.
+            while let Some(job) = batch.next_job() {
+                let run = job.run;
+                std::mem::forget(job.payload); // its Python objects cannot be released now
+                batch.finish(run, Final::Crashed, None);
+            }
+        }
+    }
+
+    fn abandoned(&self, _run: RunId) -> RunValue {
+        None
+    }
+}
+
+fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, log_lines: bool) {
+    let engine = Arc::clone(batch.engine());
+    let call = &job.payload;
+    let custom_name = call.custom_name(py, &engine);
+    EXECUTING.with(|stack| {
+        stack.borrow_mut().push(Executing { engine: Arc::clone(&engine), run: job.run, plan: Arc::clone(&call.plan), index: call.index(), custom_name: custom_name.clone() });
+    });
+    let returned = call.arguments(py, &engine).and_then(|(args, kwargs)| call.plan.spec.get().func.bind(py).call(args, kwargs.as_ref()));
+    EXECUTING.with(|stack| stack.borrow_mut().pop());
+    let outcome = match returned {
+        Ok(value) => returned_value(py, value),
+        Err(err) => Err(err),
+    };
+    match outcome {
+        Ok(value) => {
+            let own_line = call.tally(py, &engine, Final::Completed) && !call.plan.is_map();
+            if own_line && log_lines {
+                let name = custom_name.unwrap_or_else(|| call.plan.run_name(call.index()));
+                report_finished(py, &engine, call, &name, Final::Completed, Some(&value), None);
+            }
+            batch.finish(job.run, Final::Completed, Some(value.unbind()));
+        }
+        Err(err) => failed(py, batch, job, err, &engine),
+    }
+}
+
+/// A task that returns a `State` ends in that state (Prefect): a failed one is a failure.
+fn returned_value<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let hooks = hooks(py)?;
+    if !value.is_instance(hooks.state_type.bind(py))? {
+        return Ok(value);
+    }
+    let (completed, data): (bool, Bound<'py, PyAny>) = hooks.returned_state.call1(py, (value,))?.extract(py)?;
+    if completed {
+        Ok(data)
+    } else {
+        Err(PyErr::from_value(data))
+    }
+}
+
+fn failed(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, err: PyErr, engine: &CoreShared) {
+    let call = &job.payload;
+    let spec = call.plan.spec.get();
+    let exception = err.into_value(py).into_any();
+    // BaseExceptions that are not Exceptions (KeyboardInterrupt, SystemExit) crash the run
+    // and are never retried, as in Prefect.
+    let is_error = exception.bind(py).is_instance_of::<PyException>();
+    let retry = is_error && job.attempt < spec.retries;
+    let delay = if retry { spec.retry_delay(job.attempt) } else { 0.0 };
+    let name = call.run_name(py, engine);
+    let reported = hooks(py).and_then(|h| {
+        h.task_failed.call1(py, (engine.executor().context(py), &spec.task, &name, exception.bind(py), job.attempt, spec.retries, if retry { Some(delay) } else { None }))
+    });
+    if let Err(hook_err) = reported {
+        report_hook_error(py, hook_err);
+    }
+    if retry {
+        batch.retry(job, Duration::from_secs_f64(delay));
+        return;
+    }
+    let state = if is_error { Final::Failed } else { Final::Crashed };
+    if call.tally(py, engine, state) {
+        report_finished(py, engine, call, &name, state, Some(exception.bind(py)), None);
+    }
+    batch.finish(job.run, state, Some(exception));
+}
+
+/// Ends a run that never executes (an upstream did not complete, or it was cancelled).
+fn end_unrun(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, state: Final, upstream: Option<RunId>) {
+    let engine = Arc::clone(batch.engine());
+    let upstream_id = upstream.and_then(|run| crate::future::run_uuid(py, &engine, run).map_err(|err| report_hook_error(py, err)).ok());
+    if job.payload.tally(py, &engine, state) {
+        let name = job.payload.run_name(py, &engine);
+        report_finished(py, &engine, &job.payload, &name, state, None, upstream_id.as_ref());
+    }
+    // A NotReady run keeps the id of the upstream that stopped it, for its state message.
+    batch.finish(job.run, state, upstream_id);
+}
+
+fn report_finished(py: Python<'_>, engine: &CoreShared, call: &Call, name: &str, state: Final, value: Option<&Bound<'_, PyAny>>, upstream_id: Option<&Py<PyAny>>) {
+    let reported = hooks(py).and_then(|h| {
+        h.task_finished.call1(py, (engine.executor().context(py), &call.plan.spec.get().task, name, state.state().name(), value, upstream_id))
+    });
+    if let Err(err) = reported {
+        report_hook_error(py, err);
+    }
+}

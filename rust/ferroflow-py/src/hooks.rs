@@ -1,0 +1,53 @@
+//! The Python functions the engine calls back: building `State` objects and writing
+//! Prefect's log lines. They live in `ferroflow._runtime`, are looked up once, and are
+//! only called off the hot path (a finished line is skipped when its level is off).
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+
+pub(crate) struct Hooks {
+    /// `make_state(name, value, finished_at, task_run_id, upstream_id) -> State`
+    pub make_state: Py<PyAny>,
+    /// `task_finished(context, task, run_name, state_name, value, upstream_id)`
+    pub task_finished: Py<PyAny>,
+    /// `task_failed(context, task, run_name, exception, attempt, retries, delay)`
+    pub task_failed: Py<PyAny>,
+    /// `map_finished(context, task, counts: dict[str, int], elapsed_seconds)`
+    pub map_finished: Py<PyAny>,
+    /// `run_name(task, name_fn, args, kwargs) -> str` for a custom `task_run_name`
+    pub run_name: Py<PyAny>,
+    /// `returned_state(state) -> (completed: bool, value)` for a task that returns a State
+    pub returned_state: Py<PyAny>,
+    /// `finished_lines_enabled() -> bool`: whether INFO lines of task runs are emitted
+    pub finished_lines_enabled: Py<PyAny>,
+    pub state_type: Py<PyType>,
+    pub uuid_type: Py<PyType>,
+    pub dataclass_replace: Py<PyAny>,
+}
+
+static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
+
+pub(crate) fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
+    HOOKS.get_or_try_init(py, || {
+        let runtime = py.import("ferroflow._runtime")?;
+        let get = |name: &str| runtime.getattr(name).map(Bound::unbind);
+        Ok(Hooks {
+            make_state: get("make_state")?,
+            task_finished: get("task_finished")?,
+            task_failed: get("task_failed")?,
+            map_finished: get("map_finished")?,
+            run_name: get("run_name")?,
+            returned_state: get("returned_state")?,
+            finished_lines_enabled: get("finished_lines_enabled")?,
+            state_type: py.import("ferroflow.states")?.getattr("State")?.cast_into::<PyType>()?.unbind(),
+            uuid_type: py.import("uuid")?.getattr("UUID")?.cast_into::<PyType>()?.unbind(),
+            dataclass_replace: py.import("dataclasses")?.getattr("replace")?.unbind(),
+        })
+    })
+}
+
+/// Reports an error raised by a hook itself: it must not take a run down with it.
+pub(crate) fn report_hook_error(py: Python<'_>, err: PyErr) {
+    err.write_unraisable(py, None);
+}
