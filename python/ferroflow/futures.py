@@ -8,6 +8,7 @@ the GIL. The abstract classes are kept so that type hints and `isinstance` check
 from __future__ import annotations
 
 import abc
+import collections.abc
 import dataclasses
 import time
 from typing import Any, Iterable, Iterator, NamedTuple
@@ -60,6 +61,9 @@ class PrefectWrappedFuture(PrefectTaskRunFuture):
 
 for _abc in (PrefectFuture, PrefectTaskRunFuture, PrefectWrappedFuture):
     _abc.register(PrefectConcurrentFuture)
+# Not a `list` subclass as in Prefect: a map's future list is a view over its runs, so a
+# million-item map does not create a million future objects. It is a Sequence.
+collections.abc.Sequence.register(PrefectFutureList)
 
 
 class DoneAndNotDoneFutures(NamedTuple):

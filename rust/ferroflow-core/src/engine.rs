@@ -626,7 +626,8 @@ impl<E: Executor> Shared<E> {
         found
     }
 
-    /// Blocks until every registered run is final (a flow run ending).
+    /// Blocks until every registered run is final (a flow run ending). With `help`, the
+    /// caller runs queued work only when the pool is stuck or has no workers.
     pub fn wait_idle(self: &Arc<Self>, deadline: Option<Instant>, help: bool) -> bool {
         let _waiting = self.waiting_guard();
         loop {
@@ -637,7 +638,7 @@ impl<E: Executor> Shared<E> {
                 return false;
             }
             self.fire_due_timers();
-            if help && self.help_from_queue(true) {
+            if help && self.help_from_queue(false) {
                 continue;
             }
             self.sleep_until_change(|| self.unfinished() == 0, deadline);
@@ -646,11 +647,19 @@ impl<E: Executor> Shared<E> {
 
     /// Runs, on this thread, ready runs among `wanted` (or queued work if the pool is
     /// stuck). Returns whether it ran anything.
+    ///
+    /// Helping must not raise concurrency above `max_workers`, so a thread takes a run
+    /// only when doing so replaces work it is not doing: it is suspended inside a run
+    /// of this engine (a task waiting on a future), or the run is its own direct call,
+    /// or no worker can make progress. A flow's thread merely waiting on results does
+    /// not execute tasks beside the pool.
     fn help_with(self: &Arc<Self>, wanted: impl Iterator<Item = RunId>) -> bool {
+        let may_take_any = self.is_inside_own_run() || self.pool.is_stuck();
         let mut jobs = Vec::new();
         for run in wanted {
             let slot = self.slot(run);
-            if slot.state() != RunState::Ready {
+            let takeable = slot.state() == RunState::Ready && (may_take_any || slot.has(FLAG_INLINE));
+            if !takeable {
                 if jobs.is_empty() {
                     continue;
                 }
@@ -752,6 +761,12 @@ impl<E: Executor> Shared<E> {
             self.pool.enter_wait();
             WaitingGuard(&self.pool)
         })
+    }
+
+    /// Whether the calling thread is executing (and so, now, suspended in) a run of this engine.
+    fn is_inside_own_run(&self) -> bool {
+        let me = self.id();
+        EXECUTING.with(|executing| executing.borrow().iter().any(|&(engine, _)| engine == me))
     }
 
     fn is_executing_here(&self, run: RunId) -> bool {

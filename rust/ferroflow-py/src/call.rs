@@ -15,7 +15,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, 
 use smallvec::SmallVec;
 
 use crate::engine::CoreShared;
-use crate::future::PyFuture;
+use crate::future::{PyFuture, PyFutureList};
 use crate::hooks::hooks;
 
 /// A task's options that every run reads, built once per `Task` object.
@@ -297,6 +297,10 @@ pub(crate) fn collect_deps(obj: &Bound<'_, PyAny>, engine: &CoreShared, deps: &m
         }
         return Ok(true);
     }
+    if let Ok(list) = obj.cast::<PyFutureList>() {
+        list.get().collect_deps(py, engine, deps, allow_failure)?;
+        return Ok(true);
+    }
     let marks = annotations(py)?;
     if obj.is_instance(marks.allow_failure.bind(py))? {
         collect_deps(&obj.cast::<PyTuple>()?.get_item(0)?, engine, deps, true)?;
@@ -357,6 +361,9 @@ pub(crate) fn resolve<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>, engine: &Co
     }
     if let Ok(future) = obj.cast::<PyFuture>() {
         return future.get().value_for_dependent(py);
+    }
+    if let Ok(list) = obj.cast::<PyFutureList>() {
+        return Ok(list.get().values_for_dependent(py)?.into_any());
     }
     let marks = annotations(py)?;
     let is_mark = |class: &Py<PyType>| obj.is_instance(class.bind(py));

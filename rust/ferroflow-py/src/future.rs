@@ -196,6 +196,29 @@ impl PyFutureList {
         }
     }
 
+    /// Adds every member as a dependency (see `call::collect_deps`); a range of this
+    /// engine costs no future object per run.
+    pub(crate) fn collect_deps(&self, py: Python<'_>, engine: &CoreShared, deps: &mut smallvec::SmallVec<[ferroflow_core::Dep; 2]>, allow_failure: bool) -> PyResult<()> {
+        match &self.members {
+            Members::Range { shared, runs } if Arc::ptr_eq(shared, engine) => {
+                deps.extend(runs.clone().map(|run| ferroflow_core::Dep { run, allow_failure }));
+                Ok(())
+            }
+            _ => {
+                for future in self.futures(py) {
+                    crate::call::collect_deps(future.bind(py).as_any(), engine, deps, allow_failure)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The members' values, as a dependent receives them (a plain list, as in Prefect).
+    pub(crate) fn values_for_dependent<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let values = (0..self.__len__()).map(|i| self.get(py, i).get().value_for_dependent(py)).collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, values)
+    }
+
     fn futures(&self, py: Python<'_>) -> Vec<Py<PyFuture>> {
         (0..self.__len__()).map(|i| self.get(py, i)).collect()
     }

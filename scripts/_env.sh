@@ -1,0 +1,14 @@
+# Sourced by the scripts: a project virtualenv with ferroflow built in release mode.
+# Idempotent: a second run reuses the venv and rebuilds only what changed.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv="$root/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+# shellcheck disable=SC1091
+source "$venv/bin/activate"
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet "maturin>=1.9.4,<2" "$@"
+# Release build of the extension, installed into the venv (editable Python sources).
+(cd "$root" && python -m pip install --quiet --no-build-isolation --config-settings=build-args=--release -e ".[test]")
