@@ -123,9 +123,17 @@ def as_completed(futures: Iterable[PrefectFuture], timeout: float | None = None)
         yield pending[position]
 
 
+# Types that hold no future: a container of only these is returned as it is.
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+
+
 def _replace_futures(expr: Any, replace: Any) -> Any:
     """Copies `expr` with every future replaced by `replace(future)`, through lists,
     tuples, sets, dicts and dataclasses, but not inside `quote`."""
+    if type(expr) in _PLAIN:
+        return expr
+    if type(expr) in (list, tuple, set, frozenset) and set(map(type, expr)) <= _PLAIN:
+        return expr  # a flow returning a million results must not pay a walk in Python
     if isinstance(expr, PrefectConcurrentFuture):
         return replace(expr)
     if isinstance(expr, quote):
