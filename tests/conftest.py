@@ -37,7 +37,7 @@ if _scale:
         _real_sleep(seconds * _f)
     time.sleep = _scaled_sleep
 exec(compile(_prelude, "<prelude>", "exec"), {})
-sys.argv = [_path]
+sys.argv = [_path, *sys.argv[4:]]
 sys.path.insert(0, os.path.dirname(_path))
 runpy.run_path(_path, run_name="__main__")
 """
@@ -64,44 +64,41 @@ def run_example(
     *,
     time_scale: float | None = None,
     prelude: str | None = None,
+    args: list[str] | tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     timeout: float = 60,
 ) -> subprocess.CompletedProcess:
     """Run ``examples/<name>.py`` with ``sys.executable`` in a subprocess.
 
     ``time_scale`` multiplies every ``time.sleep`` in the process and ``prelude`` is
-    Python run before the script (the example's code is not touched). Returns the
-    CompletedProcess (text stdout and stderr).
+    Python run before the script (the example's code is not touched); ``args`` are
+    its command-line arguments. Returns the CompletedProcess (text stdout and stderr,
+    with any "\r" kept).
     """
     path = example_path(name)
     if time_scale is None and prelude is None:
-        cmd = [sys.executable, str(path)]
+        cmd = [sys.executable, str(path), *args]
     else:
         scale = "" if time_scale is None else repr(float(time_scale))
         prelude = textwrap.dedent(prelude or "")
-        cmd = [sys.executable, "-c", _WRAPPER, scale, prelude, str(path)]
-    return subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=str(ROOT),
-        env=_env(env),
-    )
+        cmd = [sys.executable, "-c", _WRAPPER, scale, prelude, str(path), *args]
+    return _run(cmd, env=env, timeout=timeout)
+
+
+def _run(cmd: list[str], *, env: dict[str, str] | None, timeout: float) -> subprocess.CompletedProcess:
+    # Bytes, decoded here: text=True would turn every "\r" into "\n" (universal
+    # newlines), and the seed examples print with end="\r".
+    proc = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=str(ROOT), env=_env(env))
+    proc.stdout = proc.stdout.decode("utf-8", "replace")
+    proc.stderr = proc.stderr.decode("utf-8", "replace")
+    return proc
 
 
 def run_script(
     code: str, *, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess:
     """Run a snippet of Python in a fresh interpreter (dedented first)."""
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=str(ROOT),
-        env=_env(env),
-    )
+    return _run([sys.executable, "-c", textwrap.dedent(code)], env=env, timeout=timeout)
 
 
 def log_lines(text: str) -> list[str]:

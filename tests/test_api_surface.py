@@ -1,6 +1,7 @@
 """Import paths mirror Prefect's, so ``from prefect... import X`` ports one for one."""
 from __future__ import annotations
 
+import collections.abc
 import importlib
 
 import pytest
@@ -72,7 +73,8 @@ def test_future_classes():
     from ferroflow.futures import PrefectConcurrentFuture, PrefectFuture, PrefectFutureList
 
     assert issubclass(PrefectConcurrentFuture, PrefectFuture)
-    assert issubclass(PrefectFutureList, list)
+    # Not a list subclass as in Prefect (a view over a map's runs): a Sequence.
+    assert issubclass(PrefectFutureList, collections.abc.Sequence)
 
 
 def test_task_runners_exports():
