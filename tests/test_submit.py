@@ -511,3 +511,24 @@ def test_flow_waits_for_dependent_runs_it_never_waited_on():
 
     f()
     assert appended == [7]
+
+
+def test_a_run_waiting_on_its_own_future_fails_instead_of_hanging(gate, call_with_deadline):
+    # A task cannot get its own future as an argument, but it can reach it through
+    # a closure. Prefect hangs here; ferroflow raises RuntimeError in the run.
+    box = {}
+
+    @task
+    def selfish():
+        assert gate.wait(10)
+        return box["fut"].result()
+
+    @flow
+    def f():
+        box["fut"] = selfish.submit()
+        gate.set()
+        with pytest.raises(RuntimeError, match="its own result"):
+            box["fut"].result()
+        return box["fut"].state.name
+
+    assert call_with_deadline(f, 20) == "Failed"
