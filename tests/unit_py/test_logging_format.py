@@ -485,7 +485,8 @@ def restore_print(monkeypatch):
     monkeypatch.setattr(builtins, "print", builtins.print)
     monkeypatch.setattr(fflog, "_print_resolver", fflog._print_resolver)
     monkeypatch.setattr(fflog, "_original_print", fflog._original_print)
-    return builtins.print
+    # The real print, also when an earlier test (a log_prints task) already installed capture.
+    return fflog._original_print
 
 
 @pytest.mark.usefixtures("restore_print")

@@ -126,6 +126,12 @@ impl<P, V> Slot<P, V> {
         debug_assert!(previous.can_become(next), "illegal transition {previous:?} -> {next:?}");
     }
 
+    /// Moves `from` → `to` only if the run is still in `from`.
+    fn try_become(&self, from: RunState, to: RunState) -> bool {
+        debug_assert!(from.can_become(to), "illegal transition {from:?} -> {to:?}");
+        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
     fn has(&self, flag: u8) -> bool {
         self.flags.load(Ordering::Acquire) & flag != 0
     }
@@ -339,21 +345,22 @@ impl<E: Executor> Shared<E> {
     /// Adds `run`'s edges under the graph lock. Returns a doom if an upstream already
     /// ended without completing; otherwise `run` is left blocked iff it waits on something.
     fn link(&self, graph: &mut Graph, run: RunId, deps: &[Dep]) -> Option<Disposition> {
-        // Doom first, so a doomed run adds no edges. A state read here is stable enough:
-        // an upstream that turns final after this read takes the graph lock (which we
-        // hold) before it walks its dependents, so it will find the edge added below.
+        // Read each upstream's state once: an upstream read as unfinished gets an edge,
+        // and since it settles under the graph lock (which we hold), it will find the
+        // edge; one read as final is judged on that same read. (Reading twice lets an
+        // upstream that fails between the reads slip through as if it had completed.)
+        let mut unfinished: SmallVec<[Dep; 4]> = SmallVec::new();
         for dep in deps {
             let state = self.slot(dep.run).state();
-            if state.is_final() && !state.is_success() && !dep.allow_failure {
+            if !state.is_final() {
+                unfinished.push(*dep);
+            } else if !state.is_success() && !dep.allow_failure {
                 return Some(Disposition::NotReady { upstream: dep.run });
             }
         }
-        let mut waiting = 0;
-        for dep in deps {
-            if !self.slot(dep.run).state().is_final() {
-                graph.dependents.entry(dep.run).or_default().push(Edge { dependent: run, allow_failure: dep.allow_failure });
-                waiting += 1;
-            }
+        let waiting = unfinished.len() as u32;
+        for dep in unfinished {
+            graph.dependents.entry(dep.run).or_default().push(Edge { dependent: run, allow_failure: dep.allow_failure });
         }
         if waiting > 0 {
             graph.blocked.insert(run, Blocked { waiting });
@@ -425,7 +432,10 @@ impl<E: Executor> Shared<E> {
         let mut to_queue = Vec::with_capacity(due.len());
         for run in due {
             let slot = self.slot(run);
-            slot.become_(RunState::Ready);
+            // A run cancelled while it waited is already Ready (and queued) or final.
+            if !slot.try_become(RunState::AwaitingRetry, RunState::Ready) {
+                continue;
+            }
             if !slot.has(FLAG_INLINE) {
                 to_queue.push(run);
             }
@@ -494,22 +504,38 @@ impl<E: Executor> Shared<E> {
     }
 
     fn wake_sleepers(&self) {
+        // Orders the state changes this wake-up announces before the read of `sleepers`
+        // (which pairs with the SeqCst increment in `sleeping`).
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             *self.done.lock() += 1;
             self.done_signal.notify_all();
         }
     }
 
-    /// Sleeps until some run finishes, a timer may be due, or `deadline`; `until` is
-    /// checked under the lock that completions signal, so no wake-up is lost.
-    fn sleep_until_change(&self, until: impl Fn() -> bool, deadline: Option<Instant>) {
+    /// Counts the caller as a sleeper for the whole of a wait, so that every change
+    /// made while it waits bumps the generation (see [`Self::sleep_until_change`]).
+    fn sleeping(&self) -> Sleeping<'_> {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        Sleeping(&self.sleepers)
+    }
+
+    /// The wake-up generation; read it before checking what a wait waits for.
+    fn generation(&self) -> u64 {
+        *self.done.lock()
+    }
+
+    /// Sleeps until a wake-up after generation `seen` (a run finished or became ready, a
+    /// timer was added), a timer may be due, or `deadline`. Since the caller read `seen`
+    /// before it checked the states it waits on, a change after that check is never
+    /// missed: the caller was already counted in `sleepers`, so the change bumped it.
+    fn sleep_until_change(&self, seen: u64, deadline: Option<Instant>) {
         let wake_at = match (deadline, self.next_timer()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
         let mut generation = self.done.lock();
-        if !until() {
+        if *generation == seen {
             match wake_at {
                 Some(at) => {
                     self.done_signal.wait_until(&mut generation, at);
@@ -517,8 +543,6 @@ impl<E: Executor> Shared<E> {
                 None => self.done_signal.wait(&mut generation),
             }
         }
-        drop(generation);
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Calls `callback` once `run` is final (at once, on this thread, if it already is).
@@ -545,7 +569,9 @@ impl<E: Executor> Shared<E> {
             return Err(EngineError::WaitsOnItself(run));
         }
         let _waiting = self.waiting_guard();
+        let _sleeping = self.sleeping();
         loop {
+            let seen = self.generation();
             if slot.state().is_final() {
                 return Ok(true);
             }
@@ -556,38 +582,47 @@ impl<E: Executor> Shared<E> {
             if help && self.help_with(run..run + 1) {
                 continue;
             }
-            self.sleep_until_change(|| slot.state().is_final(), deadline);
+            self.sleep_until_change(seen, deadline);
         }
     }
 
     /// Waits for every run in `runs` (a map's range), in order, helping as [`Self::wait`]
     /// does, and with `stop_on_failure` returning as soon as any of them fails.
     pub fn wait_range(self: &Arc<Self>, runs: Range<RunId>, deadline: Option<Instant>, help: bool, stop_on_failure: bool) -> Result<WaitAll, EngineError> {
-        self.wait_each(runs.clone(), |index| runs.start + index as RunId, runs.len(), deadline, help, stop_on_failure)
+        if runs.end > self.slots.len() {
+            return Err(EngineError::UnknownRun(runs.end - 1));
+        }
+        self.wait_each(|index| runs.start + index as RunId, |run| runs.contains(&run), runs.len(), deadline, help, stop_on_failure)
     }
 
     /// [`Self::wait_range`] for runs in any order.
     pub fn wait_all(self: &Arc<Self>, runs: &[RunId], deadline: Option<Instant>, help: bool, stop_on_failure: bool) -> Result<WaitAll, EngineError> {
-        let (low, high) = runs.iter().fold((RunId::MAX, 0), |(lo, hi), &r| (lo.min(r), hi.max(r + 1)));
-        self.wait_each(low..high.max(low), |index| runs[index], runs.len(), deadline, help, stop_on_failure)
+        if runs.is_empty() {
+            return Ok(WaitAll::AllFinal);
+        }
+        if let Some(&unknown) = runs.iter().find(|&&run| run >= self.slots.len()) {
+            return Err(EngineError::UnknownRun(unknown));
+        }
+        // Only a failure of one of `runs` stops the wait (the set is needed only then).
+        let members: std::collections::HashSet<RunId> = if stop_on_failure { runs.iter().copied().collect() } else { Default::default() };
+        self.wait_each(|index| runs[index], |run| members.contains(&run), runs.len(), deadline, help, stop_on_failure)
     }
 
     fn wait_each(
         self: &Arc<Self>,
-        span: Range<RunId>,
         run_at: impl Fn(usize) -> RunId,
+        is_member: impl Fn(RunId) -> bool,
         count: usize,
         deadline: Option<Instant>,
         help: bool,
         stop_on_failure: bool,
     ) -> Result<WaitAll, EngineError> {
-        if span.end > self.slots.len() {
-            return Err(EngineError::UnknownRun(span.end - 1));
-        }
         let _waiting = self.waiting_guard();
+        let _sleeping = self.sleeping();
         let mut failures_seen = 0;
         let mut index = 0;
         while index < count {
+            let seen = self.generation();
             let run = run_at(index);
             let slot = self.slot(run);
             if slot.state().is_final() {
@@ -598,7 +633,7 @@ impl<E: Executor> Shared<E> {
                 continue;
             }
             if stop_on_failure {
-                if let Some(failed) = self.new_failure_in(&span, &mut failures_seen) {
+                if let Some(failed) = self.new_failure_in(&is_member, &mut failures_seen) {
                     return Ok(WaitAll::Failed(failed));
                 }
             }
@@ -609,19 +644,19 @@ impl<E: Executor> Shared<E> {
                 return Ok(WaitAll::TimedOut);
             }
             self.fire_due_timers();
-            let ahead = (index..count.min(index + HELP_BATCH)).map(&run_at).filter(|r| span.contains(r));
+            let ahead = (index..count.min(index + HELP_BATCH)).map(&run_at);
             if help && self.help_with(ahead) {
                 continue;
             }
-            self.sleep_until_change(|| slot.state().is_final() || (stop_on_failure && self.failures.lock().len() > failures_seen), deadline);
+            self.sleep_until_change(seen, deadline);
         }
         Ok(WaitAll::AllFinal)
     }
 
-    /// A failure recorded since `seen` (advancing it) that falls in `span`.
-    fn new_failure_in(&self, span: &Range<RunId>, seen: &mut usize) -> Option<RunId> {
+    /// A failure recorded since `seen` (advancing it) of a run waited for.
+    fn new_failure_in(&self, is_member: &impl Fn(RunId) -> bool, seen: &mut usize) -> Option<RunId> {
         let failures = self.failures.lock();
-        let found = failures[*seen..].iter().copied().find(|run| span.contains(run));
+        let found = failures[*seen..].iter().copied().find(|&run| is_member(run));
         *seen = failures.len();
         found
     }
@@ -630,7 +665,9 @@ impl<E: Executor> Shared<E> {
     /// caller runs queued work only when the pool is stuck or has no workers.
     pub fn wait_idle(self: &Arc<Self>, deadline: Option<Instant>, help: bool) -> bool {
         let _waiting = self.waiting_guard();
+        let _sleeping = self.sleeping();
         loop {
+            let seen = self.generation();
             if self.unfinished() == 0 {
                 return true;
             }
@@ -641,7 +678,7 @@ impl<E: Executor> Shared<E> {
             if help && self.help_from_queue(false) {
                 continue;
             }
-            self.sleep_until_change(|| self.unfinished() == 0, deadline);
+            self.sleep_until_change(seen, deadline);
         }
     }
 
@@ -655,22 +692,24 @@ impl<E: Executor> Shared<E> {
     /// not execute tasks beside the pool.
     fn help_with(self: &Arc<Self>, wanted: impl Iterator<Item = RunId>) -> bool {
         let may_take_any = self.is_inside_own_run() || self.pool.is_stuck();
-        let mut jobs = Vec::new();
+        let mut ready = Vec::new();
         for run in wanted {
             let slot = self.slot(run);
             let takeable = slot.state() == RunState::Ready && (may_take_any || slot.has(FLAG_INLINE));
             if !takeable {
-                if jobs.is_empty() {
+                if ready.is_empty() {
                     continue;
                 }
                 break; // keep the batch to a contiguous stretch of ready runs
             }
-            if let Some(job) = self.claim(run) {
-                jobs.push(job);
-            }
+            ready.push(run);
         }
-        if !jobs.is_empty() {
-            self.run_jobs(jobs);
+        // Claim one run now; the rest only as the batch reaches them, so that a run the
+        // first one waits on, or that a worker is free to take, is not held back.
+        let mut ready = ready.into_iter();
+        if let Some(first) = ready.by_ref().find_map(|run| self.claim(run)) {
+            let mut batch = Batch::helping(self, first, Vec::new(), ready.collect());
+            self.executor.run_batch(&mut batch);
             return true;
         }
         self.help_from_queue(false)
@@ -684,17 +723,14 @@ impl<E: Executor> Shared<E> {
         }
         let mut candidates = Vec::new();
         self.queue.lock().pop_into(HELP_BATCH, &mut candidates);
-        let jobs: Vec<_> = candidates.into_iter().filter_map(|run| self.claim(run)).collect();
-        if jobs.is_empty() {
+        let mut candidates = candidates.into_iter();
+        let Some(first) = candidates.by_ref().find_map(|run| self.claim(run)) else {
             return false;
-        }
-        self.run_jobs(jobs);
-        true
-    }
-
-    fn run_jobs(self: &Arc<Self>, jobs: Vec<Job<E::Payload>>) {
-        let mut batch = Batch::claimed(self, jobs);
+        };
+        // The rest stay queue-owned candidates: claimed lazily, handed back if slow.
+        let mut batch = Batch::helping(self, first, candidates.collect(), Vec::new());
         self.executor.run_batch(&mut batch);
+        true
     }
 
     /// Cancels every run that has not started: they end [`Final::Cancelled`] through the
@@ -734,14 +770,15 @@ impl<E: Executor> Shared<E> {
             return false;
         }
         let parked = slot.parked.lock();
-        if parked.is_none() {
-            return false;
+        if parked.is_none() || slot.has(FLAG_DOOMED) {
+            return false; // taken by a thread, or already doomed (cancelled or NotReady)
         }
         graph.blocked.remove(&run);
         graph.dooms.insert(run, Disposition::Cancel);
         slot.flags.fetch_or(FLAG_DOOMED, Ordering::Release);
         if state != RunState::Ready {
-            slot.become_(RunState::Ready);
+            // Blocked, or AwaitingRetry racing its timer (which may have made it Ready).
+            slot.try_become(state, RunState::Ready);
         }
         drop(parked);
         true
@@ -775,6 +812,14 @@ impl<E: Executor> Shared<E> {
     }
 }
 
+struct Sleeping<'a>(&'a AtomicUsize);
+
+impl Drop for Sleeping<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 struct WaitingGuard<'a>(&'a crate::pool::Pool);
 
 impl Drop for WaitingGuard<'_> {
@@ -792,8 +837,10 @@ pub struct Batch<'a, E: Executor> {
     shared: &'a Arc<Shared<E>>,
     /// Runs popped from the queue and not yet claimed (a worker's batch).
     candidates: std::vec::IntoIter<RunId>,
-    /// Runs claimed up front (a waiting thread's batch).
+    /// The run a waiting thread claimed up front.
     claimed: std::vec::IntoIter<Job<E::Payload>>,
+    /// Ready runs a waiting thread wants next (not queue-owned): claimed lazily, dropped if slow.
+    wanted: std::vec::IntoIter<RunId>,
     /// The job handed out and not yet finished.
     current: Option<RunId>,
     started: Option<Instant>,
@@ -806,11 +853,20 @@ const SLOW_JOB: Duration = Duration::from_millis(2);
 
 impl<'a, E: Executor> Batch<'a, E> {
     pub(crate) fn queued(shared: &'a Arc<Shared<E>>, candidates: Vec<RunId>, busy: &'a crate::pool::WorkerStat) -> Self {
-        Batch { shared, candidates: candidates.into_iter(), claimed: Vec::new().into_iter(), current: None, started: None, finished: Vec::new(), busy: Some(busy) }
+        Batch { shared, candidates: candidates.into_iter(), claimed: Vec::new().into_iter(), wanted: Vec::new().into_iter(), current: None, started: None, finished: Vec::new(), busy: Some(busy) }
     }
 
-    fn claimed(shared: &'a Arc<Shared<E>>, jobs: Vec<Job<E::Payload>>) -> Self {
-        Batch { shared, candidates: Vec::new().into_iter(), claimed: jobs.into_iter(), current: None, started: None, finished: Vec::new(), busy: None }
+    fn helping(shared: &'a Arc<Shared<E>>, first: Job<E::Payload>, candidates: Vec<RunId>, wanted: Vec<RunId>) -> Self {
+        Batch {
+            shared,
+            candidates: candidates.into_iter(),
+            claimed: vec![first].into_iter(),
+            wanted: wanted.into_iter(),
+            current: None,
+            started: None,
+            finished: Vec::new(),
+            busy: None,
+        }
     }
 
     /// The engine, to read the outcomes of upstream runs.
@@ -824,6 +880,7 @@ impl<'a, E: Executor> Batch<'a, E> {
         if let Some(started) = self.started.take() {
             if started.elapsed() >= SLOW_JOB {
                 self.publish();
+                self.wanted = Vec::new().into_iter();
                 let rest: Vec<RunId> = self.candidates.by_ref().collect();
                 if !rest.is_empty() {
                     self.shared.queue.lock().push_front_runs(&rest);
@@ -831,7 +888,8 @@ impl<'a, E: Executor> Batch<'a, E> {
                 }
             }
         }
-        let job = self.claimed.next().or_else(|| self.candidates.by_ref().find_map(|run| self.shared.claim(run)))?;
+        let shared = self.shared;
+        let job = self.claimed.next().or_else(|| self.candidates.by_ref().chain(self.wanted.by_ref()).find_map(|run| shared.claim(run)))?;
         self.current = Some(job.run);
         self.started = Some(Instant::now());
         if let Some(busy) = self.busy {

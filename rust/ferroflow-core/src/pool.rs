@@ -221,26 +221,37 @@ impl Pool {
 }
 
 fn worker_loop<E: Executor>(shared: &Arc<Shared<E>>, stat: &Arc<WorkerStat>) {
-    struct Leaving<'a>(&'a Pool, &'a Arc<WorkerStat>);
+    /// Takes the worker out of the pool's counts when it exits, also by a panic. An idle
+    /// exit leaves `live` itself, under the queue lock (see `take_work`).
+    struct Leaving<'a>(&'a Pool, &'a Arc<WorkerStat>, bool);
     impl Drop for Leaving<'_> {
         fn drop(&mut self) {
             self.0.stats.lock().retain(|other| !Arc::ptr_eq(other, self.1));
-            self.0.live.fetch_sub(1, Ordering::AcqRel);
+            if !self.2 {
+                self.0.live.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
     let pool = &shared.pool;
-    let _leaving = Leaving(pool, stat);
+    let mut leaving = Leaving(pool, stat, false);
     WORKER_OF.with(|cell| cell.set(shared.id()));
     let mut batch_size = 1;
     let mut candidates = Vec::with_capacity(MAX_BATCH);
     loop {
-        if !take_work(shared, batch_size, &mut candidates) {
-            return;
+        match take_work(shared, batch_size, &mut candidates) {
+            Take::Work => {}
+            Take::Stop => return,
+            Take::IdleExit => {
+                leaving.2 = true;
+                return;
+            }
         }
         let started = Instant::now();
         let taken = candidates.len();
         let mut batch = Batch::queued(shared, std::mem::take(&mut candidates), stat);
-        shared.executor().run_batch(&mut batch);
+        // A panic in the executor ends its run Crashed (when `batch` drops) and must not
+        // take the worker with it: runs queued behind it would have no thread to run them.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.executor().run_batch(&mut batch)));
         drop(batch);
         candidates = Vec::with_capacity(MAX_BATCH);
         let per_run = started.elapsed() / u32::try_from(taken.max(1)).unwrap_or(u32::MAX);
@@ -252,8 +263,15 @@ fn worker_loop<E: Executor>(shared: &Arc<Shared<E>>, stat: &Arc<WorkerStat>) {
     }
 }
 
-/// Blocks until there is work (filling `out`) or the worker should exit (false).
-fn take_work<E: Executor>(shared: &Arc<Shared<E>>, batch_size: usize, out: &mut Vec<u32>) -> bool {
+enum Take {
+    Work,
+    Stop,
+    /// Idle too long: the worker has already left `live`.
+    IdleExit,
+}
+
+/// Blocks until there is work (filling `out`) or the worker should exit.
+fn take_work<E: Executor>(shared: &Arc<Shared<E>>, batch_size: usize, out: &mut Vec<u32>) -> Take {
     let pool = &shared.pool;
     let mut idle_since = None;
     loop {
@@ -265,14 +283,17 @@ fn take_work<E: Executor>(shared: &Arc<Shared<E>>, batch_size: usize, out: &mut 
         if queue.len() > 0 {
             let share = queue.len().div_ceil(pool.live().max(1));
             queue.pop_into(batch_size.min(share).max(1), out);
-            return true;
+            return Take::Work;
         }
         if pool.stopping.load(Ordering::Acquire) {
-            return false;
+            return Take::Stop;
         }
         let idle_start = *idle_since.get_or_insert(now);
         if now.duration_since(idle_start) >= IDLE_EXIT && queue.next_timer().is_none() {
-            return false;
+            // Leave `live` before the queue lock is released: work queued after this
+            // sees one worker fewer and starts a new one, instead of counting on us.
+            pool.live.fetch_sub(1, Ordering::AcqRel);
+            return Take::IdleExit;
         }
         let wake_at = queue.next_timer().map_or(idle_start + IDLE_EXIT, |due| due.min(idle_start + IDLE_EXIT));
         pool.idle.fetch_add(1, Ordering::AcqRel);
