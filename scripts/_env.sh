@@ -10,5 +10,6 @@ fi
 source "$venv/bin/activate"
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "maturin>=1.9.4,<2" "$@"
-# Release build of the extension, installed into the venv (editable Python sources).
-(cd "$root" && python -m pip install --quiet --no-build-isolation --config-settings=build-args=--release -e ".[test]")
+# The extension is built by maturin's PEP 517 backend, which uses the release profile;
+# the Python sources stay editable.
+(cd "$root" && python -m pip install --quiet --no-build-isolation -e ".[test]")

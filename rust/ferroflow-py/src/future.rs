@@ -26,6 +26,12 @@ pub(crate) fn run_uuid(py: Python<'_>, engine: &CoreShared, run: RunId) -> PyRes
 }
 
 pub(crate) fn engine_error(err: EngineError) -> PyErr {
+    if let EngineError::WaitsOnItself(_) = err {
+        // The thread is executing that very run: name it as the user knows it.
+        if let Some(name) = crate::executor::with_current(|current| current.map(crate::executor::Executing::run_name)) {
+            return PyRuntimeError::new_err(format!("Task run '{name}' waits on its own future, whose result can never arrive"));
+        }
+    }
     PyRuntimeError::new_err(err.to_string())
 }
 
