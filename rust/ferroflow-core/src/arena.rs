@@ -35,7 +35,12 @@ const fn locate(index: u32) -> (usize, usize, usize) {
 impl<T> Arena<T> {
     /// `make` builds an empty slot; every slot of a chunk is built when the chunk is.
     pub(crate) fn new(make: fn() -> T) -> Self {
-        Arena { chunks: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())), reserved: AtomicU32::new(0), grow: Mutex::new(()), make }
+        Arena {
+            chunks: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            reserved: AtomicU32::new(0),
+            grow: Mutex::new(()),
+            make,
+        }
     }
 
     /// Reserves `count` consecutive indices and makes sure their slots exist.
@@ -45,7 +50,9 @@ impl<T> Arena<T> {
     pub(crate) fn reserve(&self, count: u32) -> std::ops::Range<u32> {
         let _guard = self.grow.lock();
         let start = self.reserved.load(Ordering::Relaxed);
-        let end = start.checked_add(count).expect("more than 4 billion runs in one engine");
+        let end = start
+            .checked_add(count)
+            .expect("more than 4 billion runs in one engine");
         if count > 0 {
             let (first_chunk, _, _) = locate(start);
             let (last_chunk, _, _) = locate(end - 1);
@@ -112,7 +119,11 @@ mod tests {
         for index in 0..(FIRST as u32 * 15) {
             let (chunk, offset, len) = locate(index);
             assert_eq!((chunk, offset), expected, "index {index}");
-            expected = if offset + 1 == len { (chunk + 1, 0) } else { (chunk, offset + 1) };
+            expected = if offset + 1 == len {
+                (chunk + 1, 0)
+            } else {
+                (chunk, offset + 1)
+            };
         }
     }
 

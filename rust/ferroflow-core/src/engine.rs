@@ -113,7 +113,12 @@ pub(crate) struct Slot<P, V> {
 
 impl<P, V> Slot<P, V> {
     fn vacant() -> Self {
-        Slot { state: AtomicU8::new(RunState::Vacant as u8), flags: AtomicU8::new(0), parked: Mutex::new(None), outcome: OnceLock::new() }
+        Slot {
+            state: AtomicU8::new(RunState::Vacant as u8),
+            flags: AtomicU8::new(0),
+            parked: Mutex::new(None),
+            outcome: OnceLock::new(),
+        }
     }
 
     fn state(&self) -> RunState {
@@ -129,7 +134,9 @@ impl<P, V> Slot<P, V> {
     /// Moves `from` → `to` only if the run is still in `from`.
     fn try_become(&self, from: RunState, to: RunState) -> bool {
         debug_assert!(from.can_become(to), "illegal transition {from:?} -> {to:?}");
-        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     fn has(&self, flag: u8) -> bool {
@@ -280,11 +287,15 @@ impl<E: Executor> Shared<E> {
 
     /// Registers one run for the worker pool.
     pub fn submit(self: &Arc<Self>, payload: E::Payload, deps: &[Dep]) -> Result<RunId, EngineError> {
-        self.register(vec![(payload, SmallVec::from_slice(deps))], false).map(|range| range.start)
+        self.register(vec![(payload, SmallVec::from_slice(deps))], false)
+            .map(|range| range.start)
     }
 
     /// Registers many runs in one contiguous range (a `.map`).
-    pub fn submit_many(self: &Arc<Self>, runs: Vec<(E::Payload, SmallVec<[Dep; 2]>)>) -> Result<Range<RunId>, EngineError> {
+    pub fn submit_many(
+        self: &Arc<Self>,
+        runs: Vec<(E::Payload, SmallVec<[Dep; 2]>)>,
+    ) -> Result<Range<RunId>, EngineError> {
         self.register(runs, false)
     }
 
@@ -292,18 +303,29 @@ impl<E: Executor> Shared<E> {
     /// caller then [`Self::wait`]s for it with `help`, which waits for its upstreams
     /// (helping them along) and then executes it on the calling thread.
     pub fn submit_inline(self: &Arc<Self>, payload: E::Payload, deps: &[Dep]) -> Result<RunId, EngineError> {
-        self.register(vec![(payload, SmallVec::from_slice(deps))], true).map(|range| range.start)
+        self.register(vec![(payload, SmallVec::from_slice(deps))], true)
+            .map(|range| range.start)
     }
 
-    fn register(self: &Arc<Self>, runs: Vec<(E::Payload, SmallVec<[Dep; 2]>)>, inline: bool) -> Result<Range<RunId>, EngineError> {
+    fn register(
+        self: &Arc<Self>,
+        runs: Vec<(E::Payload, SmallVec<[Dep; 2]>)>,
+        inline: bool,
+    ) -> Result<Range<RunId>, EngineError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(EngineError::Closed);
         }
         let known = self.slots.len();
-        if let Some(dep) = runs.iter().flat_map(|(_, deps)| deps.iter()).find(|dep| dep.run >= known) {
+        if let Some(dep) = runs
+            .iter()
+            .flat_map(|(_, deps)| deps.iter())
+            .find(|dep| dep.run >= known)
+        {
             return Err(EngineError::UnknownRun(dep.run));
         }
-        let range = self.slots.reserve(u32::try_from(runs.len()).expect("more than 4 billion runs in one call"));
+        let range = self
+            .slots
+            .reserve(u32::try_from(runs.len()).expect("more than 4 billion runs in one call"));
         self.unfinished.fetch_add(runs.len(), Ordering::AcqRel);
         let mut runs = runs.into_iter();
         let mut next = range.start;
@@ -360,7 +382,10 @@ impl<E: Executor> Shared<E> {
         }
         let waiting = unfinished.len() as u32;
         for dep in unfinished {
-            graph.dependents.entry(dep.run).or_default().push(Edge { dependent: run, allow_failure: dep.allow_failure });
+            graph.dependents.entry(dep.run).or_default().push(Edge {
+                dependent: run,
+                allow_failure: dep.allow_failure,
+            });
         }
         if waiting > 0 {
             graph.blocked.insert(run, Blocked { waiting });
@@ -399,15 +424,28 @@ impl<E: Executor> Shared<E> {
             Disposition::Run
         };
         if disposition == Disposition::Run {
-            slot.become_(if parked.attempt == 0 { RunState::Running } else { RunState::Retrying });
+            slot.become_(if parked.attempt == 0 {
+                RunState::Running
+            } else {
+                RunState::Retrying
+            });
         }
-        Some(Job { run, attempt: parked.attempt, payload: parked.payload, disposition })
+        Some(Job {
+            run,
+            attempt: parked.attempt,
+            payload: parked.payload,
+            disposition,
+        })
     }
 
     /// Records a final outcome. Dependents and waiters learn of it in [`Self::settle`].
     pub(crate) fn record(&self, run: RunId, state: Final, value: E::Value) {
         let slot = self.slot(run);
-        let stored = slot.outcome.set(Outcome { state, value, finished_at: SystemTime::now() });
+        let stored = slot.outcome.set(Outcome {
+            state,
+            value,
+            finished_at: SystemTime::now(),
+        });
         assert!(stored.is_ok(), "run {run} finished twice");
         slot.become_(state.state());
     }
@@ -415,7 +453,10 @@ impl<E: Executor> Shared<E> {
     /// Parks a failed attempt until its retry is due.
     pub(crate) fn reschedule(self: &Arc<Self>, job: Job<E::Payload>, delay: Duration) {
         let slot = self.slot(job.run);
-        *slot.parked.lock() = Some(Parked { payload: job.payload, attempt: job.attempt + 1 });
+        *slot.parked.lock() = Some(Parked {
+            payload: job.payload,
+            attempt: job.attempt + 1,
+        });
         slot.become_(RunState::AwaitingRetry);
         let due = Instant::now() + delay;
         self.queue.lock().add_timer(due, job.run);
@@ -467,7 +508,9 @@ impl<E: Executor> Shared<E> {
                 if let Some(found) = graph.callbacks.remove(&run) {
                     callbacks.extend(found.into_iter().map(|callback| (run, callback)));
                 }
-                let Some(edges) = graph.dependents.remove(&run) else { continue };
+                let Some(edges) = graph.dependents.remove(&run) else {
+                    continue;
+                };
                 for edge in edges {
                     let dependent = self.slot(edge.dependent);
                     if !graph.blocked.contains_key(&edge.dependent) {
@@ -482,7 +525,9 @@ impl<E: Executor> Shared<E> {
                         graph.blocked.remove(&edge.dependent);
                     } else {
                         graph.blocked.remove(&edge.dependent);
-                        graph.dooms.insert(edge.dependent, Disposition::NotReady { upstream: run });
+                        graph
+                            .dooms
+                            .insert(edge.dependent, Disposition::NotReady { upstream: run });
                         dependent.flags.fetch_or(FLAG_DOOMED, Ordering::Release);
                     }
                     dependent.become_(RunState::Ready);
@@ -588,15 +633,34 @@ impl<E: Executor> Shared<E> {
 
     /// Waits for every run in `runs` (a map's range), in order, helping as [`Self::wait`]
     /// does, and with `stop_on_failure` returning as soon as any of them fails.
-    pub fn wait_range(self: &Arc<Self>, runs: Range<RunId>, deadline: Option<Instant>, help: bool, stop_on_failure: bool) -> Result<WaitAll, EngineError> {
+    pub fn wait_range(
+        self: &Arc<Self>,
+        runs: Range<RunId>,
+        deadline: Option<Instant>,
+        help: bool,
+        stop_on_failure: bool,
+    ) -> Result<WaitAll, EngineError> {
         if runs.end > self.slots.len() {
             return Err(EngineError::UnknownRun(runs.end - 1));
         }
-        self.wait_each(|index| runs.start + index as RunId, |run| runs.contains(&run), runs.len(), deadline, help, stop_on_failure)
+        self.wait_each(
+            |index| runs.start + index as RunId,
+            |run| runs.contains(&run),
+            runs.len(),
+            deadline,
+            help,
+            stop_on_failure,
+        )
     }
 
     /// [`Self::wait_range`] for runs in any order.
-    pub fn wait_all(self: &Arc<Self>, runs: &[RunId], deadline: Option<Instant>, help: bool, stop_on_failure: bool) -> Result<WaitAll, EngineError> {
+    pub fn wait_all(
+        self: &Arc<Self>,
+        runs: &[RunId],
+        deadline: Option<Instant>,
+        help: bool,
+        stop_on_failure: bool,
+    ) -> Result<WaitAll, EngineError> {
         if runs.is_empty() {
             return Ok(WaitAll::AllFinal);
         }
@@ -604,8 +668,19 @@ impl<E: Executor> Shared<E> {
             return Err(EngineError::UnknownRun(unknown));
         }
         // Only a failure of one of `runs` stops the wait (the set is needed only then).
-        let members: std::collections::HashSet<RunId> = if stop_on_failure { runs.iter().copied().collect() } else { Default::default() };
-        self.wait_each(|index| runs[index], |run| members.contains(&run), runs.len(), deadline, help, stop_on_failure)
+        let members: std::collections::HashSet<RunId> = if stop_on_failure {
+            runs.iter().copied().collect()
+        } else {
+            Default::default()
+        };
+        self.wait_each(
+            |index| runs[index],
+            |run| members.contains(&run),
+            runs.len(),
+            deadline,
+            help,
+            stop_on_failure,
+        )
     }
 
     fn wait_each(
@@ -852,8 +927,21 @@ pub struct Batch<'a, E: Executor> {
 const SLOW_JOB: Duration = Duration::from_millis(2);
 
 impl<'a, E: Executor> Batch<'a, E> {
-    pub(crate) fn queued(shared: &'a Arc<Shared<E>>, candidates: Vec<RunId>, busy: &'a crate::pool::WorkerStat) -> Self {
-        Batch { shared, candidates: candidates.into_iter(), claimed: Vec::new().into_iter(), wanted: Vec::new().into_iter(), current: None, started: None, finished: Vec::new(), busy: Some(busy) }
+    pub(crate) fn queued(
+        shared: &'a Arc<Shared<E>>,
+        candidates: Vec<RunId>,
+        busy: &'a crate::pool::WorkerStat,
+    ) -> Self {
+        Batch {
+            shared,
+            candidates: candidates.into_iter(),
+            claimed: Vec::new().into_iter(),
+            wanted: Vec::new().into_iter(),
+            current: None,
+            started: None,
+            finished: Vec::new(),
+            busy: Some(busy),
+        }
     }
 
     fn helping(shared: &'a Arc<Shared<E>>, first: Job<E::Payload>, candidates: Vec<RunId>, wanted: Vec<RunId>) -> Self {
@@ -876,7 +964,10 @@ impl<'a, E: Executor> Batch<'a, E> {
 
     /// The next job to execute, or `None` when the batch is done.
     pub fn next_job(&mut self) -> Option<Job<E::Payload>> {
-        assert!(self.current.is_none(), "finish or retry the previous job before taking the next");
+        assert!(
+            self.current.is_none(),
+            "finish or retry the previous job before taking the next"
+        );
         if let Some(started) = self.started.take() {
             if started.elapsed() >= SLOW_JOB {
                 self.publish();
@@ -889,7 +980,12 @@ impl<'a, E: Executor> Batch<'a, E> {
             }
         }
         let shared = self.shared;
-        let job = self.claimed.next().or_else(|| self.candidates.by_ref().chain(self.wanted.by_ref()).find_map(|run| shared.claim(run)))?;
+        let job = self.claimed.next().or_else(|| {
+            self.candidates
+                .by_ref()
+                .chain(self.wanted.by_ref())
+                .find_map(|run| shared.claim(run))
+        })?;
         self.current = Some(job.run);
         self.started = Some(Instant::now());
         if let Some(busy) = self.busy {
@@ -900,7 +996,11 @@ impl<'a, E: Executor> Batch<'a, E> {
     }
 
     fn end_current(&mut self, run: RunId) {
-        assert_eq!(self.current.take(), Some(run), "a job can only be ended by the batch that handed it out");
+        assert_eq!(
+            self.current.take(),
+            Some(run),
+            "a job can only be ended by the batch that handed it out"
+        );
         EXECUTING.with(|executing| executing.borrow_mut().pop());
         if let Some(busy) = self.busy {
             busy.set_busy(false);
@@ -932,7 +1032,8 @@ impl<E: Executor> Drop for Batch<'_, E> {
         // so nothing waits on it forever.
         if let Some(run) = self.current {
             self.end_current(run);
-            self.shared.record(run, Final::Crashed, self.shared.executor.abandoned(run));
+            self.shared
+                .record(run, Final::Crashed, self.shared.executor.abandoned(run));
             self.finished.push(run);
         }
         // Unclaimed candidates go back to the queue; jobs claimed up front and never
@@ -950,7 +1051,10 @@ impl<E: Executor> Drop for Batch<'_, E> {
             } else {
                 self.shared.graph.lock().dooms.insert(job.run, job.disposition);
             }
-            *slot.parked.lock() = Some(Parked { payload: job.payload, attempt: job.attempt });
+            *slot.parked.lock() = Some(Parked {
+                payload: job.payload,
+                attempt: job.attempt,
+            });
             if !slot.has(FLAG_INLINE) {
                 requeue.push(job.run);
             }

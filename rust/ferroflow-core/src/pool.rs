@@ -49,7 +49,11 @@ pub(crate) struct WorkerStat {
 
 impl WorkerStat {
     pub(crate) fn set_busy(&self, busy: bool) {
-        let stamp = if busy { 1 + self.epoch.elapsed().as_micros() as u64 } else { 0 };
+        let stamp = if busy {
+            1 + self.epoch.elapsed().as_micros() as u64
+        } else {
+            0
+        };
         self.busy_since_micros.store(stamp, Ordering::Relaxed);
     }
 
@@ -167,7 +171,10 @@ impl Pool {
             self.live.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        let stat = Arc::new(WorkerStat { epoch: Instant::now(), busy_since_micros: AtomicU64::new(0) });
+        let stat = Arc::new(WorkerStat {
+            epoch: Instant::now(),
+            busy_since_micros: AtomicU64::new(0),
+        });
         self.stats.lock().push(Arc::clone(&stat));
         let worker_shared = Arc::clone(shared);
         let handle = std::thread::Builder::new()
@@ -208,7 +215,11 @@ impl Pool {
             return true;
         }
         let now = Instant::now();
-        let stalled = self.stats.lock().iter().all(|stat| stat.busy_for(now).is_some_and(|busy| busy >= STALLED_AFTER));
+        let stalled = self
+            .stats
+            .lock()
+            .iter()
+            .all(|stat| stat.busy_for(now).is_some_and(|busy| busy >= STALLED_AFTER));
         if stalled {
             // Double, so a pool of sleeping tasks reaches its bound in a few ticks.
             let wanted = queued.min(self.max_workers - live).min(live.max(1));
@@ -258,7 +269,9 @@ fn worker_loop<E: Executor>(shared: &Arc<Shared<E>>, stat: &Arc<WorkerStat>) {
         batch_size = if per_run.is_zero() {
             MAX_BATCH
         } else {
-            usize::try_from(BATCH_TIME.as_nanos() / per_run.as_nanos().max(1)).unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH)
+            usize::try_from(BATCH_TIME.as_nanos() / per_run.as_nanos().max(1))
+                .unwrap_or(MAX_BATCH)
+                .clamp(1, MAX_BATCH)
         };
     }
 }
@@ -295,7 +308,9 @@ fn take_work<E: Executor>(shared: &Arc<Shared<E>>, batch_size: usize, out: &mut 
             pool.live.fetch_sub(1, Ordering::AcqRel);
             return Take::IdleExit;
         }
-        let wake_at = queue.next_timer().map_or(idle_start + IDLE_EXIT, |due| due.min(idle_start + IDLE_EXIT));
+        let wake_at = queue
+            .next_timer()
+            .map_or(idle_start + IDLE_EXIT, |due| due.min(idle_start + IDLE_EXIT));
         pool.idle.fetch_add(1, Ordering::AcqRel);
         shared.work.wait_until(&mut queue, wake_at);
         pool.idle.fetch_sub(1, Ordering::AcqRel);
@@ -315,7 +330,11 @@ struct Monitor {
 
 fn monitor() -> &'static Monitor {
     static MONITOR: OnceLock<Monitor> = OnceLock::new();
-    MONITOR.get_or_init(|| Monitor { tickers: Mutex::new(Vec::new()), wake: Condvar::new(), thread_generation: AtomicU64::new(u64::MAX) })
+    MONITOR.get_or_init(|| Monitor {
+        tickers: Mutex::new(Vec::new()),
+        wake: Condvar::new(),
+        thread_generation: AtomicU64::new(u64::MAX),
+    })
 }
 
 impl Monitor {
@@ -334,7 +353,10 @@ impl Monitor {
         }
         let current = FORK_GENERATION.load(Ordering::Acquire);
         if self.thread_generation.swap(current, Ordering::AcqRel) != current {
-            std::thread::Builder::new().name("ferroflow-monitor".into()).spawn(|| monitor().run()).expect("failed to start the ferroflow monitor thread");
+            std::thread::Builder::new()
+                .name("ferroflow-monitor".into())
+                .spawn(|| monitor().run())
+                .expect("failed to start the ferroflow monitor thread");
         }
         drop(tickers);
         self.wake.notify_one();

@@ -136,7 +136,10 @@ impl RunState {
             // queue by a doom (NotReady upstream or cancellation) carried out by its claimer.
             Ready => matches!(next, Running | Retrying | NotReady | Cancelled),
             Running | Retrying => {
-                matches!(next, AwaitingRetry | Completed | Cached | Failed | TimedOut | Crashed | Cancelled)
+                matches!(
+                    next,
+                    AwaitingRetry | Completed | Cached | Failed | TimedOut | Crashed | Cancelled
+                )
             }
             AwaitingRetry => matches!(next, Ready),
             Completed | Cached | Failed | TimedOut | Crashed | Cancelled | NotReady => false,

@@ -35,7 +35,10 @@ fn diamond_runs_once_each_in_dependency_order() {
             }
             let order = e.executor().order();
             let pos = |r| order.iter().position(|&x| x == r).unwrap();
-            assert!(pos(a) < pos(b) && pos(a) < pos(c) && pos(b) < pos(d) && pos(c) < pos(d), "workers={workers}: {order:?}");
+            assert!(
+                pos(a) < pos(b) && pos(a) < pos(c) && pos(b) < pos(d) && pos(c) < pos(d),
+                "workers={workers}: {order:?}"
+            );
         }
     });
 }
@@ -57,7 +60,11 @@ fn not_ready_propagates_transitively_naming_the_direct_upstream() {
             for (run, upstream) in [(mid, bad), (low, mid), (both, low)] {
                 assert_eq!(final_of(e, run), Final::NotReady, "workers={workers}: run {run}");
                 assert_eq!(e.state(run), Some(RunState::NotReady));
-                assert_eq!(value_of(e, run), Err(format!("not ready: upstream {upstream}")), "run {run} must name its direct upstream");
+                assert_eq!(
+                    value_of(e, run),
+                    Err(format!("not ready: upstream {upstream}")),
+                    "run {run} must name its direct upstream"
+                );
                 assert_eq!(e.executor().exec_count(run), 0, "a NotReady run never executes");
             }
             assert_eq!(final_of(e, ok), Final::Completed);
@@ -114,7 +121,11 @@ fn upstream_failing_during_registration_still_dooms_the_dependent() {
             release_at.store(epoch.elapsed().as_nanos() as u64 + (i % 200) * 20, Ordering::SeqCst);
             let dependent = submit(e, Task::sum(1).after(&[bad, ok, ok, ok]));
             assert!(e.wait(dependent, deadline(5_000), false).unwrap());
-            assert_eq!(final_of(e, dependent), Final::NotReady, "iteration {i}: run {dependent} ran although upstream {bad} failed");
+            assert_eq!(
+                final_of(e, dependent),
+                Final::NotReady,
+                "iteration {i}: run {dependent} ran although upstream {bad} failed"
+            );
         }
     });
 }
@@ -138,10 +149,17 @@ fn allow_failure_edge_runs_and_sees_the_error() {
             assert_eq!(value_of(e, tolerant), Ok(8));
             let seen = &e.executor().execs_of(tolerant)[0].upstream;
             assert_eq!(seen[0], Ok(7));
-            assert_eq!(seen[1], Err(format!("run {bad} failed")), "the tolerant run sees the error value");
+            assert_eq!(
+                seen[1],
+                Err(format!("run {bad} failed")),
+                "the tolerant run sees the error value"
+            );
             assert_eq!(value_of(e, strict), Ok(9));
             assert_eq!(value_of(e, late), Ok(2));
-            assert_eq!(e.executor().execs_of(late)[0].upstream, vec![Err(format!("run {bad} failed"))]);
+            assert_eq!(
+                e.executor().execs_of(late)[0].upstream,
+                vec![Err(format!("run {bad} failed"))]
+            );
         }
     });
 }
@@ -176,11 +194,22 @@ fn retries_wait_their_delay_and_count_attempts() {
             assert_eq!(execs[1].state_after_retry, Some(RunState::AwaitingRetry));
             assert_eq!(execs[2].state_after_retry, None);
             for pair in execs.windows(2) {
-                assert!(pair[1].at - pair[0].at >= delay, "retry came before its delay: {:?}", pair[1].at - pair[0].at);
+                assert!(
+                    pair[1].at - pair[0].at >= delay,
+                    "retry came before its delay: {:?}",
+                    pair[1].at - pair[0].at
+                );
             }
 
             assert_eq!(final_of(e, hopeless), Final::Failed);
-            assert_eq!(e.executor().execs_of(hopeless).iter().map(|x| x.attempt).collect::<Vec<_>>(), vec![0, 1, 2]);
+            assert_eq!(
+                e.executor()
+                    .execs_of(hopeless)
+                    .iter()
+                    .map(|x| x.attempt)
+                    .collect::<Vec<_>>(),
+                vec![0, 1, 2]
+            );
         }
     });
 }
@@ -195,7 +224,10 @@ fn retry_without_delay_of_a_called_run() {
         assert_eq!(value_of(e, run), Ok(3));
         let execs = e.executor().execs_of(run);
         assert_eq!(execs.len(), 2);
-        assert!(execs.iter().all(|x| x.thread == me), "every attempt of a called run runs on the caller");
+        assert!(
+            execs.iter().all(|x| x.thread == me),
+            "every attempt of a called run runs on the caller"
+        );
     });
 }
 
@@ -215,8 +247,14 @@ fn wait_with_deadline_returns_false_in_time() {
             let start = Instant::now();
             assert_eq!(e.wait(run, deadline(100), help), Ok(false));
             let took = start.elapsed();
-            assert!(took >= Duration::from_millis(100) && took < Duration::from_secs(3), "help={help}: {took:?}");
-            assert_eq!(e.wait_range(run..run + 1, deadline(50), help, false), Ok(WaitAll::TimedOut));
+            assert!(
+                took >= Duration::from_millis(100) && took < Duration::from_secs(3),
+                "help={help}: {took:?}"
+            );
+            assert_eq!(
+                e.wait_range(run..run + 1, deadline(50), help, false),
+                Ok(WaitAll::TimedOut)
+            );
             assert_eq!(e.wait_all(&[run], deadline(50), help, false), Ok(WaitAll::TimedOut));
             assert!(!e.wait_idle(deadline(50), help));
             gate.open();
@@ -246,15 +284,27 @@ fn wait_range_stop_on_failure_returns_early() {
         );
         first.wait_started();
         last.wait_started();
-        assert_eq!(e.wait_range(range.clone(), deadline(10_000), false, true), Ok(WaitAll::Failed(1)));
+        assert_eq!(
+            e.wait_range(range.clone(), deadline(10_000), false, true),
+            Ok(WaitAll::Failed(1))
+        );
         assert_eq!(e.state(0), Some(RunState::Running), "run 0 still running");
         assert_eq!(e.state(2), Some(RunState::Running), "run 2 still running");
         // Already failed before the wait begins: found at once too.
-        assert_eq!(e.wait_range(range.clone(), deadline(10_000), true, true), Ok(WaitAll::Failed(1)));
+        assert_eq!(
+            e.wait_range(range.clone(), deadline(10_000), true, true),
+            Ok(WaitAll::Failed(1))
+        );
         first.open();
         last.open();
-        assert_eq!(e.wait_range(range.clone(), deadline(10_000), true, false), Ok(WaitAll::AllFinal));
-        assert_eq!(e.wait_range(range, deadline(10_000), true, true), Ok(WaitAll::Failed(1)));
+        assert_eq!(
+            e.wait_range(range.clone(), deadline(10_000), true, false),
+            Ok(WaitAll::AllFinal)
+        );
+        assert_eq!(
+            e.wait_range(range, deadline(10_000), true, true),
+            Ok(WaitAll::Failed(1))
+        );
         check_invariants(e);
     });
 }
@@ -268,11 +318,17 @@ fn wait_all_in_any_order() {
         let mut shuffled = runs.clone();
         shuffled.reverse();
         shuffled.swap(3, 11);
-        assert_eq!(e.wait_all(&shuffled, deadline(10_000), false, false), Ok(WaitAll::AllFinal));
+        assert_eq!(
+            e.wait_all(&shuffled, deadline(10_000), false, false),
+            Ok(WaitAll::AllFinal)
+        );
         for &run in &runs {
             assert!(e.state(run).unwrap().is_final());
         }
-        assert_eq!(e.wait_all(&[runs[5], runs[2]], deadline(10_000), true, true), Ok(WaitAll::AllFinal));
+        assert_eq!(
+            e.wait_all(&[runs[5], runs[2]], deadline(10_000), true, true),
+            Ok(WaitAll::AllFinal)
+        );
         assert!(e.wait_idle(deadline(10_000), false));
         check_invariants(e);
     });
@@ -297,7 +353,11 @@ fn wait_all_stop_on_failure_ignores_runs_not_waited_for() {
         });
         let got = e.wait_all(&[a, b], deadline(10_000), false, true);
         opener.join().unwrap();
-        assert_eq!(got, Ok(WaitAll::AllFinal), "run {other} is not among the waited runs [{a}, {b}]");
+        assert_eq!(
+            got,
+            Ok(WaitAll::AllFinal),
+            "run {other} is not among the waited runs [{a}, {b}]"
+        );
     });
 }
 
@@ -362,10 +422,13 @@ fn on_done_fires_exactly_once_even_when_registered_late() {
         let me = std::thread::current().id();
         let late = Arc::new(AtomicUsize::new(0));
         let late2 = Arc::clone(&late);
-        e.on_done(run, Box::new(move |_| {
-            assert_eq!(std::thread::current().id(), me);
-            late2.fetch_add(1, Ordering::SeqCst);
-        }))
+        e.on_done(
+            run,
+            Box::new(move |_| {
+                assert_eq!(std::thread::current().id(), me);
+                late2.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
         .unwrap();
         assert_eq!(late.load(Ordering::SeqCst), 1);
         assert!(e.wait_idle(deadline(10_000), false));
@@ -385,9 +448,12 @@ fn on_done_under_concurrent_completion_fires_once() {
         let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
         for run in range.clone() {
             let counts = Arc::clone(&counts);
-            e.on_done(run, Box::new(move |r| {
-                counts[r as usize].fetch_add(1, Ordering::SeqCst);
-            }))
+            e.on_done(
+                run,
+                Box::new(move |r| {
+                    counts[r as usize].fetch_add(1, Ordering::SeqCst);
+                }),
+            )
             .unwrap();
         }
         assert!(e.wait_idle(deadline(10_000), false));
@@ -510,7 +576,11 @@ fn cancelled_while_awaiting_retry_stays_cancelled() {
         std::thread::sleep(Duration::from_millis(300));
         let after = submit(e, Task::sum(1));
         assert!(e.wait(after, deadline(10_000), false).unwrap());
-        assert_eq!(e.state(run), Some(RunState::Cancelled), "a final state must never change");
+        assert_eq!(
+            e.state(run),
+            Some(RunState::Cancelled),
+            "a final state must never change"
+        );
         assert_eq!(e.executor().exec_count(run), 1);
         assert_eq!(e.unfinished(), 0);
     });
@@ -529,7 +599,11 @@ fn call_runs_on_the_calling_thread_after_its_deps() {
         let a = submit(e, Task::sleep(50, 1));
         let b = submit(e, Task::sleep(20, 2));
         let c = call(e, Task::sum(10).after(&[a, b]));
-        assert_eq!(e.state(c), Some(RunState::Completed), "call returns once the run is final");
+        assert_eq!(
+            e.state(c),
+            Some(RunState::Completed),
+            "call returns once the run is final"
+        );
         assert_eq!(value_of(e, c), Ok(13));
         let exec = &e.executor().execs_of(c)[0];
         assert_eq!(exec.thread, me);
@@ -595,9 +669,22 @@ fn call_with_deps_never_misses_its_wakeup() {
                 std::hint::spin_loop();
             }
             release_at.store(epoch.elapsed().as_nanos() as u64 + (i % 400) * 25, Ordering::SeqCst);
-            let c = e.submit_inline(Task::sum(1).after(&[a]), &[Dep { run: a, allow_failure: false }]).unwrap();
+            let c = e
+                .submit_inline(
+                    Task::sum(1).after(&[a]),
+                    &[Dep {
+                        run: a,
+                        allow_failure: false,
+                    }],
+                )
+                .unwrap();
             let woke = e.wait(c, deadline(1_000), true);
-            assert_eq!(woke, Ok(true), "iteration {i}: the caller slept through its run becoming {:?}", e.state(c));
+            assert_eq!(
+                woke,
+                Ok(true),
+                "iteration {i}: the caller slept through its run becoming {:?}",
+                e.state(c)
+            );
             assert_eq!(value_of(e, c), Ok(2));
         }
     });
@@ -615,7 +702,10 @@ fn a_waiting_run_helps_instead_of_deadlocking_a_single_worker() {
                 let inner = submit(ctx.engine, Task::sum(10).after(&[leaf]));
                 assert_eq!(ctx.engine.wait(inner, deadline(10_000), true), Ok(true));
                 let many = submit_many(ctx.engine, (0..100).map(|_| Task::sum(1)).collect());
-                assert_eq!(ctx.engine.wait_range(many, deadline(10_000), true, false), Ok(WaitAll::AllFinal));
+                assert_eq!(
+                    ctx.engine.wait_range(many, deadline(10_000), true, false),
+                    Ok(WaitAll::AllFinal)
+                );
                 value_of(ctx.engine, inner)
             }),
         );
@@ -630,8 +720,13 @@ fn tree(ctx: &Ctx<'_>, depth: u32) -> Value {
     if depth == 0 {
         return Ok(1);
     }
-    let kids: Vec<_> = (0..2).map(|_| submit(ctx.engine, Task::call(move |c| tree(c, depth - 1)))).collect();
-    assert_eq!(ctx.engine.wait_all(&kids, deadline(15_000), true, false), Ok(WaitAll::AllFinal));
+    let kids: Vec<_> = (0..2)
+        .map(|_| submit(ctx.engine, Task::call(move |c| tree(c, depth - 1))))
+        .collect();
+    assert_eq!(
+        ctx.engine.wait_all(&kids, deadline(15_000), true, false),
+        Ok(WaitAll::AllFinal)
+    );
     Ok(kids.iter().map(|&k| value_of(ctx.engine, k).unwrap()).sum())
 }
 
@@ -663,13 +758,21 @@ fn helping_waiter_does_not_hold_back_runs_its_current_run_waits_on() {
                 vec![
                     Task::call(|ctx| {
                         let next = ctx.run + 1;
-                        assert_eq!(ctx.engine.wait(next, deadline(5_000), true), Ok(true), "run {next} never ran");
+                        assert_eq!(
+                            ctx.engine.wait(next, deadline(5_000), true),
+                            Ok(true),
+                            "run {next} never ran"
+                        );
                         Ok(1)
                     }),
                     Task::sum(1),
                 ],
             );
-            assert_eq!(e.wait_range(range, deadline(10_000), true, false), Ok(WaitAll::AllFinal), "workers={workers}");
+            assert_eq!(
+                e.wait_range(range, deadline(10_000), true, false),
+                Ok(WaitAll::AllFinal),
+                "workers={workers}"
+            );
             check_invariants(e);
             assert_eq!(value_of(e, 0), Ok(1), "workers={workers}");
         }
@@ -721,7 +824,10 @@ fn sequential_engine_waited_from_another_thread() {
         let range = submit_many(&e, (0..10).map(Task::sum).collect());
         let e2 = Arc::clone(&e);
         let helper = std::thread::spawn(move || {
-            assert_eq!(e2.wait_range(range, deadline(10_000), true, false), Ok(WaitAll::AllFinal));
+            assert_eq!(
+                e2.wait_range(range, deadline(10_000), true, false),
+                Ok(WaitAll::AllFinal)
+            );
             std::thread::current().id()
         });
         let helper_id = helper.join().unwrap();
@@ -805,10 +911,22 @@ fn waiting_on_itself_is_refused() {
             let run = submit(
                 e,
                 Task::call(|ctx| {
-                    assert_eq!(ctx.engine.wait(ctx.run, deadline(1_000), true), Err(EngineError::WaitsOnItself(ctx.run)));
-                    assert_eq!(ctx.engine.wait(ctx.run, None, false), Err(EngineError::WaitsOnItself(ctx.run)));
-                    assert_eq!(ctx.engine.wait_all(&[ctx.run], None, true, false), Err(EngineError::WaitsOnItself(ctx.run)));
-                    assert_eq!(ctx.engine.wait_range(ctx.run..ctx.run + 1, None, false, false), Err(EngineError::WaitsOnItself(ctx.run)));
+                    assert_eq!(
+                        ctx.engine.wait(ctx.run, deadline(1_000), true),
+                        Err(EngineError::WaitsOnItself(ctx.run))
+                    );
+                    assert_eq!(
+                        ctx.engine.wait(ctx.run, None, false),
+                        Err(EngineError::WaitsOnItself(ctx.run))
+                    );
+                    assert_eq!(
+                        ctx.engine.wait_all(&[ctx.run], None, true, false),
+                        Err(EngineError::WaitsOnItself(ctx.run))
+                    );
+                    assert_eq!(
+                        ctx.engine.wait_range(ctx.run..ctx.run + 1, None, false, false),
+                        Err(EngineError::WaitsOnItself(ctx.run))
+                    );
                     Ok(1)
                 }),
             );
@@ -828,7 +946,10 @@ fn submit_after_shutdown_is_refused() {
         assert!(e.state(run).unwrap().is_final(), "shutdown finishes what is queued");
         assert_eq!(e.submit(Task::sum(1), &[]).err(), Some(EngineError::Closed));
         assert_eq!(e.submit_inline(Task::sum(1), &[]).err(), Some(EngineError::Closed));
-        assert_eq!(e.submit_many(vec![(Task::sum(1), Default::default())]).err(), Some(EngineError::Closed));
+        assert_eq!(
+            e.submit_many(vec![(Task::sum(1), Default::default())]).err(),
+            Some(EngineError::Closed)
+        );
         assert_eq!(e.workers(), 0);
         drop(engine); // shutting down twice is fine
     });
@@ -875,7 +996,11 @@ fn shutdown_cancels_unstarted_runs_and_finishes_running_ones() {
                 opener.join().unwrap();
                 assert_eq!(value_of(&e, running), Ok(5), "a running run finishes normally");
             }
-            assert_eq!(e.unfinished(), 0, "workers={workers}: everything is final after shutdown");
+            assert_eq!(
+                e.unfinished(),
+                0,
+                "workers={workers}: everything is final after shutdown"
+            );
             for run in queued.chain([retrying, blocked]) {
                 assert_eq!(final_of(&e, run), Final::Cancelled, "workers={workers}: run {run}");
             }
@@ -891,17 +1016,40 @@ fn unknown_runs_are_refused() {
         let engine = engine(1);
         let e = engine.shared();
         let known = submit(e, Task::sum(1));
-        let bad = Dep { run: 77, allow_failure: false };
+        let bad = Dep {
+            run: 77,
+            allow_failure: false,
+        };
         assert_eq!(e.submit(Task::sum(1), &[bad]).err(), Some(EngineError::UnknownRun(77)));
-        assert_eq!(e.submit_inline(Task::sum(1), &[bad]).err(), Some(EngineError::UnknownRun(77)));
         assert_eq!(
-            e.submit_many(vec![(Task::sum(1), vec![Dep { run: known, allow_failure: false }].into()), (Task::sum(1), vec![bad].into())]).err(),
+            e.submit_inline(Task::sum(1), &[bad]).err(),
+            Some(EngineError::UnknownRun(77))
+        );
+        assert_eq!(
+            e.submit_many(vec![
+                (
+                    Task::sum(1),
+                    vec![Dep {
+                        run: known,
+                        allow_failure: false
+                    }]
+                    .into()
+                ),
+                (Task::sum(1), vec![bad].into())
+            ])
+            .err(),
             Some(EngineError::UnknownRun(77))
         );
         assert_eq!(e.len(), 1, "a refused submit registers nothing");
         assert_eq!(e.wait(77, None, true), Err(EngineError::UnknownRun(77)));
-        assert!(matches!(e.wait_range(0..78, None, true, false), Err(EngineError::UnknownRun(_))));
-        assert!(matches!(e.wait_all(&[known, 77], None, true, false), Err(EngineError::UnknownRun(_))));
+        assert!(matches!(
+            e.wait_range(0..78, None, true, false),
+            Err(EngineError::UnknownRun(_))
+        ));
+        assert!(matches!(
+            e.wait_all(&[known, 77], None, true, false),
+            Err(EngineError::UnknownRun(_))
+        ));
         assert_eq!(e.state(77), None);
         assert!(e.outcome(77).is_none());
         assert!(e.wait_idle(deadline(10_000), false));
@@ -922,7 +1070,10 @@ fn a_hundred_thousand_runs_in_one_submit_many() {
         let n = 100_000;
         let range = submit_many(e, (0..n).map(Task::sum).collect());
         assert_eq!(range, first + 1..first + 1 + n as u32, "one contiguous range");
-        assert_eq!(e.wait_range(range.clone(), deadline(15_000), true, false), Ok(WaitAll::AllFinal));
+        assert_eq!(
+            e.wait_range(range.clone(), deadline(15_000), true, false),
+            Ok(WaitAll::AllFinal)
+        );
         assert!(e.wait_idle(deadline(10_000), false));
         for (i, run) in range.enumerate() {
             assert_eq!(value_of(e, run), Ok(i as i64));
@@ -939,7 +1090,10 @@ fn a_map_over_a_map() {
         let n = 10_000u32;
         let first = submit_many(e, (0..n).map(|i| Task::sum(i64::from(i))).collect());
         let second = submit_many(e, (0..n).map(|i| Task::sum(1).after(&[first.start + i])).collect());
-        assert_eq!(e.wait_range(second.clone(), deadline(15_000), true, true), Ok(WaitAll::AllFinal));
+        assert_eq!(
+            e.wait_range(second.clone(), deadline(15_000), true, true),
+            Ok(WaitAll::AllFinal)
+        );
         for i in 0..n {
             assert_eq!(value_of(e, second.start + i), Ok(1 + i64::from(i)));
         }
@@ -964,8 +1118,15 @@ fn sleeping_runs_grow_the_pool_to_max_workers() {
         }
         let took = start.elapsed();
         let threads: HashSet<_> = e.executor().execs().iter().map(|x| x.thread).collect();
-        assert!(peak.max(e.workers()) == 8 && threads.len() == 8, "peak {peak} workers, {} threads ran", threads.len());
-        assert!(took < Duration::from_millis(1200), "40 x 50 ms on 8 workers took {took:?}");
+        assert!(
+            peak.max(e.workers()) == 8 && threads.len() == 8,
+            "peak {peak} workers, {} threads ran",
+            threads.len()
+        );
+        assert!(
+            took < Duration::from_millis(1200),
+            "40 x 50 ms on 8 workers took {took:?}"
+        );
         assert!(e.workers() <= 8);
     });
 }
@@ -980,23 +1141,37 @@ fn a_helping_waiter_does_not_serialise_sleeping_runs() {
         let e = engine.shared();
         let start = Instant::now();
         let range = submit_many(e, (0..40).map(|i| Task::sleep(50, i)).collect());
-        assert_eq!(e.wait_range(range, deadline(10_000), true, false), Ok(WaitAll::AllFinal));
+        assert_eq!(
+            e.wait_range(range, deadline(10_000), true, false),
+            Ok(WaitAll::AllFinal)
+        );
         let took = start.elapsed();
-        assert!(took < Duration::from_millis(1200), "flow thread: 40 x 50 ms on 8 workers took {took:?}");
+        assert!(
+            took < Duration::from_millis(1200),
+            "flow thread: 40 x 50 ms on 8 workers took {took:?}"
+        );
 
         let start = Instant::now();
         let outer = submit(
             e,
             Task::call(|ctx| {
                 let range = submit_many(ctx.engine, (0..40).map(|i| Task::sleep(50, i)).collect());
-                assert_eq!(ctx.engine.wait_range(range, deadline(10_000), true, false), Ok(WaitAll::AllFinal));
+                assert_eq!(
+                    ctx.engine.wait_range(range, deadline(10_000), true, false),
+                    Ok(WaitAll::AllFinal)
+                );
                 Ok(0)
             }),
         );
         assert!(e.wait(outer, deadline(10_000), false).unwrap());
         let took = start.elapsed();
         let helper = e.executor().execs_of(outer)[0].thread;
-        let by_helper = e.executor().execs().iter().filter(|x| x.run > outer && x.thread == helper).count();
+        let by_helper = e
+            .executor()
+            .execs()
+            .iter()
+            .filter(|x| x.run > outer && x.thread == helper)
+            .count();
         assert!(took < Duration::from_millis(1200), "task waiting on its map: 40 x 50 ms on 8 workers took {took:?}, {by_helper} of them on the waiting task's thread");
     });
 }

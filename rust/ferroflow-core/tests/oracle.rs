@@ -13,7 +13,10 @@ enum Behaviour {
     Succeed,
     Fail,
     /// Fails `failures` times, with `retries` retries allowed.
-    Flaky { failures: u32, retries: u32 },
+    Flaky {
+        failures: u32,
+        retries: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -45,12 +48,23 @@ fn case() -> impl Strategy<Value = Case> {
     (1usize..=60, 0usize..=4).prop_flat_map(|(n, workers)| {
         let nodes: Vec<_> = (0..n)
             .map(|i| {
-                let deps = if i == 0 { Just(Vec::new()).boxed() } else { proptest::collection::vec((0..i, prop::bool::weighted(0.25)), 0..=3).boxed() };
-                (deps, behaviour(), prop::bool::weighted(0.3), any::<bool>()).prop_map(|(mut deps, behaviour, cut, single)| {
-                    deps.sort_unstable();
-                    deps.dedup_by_key(|d| d.0);
-                    Node { deps, behaviour, cut, single }
-                })
+                let deps = if i == 0 {
+                    Just(Vec::new()).boxed()
+                } else {
+                    proptest::collection::vec((0..i, prop::bool::weighted(0.25)), 0..=3).boxed()
+                };
+                (deps, behaviour(), prop::bool::weighted(0.3), any::<bool>()).prop_map(
+                    |(mut deps, behaviour, cut, single)| {
+                        deps.sort_unstable();
+                        deps.dedup_by_key(|d| d.0);
+                        Node {
+                            deps,
+                            behaviour,
+                            cut,
+                            single,
+                        }
+                    },
+                )
             })
             .collect();
         nodes.prop_map(move |nodes| Case { nodes, workers })
@@ -61,7 +75,10 @@ fn case() -> impl Strategy<Value = Case> {
 fn oracle(nodes: &[Node]) -> Vec<(Final, Option<i64>, usize)> {
     let mut out: Vec<(Final, Option<i64>, usize)> = Vec::with_capacity(nodes.len());
     for node in nodes {
-        let blocked = node.deps.iter().any(|&(up, allow)| !allow && out[up].0 != Final::Completed);
+        let blocked = node
+            .deps
+            .iter()
+            .any(|&(up, allow)| !allow && out[up].0 != Final::Completed);
         if blocked {
             out.push((Final::NotReady, None, 0));
             continue;
@@ -70,7 +87,9 @@ fn oracle(nodes: &[Node]) -> Vec<(Final, Option<i64>, usize)> {
         out.push(match node.behaviour {
             Behaviour::Succeed => (Final::Completed, Some(value), 1),
             Behaviour::Fail => (Final::Failed, None, 1),
-            Behaviour::Flaky { failures, retries } if failures <= retries => (Final::Completed, Some(value), failures as usize + 1),
+            Behaviour::Flaky { failures, retries } if failures <= retries => {
+                (Final::Completed, Some(value), failures as usize + 1)
+            }
             Behaviour::Flaky { retries, .. } => (Final::Failed, None, retries as usize + 1),
         });
     }
@@ -85,7 +104,11 @@ fn task(node: &Node) -> Task {
     };
     for &(up, allow) in &node.deps {
         let up = [up as RunId];
-        task = if allow { task.after_allowing_failure(&up) } else { task.after(&up) };
+        task = if allow {
+            task.after_allowing_failure(&up)
+        } else {
+            task.after(&up)
+        };
     }
     task
 }
@@ -114,7 +137,11 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         start = end;
     }
 
-    prop_assert!(e.wait_idle(deadline(20_000), true), "wait_idle timed out: {} unfinished", e.unfinished());
+    prop_assert!(
+        e.wait_idle(deadline(20_000), true),
+        "wait_idle timed out: {} unfinished",
+        e.unfinished()
+    );
     check_invariants(e);
     for (run, (state, value, execs)) in expected.iter().enumerate() {
         let run = run as RunId;
@@ -127,10 +154,16 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         prop_assert_eq!(attempts, (0..*execs as u32).collect::<Vec<_>>(), "run {} attempts", run);
         if *state == Final::NotReady {
             // Names a direct, strict upstream that did not complete.
-            let named: RunId = value_of(e, run).unwrap_err().trim_start_matches("not ready: upstream ").parse().unwrap();
+            let named: RunId = value_of(e, run)
+                .unwrap_err()
+                .trim_start_matches("not ready: upstream ")
+                .parse()
+                .unwrap();
             let node = &case.nodes[run as usize];
             prop_assert!(
-                node.deps.iter().any(|&(up, allow)| up as RunId == named && !allow && expected[up].0 != Final::Completed),
+                node.deps
+                    .iter()
+                    .any(|&(up, allow)| up as RunId == named && !allow && expected[up].0 != Final::Completed),
                 "run {} names {} as its failed upstream",
                 run,
                 named

@@ -37,11 +37,27 @@ pub struct TaskSpec {
 impl TaskSpec {
     #[new]
     #[pyo3(signature = (task, func, name, retries, delays, custom_name))]
-    fn new(task: Py<PyAny>, func: Py<PyAny>, name: String, retries: u32, delays: Vec<f64>, custom_name: Option<Py<PyAny>>) -> PyResult<Self> {
+    fn new(
+        task: Py<PyAny>,
+        func: Py<PyAny>,
+        name: String,
+        retries: u32,
+        delays: Vec<f64>,
+        custom_name: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
         if delays.iter().any(|d| !d.is_finite() || *d < 0.0) {
-            return Err(PyValueError::new_err(format!("task '{name}': retry delays must be non-negative numbers, got {delays:?}")));
+            return Err(PyValueError::new_err(format!(
+                "task '{name}': retry delays must be non-negative numbers, got {delays:?}"
+            )));
         }
-        Ok(TaskSpec { task, func, name, retries, delays, custom_name })
+        Ok(TaskSpec {
+            task,
+            func,
+            name,
+            retries,
+            delays,
+            custom_name,
+        })
     }
 
     #[getter]
@@ -91,21 +107,44 @@ pub(crate) struct MapTally {
 /// Most runs of one map that get a line of their own for not completing.
 const MAP_LINES_PER_MAP: usize = 20;
 
-const FINALS: [Final; 7] = [Final::Completed, Final::Cached, Final::Failed, Final::TimedOut, Final::Crashed, Final::Cancelled, Final::NotReady];
+const FINALS: [Final; 7] = [
+    Final::Completed,
+    Final::Cached,
+    Final::Failed,
+    Final::TimedOut,
+    Final::Crashed,
+    Final::Cancelled,
+    Final::NotReady,
+];
 
 impl MapTally {
     pub(crate) fn new(runs: usize) -> Self {
-        MapTally { remaining: AtomicUsize::new(runs), counts: Default::default(), started: Instant::now(), logged: AtomicUsize::new(0) }
+        MapTally {
+            remaining: AtomicUsize::new(runs),
+            counts: Default::default(),
+            started: Instant::now(),
+            logged: AtomicUsize::new(0),
+        }
     }
 
     /// Counts one final run; returns the counts once the last run of the map is in.
     fn count(&self, state: Final) -> Option<Vec<(&'static str, usize)>> {
-        let index = FINALS.iter().position(|f| *f == state).expect("every final state is counted");
+        let index = FINALS
+            .iter()
+            .position(|f| *f == state)
+            .expect("every final state is counted");
         self.counts[index].fetch_add(1, Ordering::Relaxed);
         if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
             return None;
         }
-        Some(FINALS.iter().zip(&self.counts).map(|(f, c)| (f.state().name(), c.load(Ordering::Relaxed))).filter(|(_, c)| *c > 0).collect())
+        Some(
+            FINALS
+                .iter()
+                .zip(&self.counts)
+                .map(|(f, c)| (f.state().name(), c.load(Ordering::Relaxed)))
+                .filter(|(_, c)| *c > 0)
+                .collect(),
+        )
     }
 
     fn may_log_one(&self) -> bool {
@@ -144,11 +183,23 @@ impl CallPlan {
         naming: Naming,
         tally: Option<MapTally>,
     ) -> Self {
-        CallPlan { spec, args, kwargs, mapped, resolve_fixed, naming, tally }
+        CallPlan {
+            spec,
+            args,
+            kwargs,
+            mapped,
+            resolve_fixed,
+            naming,
+            tally,
+        }
     }
 
     pub(crate) fn call(self: &Arc<Self>, item: Option<Py<PyAny>>, index: u32) -> Call {
-        Call { plan: Arc::clone(self), item, index }
+        Call {
+            plan: Arc::clone(self),
+            item,
+            index,
+        }
     }
 
     pub(crate) fn is_map(&self) -> bool {
@@ -171,22 +222,28 @@ impl Call {
     }
 
     /// The run's name in log lines: a custom `task_run_name`, or the plan's naming.
-    pub(crate) fn run_name(&self, py: Python<'_>, engine: &CoreShared) -> String {
-        self.custom_name(py, engine).unwrap_or_else(|| self.plan.run_name(self.index))
+    pub(crate) fn run_name(&self, py: Python<'_>) -> String {
+        self.custom_name(py).unwrap_or_else(|| self.plan.run_name(self.index))
     }
 
     /// The custom `task_run_name` of this run, if the task has one.
-    pub(crate) fn custom_name(&self, py: Python<'_>, engine: &CoreShared) -> Option<String> {
+    pub(crate) fn custom_name(&self, py: Python<'_>) -> Option<String> {
         let spec = self.plan.spec.get();
         let custom = spec.custom_name.as_ref()?;
-        let named = self.arguments(py, engine).and_then(|(args, kwargs)| {
-            hooks(py)?.run_name.call1(py, (&spec.task, custom, args, kwargs))?.extract::<String>(py)
+        let named = self.arguments(py).and_then(|(args, kwargs)| {
+            hooks(py)?
+                .run_name
+                .call1(py, (&spec.task, custom, args, kwargs))?
+                .extract::<String>(py)
         });
         named.map_err(|err| crate::hooks::report_hook_error(py, err)).ok()
     }
 
     /// The positional and keyword arguments of this run, futures replaced by values.
-    pub(crate) fn arguments<'py>(&self, py: Python<'py>, engine: &CoreShared) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+    pub(crate) fn arguments<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
         let plan = &*self.plan;
         let fixed = plan.args.bind(py);
         let mut kwargs = plan.kwargs.as_ref().map(|k| k.bind(py).clone());
@@ -196,18 +253,22 @@ impl Call {
         let mut args: Vec<Bound<'py, PyAny>> = fixed.iter().collect();
         if plan.resolve_fixed {
             for arg in &mut args {
-                *arg = resolve(py, arg, engine)?;
+                *arg = resolve(py, arg)?;
             }
             if let Some(k) = &kwargs {
-                kwargs = Some(resolve(py, k.as_any(), engine)?.cast_into::<PyDict>()?);
+                kwargs = Some(resolve(py, k.as_any())?.cast_into::<PyDict>()?);
             }
         }
         if let Some(item) = &self.item {
             let item = item.bind(py);
             let single = plan.mapped.len() == 1;
             for (position, slot) in plan.mapped.iter().enumerate() {
-                let raw = if single { item.clone() } else { item.cast::<PyTuple>()?.get_item(position)? };
-                let value = resolve(py, &raw, engine)?;
+                let raw = if single {
+                    item.clone()
+                } else {
+                    item.cast::<PyTuple>()?.get_item(position)?
+                };
+                let value = resolve(py, &raw)?;
                 match slot {
                     ArgSlot::Position(i) => args[*i] = value,
                     ArgSlot::Keyword(name) => {
@@ -234,7 +295,10 @@ impl Call {
         if let Some(counts) = tally.count(state) {
             let elapsed = tally.started.elapsed().as_secs_f64();
             let spec = self.plan.spec.get();
-            if let Err(err) = hooks(py).and_then(|h| h.map_finished.call1(py, (engine.executor().context(py), &spec.task, counts, elapsed))) {
+            if let Err(err) = hooks(py).and_then(|h| {
+                h.map_finished
+                    .call1(py, (engine.executor().context(py), &spec.task, counts, elapsed))
+            }) {
                 crate::hooks::report_hook_error(py, err);
             }
         }
@@ -256,7 +320,12 @@ fn annotations(py: Python<'_>) -> PyResult<&Annotations> {
     ANNOTATIONS.get_or_try_init(py, || {
         let module = py.import("ferroflow.utilities.annotations")?;
         let class = |name: &str| -> PyResult<Py<PyType>> { Ok(module.getattr(name)?.cast_into::<PyType>()?.unbind()) };
-        Ok(Annotations { unmapped: class("unmapped")?, allow_failure: class("allow_failure")?, quote: class("quote")?, opaque: class("opaque")? })
+        Ok(Annotations {
+            unmapped: class("unmapped")?,
+            allow_failure: class("allow_failure")?,
+            quote: class("quote")?,
+            opaque: class("opaque")?,
+        })
     })
 }
 
@@ -271,7 +340,11 @@ fn is_leaf(obj: &Bound<'_, PyAny>) -> bool {
 }
 
 fn is_dataclass_instance(obj: &Bound<'_, PyAny>) -> bool {
-    !obj.is_instance_of::<PyType>() && obj.get_type().hasattr(pyo3::intern!(obj.py(), "__dataclass_fields__")).unwrap_or(false)
+    !obj.is_instance_of::<PyType>()
+        && obj
+            .get_type()
+            .hasattr(pyo3::intern!(obj.py(), "__dataclass_fields__"))
+            .unwrap_or(false)
 }
 
 /// Finds the futures inside an argument (through lists, tuples, sets, dicts, dataclasses
@@ -280,7 +353,12 @@ fn is_dataclass_instance(obj: &Bound<'_, PyAny>) -> bool {
 ///
 /// A future of another task runner (another flow run) is accepted only once final: its
 /// value is read then; an unfinished one is an error, since this engine cannot wait on it.
-pub(crate) fn collect_deps(obj: &Bound<'_, PyAny>, engine: &CoreShared, deps: &mut SmallVec<[Dep; 2]>, allow_failure: bool) -> PyResult<bool> {
+pub(crate) fn collect_deps(
+    obj: &Bound<'_, PyAny>,
+    engine: &CoreShared,
+    deps: &mut SmallVec<[Dep; 2]>,
+    allow_failure: bool,
+) -> PyResult<bool> {
     if is_leaf(obj) {
         return Ok(false);
     }
@@ -288,7 +366,10 @@ pub(crate) fn collect_deps(obj: &Bound<'_, PyAny>, engine: &CoreShared, deps: &m
     if let Ok(future) = obj.cast::<PyFuture>() {
         let future = future.get();
         if Arc::ptr_eq(&future.shared, engine) {
-            deps.push(Dep { run: future.run, allow_failure });
+            deps.push(Dep {
+                run: future.run,
+                allow_failure,
+            });
         } else if !future.shared.state(future.run).is_some_and(|s| s.is_final()) {
             return Err(PyValueError::new_err(format!(
                 "a future of another flow run's task runner ({}) was passed as an argument; pass its .result() instead",
@@ -343,7 +424,11 @@ pub(crate) fn collect_deps(obj: &Bound<'_, PyAny>, engine: &CoreShared, deps: &m
             found |= collect_deps(&item, engine, deps, allow_failure)?;
         }
     } else if is_dataclass_instance(obj) {
-        for field in obj.getattr(pyo3::intern!(py, "__dataclass_fields__"))?.cast::<PyDict>()?.keys() {
+        for field in obj
+            .getattr(pyo3::intern!(py, "__dataclass_fields__"))?
+            .cast::<PyDict>()?
+            .keys()
+        {
             if let Ok(value) = obj.getattr(field.cast::<PyString>()?) {
                 found |= collect_deps(&value, engine, deps, allow_failure)?;
             }
@@ -355,7 +440,7 @@ pub(crate) fn collect_deps(obj: &Bound<'_, PyAny>, engine: &CoreShared, deps: &m
 /// Rebuilds an argument with every future replaced by its value (an allowed failure by
 /// its exception) and every annotation unwrapped. Containers are copied, as in Prefect;
 /// dataclasses are rebuilt with `dataclasses.replace`.
-pub(crate) fn resolve<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>, engine: &CoreShared) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn resolve<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     if is_leaf(obj) {
         return Ok(obj.clone());
     }
@@ -371,7 +456,7 @@ pub(crate) fn resolve<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>, engine: &Co
         return obj.cast::<PyTuple>()?.get_item(0);
     }
     if is_mark(&marks.allow_failure)? || is_mark(&marks.unmapped)? {
-        return resolve(py, &obj.cast::<PyTuple>()?.get_item(0)?, engine);
+        return resolve(py, &obj.cast::<PyTuple>()?.get_item(0)?);
     }
     if is_mark(&marks.opaque)? {
         let inner = obj.cast::<PyTuple>()?.get_item(0)?;
@@ -381,11 +466,17 @@ pub(crate) fn resolve<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>, engine: &Co
         };
     }
     if let Ok(list) = obj.cast::<PyList>() {
-        let items = list.iter().map(|item| resolve(py, &item, engine)).collect::<PyResult<Vec<_>>>()?;
+        let items = list
+            .iter()
+            .map(|item| resolve(py, &item))
+            .collect::<PyResult<Vec<_>>>()?;
         return Ok(PyList::new(py, items)?.into_any());
     }
     if let Ok(tuple) = obj.cast::<PyTuple>() {
-        let items = tuple.iter().map(|item| resolve(py, &item, engine)).collect::<PyResult<Vec<_>>>()?;
+        let items = tuple
+            .iter()
+            .map(|item| resolve(py, &item))
+            .collect::<PyResult<Vec<_>>>()?;
         if obj.is_exact_instance_of::<PyTuple>() {
             return Ok(PyTuple::new(py, items)?.into_any());
         }
@@ -399,24 +490,34 @@ pub(crate) fn resolve<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>, engine: &Co
     if let Ok(dict) = obj.cast::<PyDict>() {
         let copy = PyDict::new(py);
         for (key, value) in dict.iter() {
-            copy.set_item(resolve(py, &key, engine)?, resolve(py, &value, engine)?)?;
+            copy.set_item(resolve(py, &key)?, resolve(py, &value)?)?;
         }
         return Ok(copy.into_any());
     }
     if let Ok(set) = obj.cast::<PySet>() {
-        let items = set.iter().map(|item| resolve(py, &item, engine)).collect::<PyResult<Vec<_>>>()?;
+        let items = set
+            .iter()
+            .map(|item| resolve(py, &item))
+            .collect::<PyResult<Vec<_>>>()?;
         return Ok(PySet::new(py, items)?.into_any());
     }
     if let Ok(set) = obj.cast::<PyFrozenSet>() {
-        let items = set.iter().map(|item| resolve(py, &item, engine)).collect::<PyResult<Vec<_>>>()?;
+        let items = set
+            .iter()
+            .map(|item| resolve(py, &item))
+            .collect::<PyResult<Vec<_>>>()?;
         return Ok(PyFrozenSet::new(py, items)?.into_any());
     }
     if is_dataclass_instance(obj) {
         let changes = PyDict::new(py);
-        for field in obj.getattr(pyo3::intern!(py, "__dataclass_fields__"))?.cast::<PyDict>()?.keys() {
+        for field in obj
+            .getattr(pyo3::intern!(py, "__dataclass_fields__"))?
+            .cast::<PyDict>()?
+            .keys()
+        {
             let name = field.cast::<PyString>()?;
             if let Ok(value) = obj.getattr(name) {
-                let resolved = resolve(py, &value, engine)?;
+                let resolved = resolve(py, &value)?;
                 if !resolved.is(&value) {
                     changes.set_item(name, resolved)?;
                 }

@@ -37,8 +37,23 @@ impl PyEngine {
         first
     }
 
-    fn plan(&self, spec: &Bound<'_, TaskSpec>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>, resolve_fixed: bool, naming: Naming) -> Arc<CallPlan> {
-        Arc::new(CallPlan::new(spec.clone().unbind(), args.clone().unbind(), kwargs.map(|k| k.clone().unbind()), Vec::new(), resolve_fixed, naming, None))
+    fn plan(
+        &self,
+        spec: &Bound<'_, TaskSpec>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        resolve_fixed: bool,
+        naming: Naming,
+    ) -> Arc<CallPlan> {
+        Arc::new(CallPlan::new(
+            spec.clone().unbind(),
+            args.clone().unbind(),
+            kwargs.map(|k| k.clone().unbind()),
+            Vec::new(),
+            resolve_fixed,
+            naming,
+            None,
+        ))
     }
 }
 
@@ -48,12 +63,21 @@ impl PyEngine {
     #[new]
     #[pyo3(signature = (max_workers, context, seed))]
     fn new(max_workers: usize, context: Py<PyAny>, seed: [u8; 16]) -> Self {
-        PyEngine { engine: Engine::new(PyExecutor::new(seed, context), max_workers), names: Mutex::new(HashMap::new()) }
+        PyEngine {
+            engine: Engine::new(PyExecutor::new(seed, context), max_workers),
+            names: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Registers one run; returns its future at once.
     #[pyo3(signature = (spec, args, kwargs=None, wait_for=None))]
-    fn submit(&self, spec: &Bound<'_, TaskSpec>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>, wait_for: Option<&Bound<'_, PyAny>>) -> PyResult<PyFuture> {
+    fn submit(
+        &self,
+        spec: &Bound<'_, TaskSpec>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        wait_for: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyFuture> {
         let shared = self.shared();
         let mut deps = SmallVec::new();
         let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
@@ -66,11 +90,25 @@ impl PyEngine {
     /// Runs a task in the calling thread once its upstreams are done (a direct call), and
     /// returns its future, final. `bare_name` names the run after the task alone.
     #[pyo3(signature = (spec, args, kwargs=None, wait_for=None, bare_name=false))]
-    fn call(&self, py: Python<'_>, spec: &Bound<'_, TaskSpec>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>, wait_for: Option<&Bound<'_, PyAny>>, bare_name: bool) -> PyResult<PyFuture> {
+    fn call(
+        &self,
+        py: Python<'_>,
+        spec: &Bound<'_, TaskSpec>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        wait_for: Option<&Bound<'_, PyAny>>,
+        bare_name: bool,
+    ) -> PyResult<PyFuture> {
         let shared = self.shared();
         let mut deps = SmallVec::new();
         let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
-        let naming = if bare_name { Naming::Bare } else { Naming::Numbered { first: self.reserve_names(&spec.get().name, 1) } };
+        let naming = if bare_name {
+            Naming::Bare
+        } else {
+            Naming::Numbered {
+                first: self.reserve_names(&spec.get().name, 1),
+            }
+        };
         let plan = self.plan(spec, args, kwargs, resolve_fixed, naming);
         let run = shared.submit_inline(plan.call(None, 0), &deps).map_err(engine_error)?;
         let waited = block_detached(py, None, |slice| match shared.wait(run, slice, true) {
@@ -114,7 +152,9 @@ impl PyEngine {
                 } else if let Ok(name) = slot.cast::<PyString>() {
                     Ok(ArgSlot::Keyword(name.clone().unbind()))
                 } else {
-                    Err(PyTypeError::new_err("a mapped slot is a position (int) or a keyword (str)"))
+                    Err(PyTypeError::new_err(
+                        "a mapped slot is a position (int) or a keyword (str)",
+                    ))
                 }
             })
             .collect::<PyResult<Vec<_>>>()?;
@@ -139,14 +179,27 @@ impl PyEngine {
             let item = if iterables.len() == 1 {
                 iterables[0].get_item(index)?
             } else {
-                PyTuple::new(py, iterables.iter().map(|list| list.get_item(index)).collect::<PyResult<Vec<_>>>()?)?.into_any()
+                PyTuple::new(
+                    py,
+                    iterables
+                        .iter()
+                        .map(|list| list.get_item(index))
+                        .collect::<PyResult<Vec<_>>>()?,
+                )?
+                .into_any()
             };
             let mut deps: SmallVec<[Dep; 2]> = fixed_deps.clone();
             if collect_deps(&item, shared, &mut deps, false)? && deps.len() > fixed_deps.len() + 1 {
                 deps.sort_unstable_by_key(|dep| (dep.run, !dep.allow_failure));
                 deps.dedup_by_key(|dep| dep.run);
             }
-            runs.push((plan.call(Some(item.unbind()), u32::try_from(index).expect("a map of fewer than 4 billion items")), deps));
+            runs.push((
+                plan.call(
+                    Some(item.unbind()),
+                    u32::try_from(index).expect("a map of fewer than 4 billion items"),
+                ),
+                deps,
+            ));
         }
         let range = shared.submit_many(runs).map_err(engine_error)?;
         Ok(PyFutureList::from_range(Arc::clone(shared), range))
@@ -157,7 +210,9 @@ impl PyEngine {
     #[pyo3(signature = (timeout=None))]
     fn wait_idle(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let shared = self.shared();
-        let done = block_detached(py, deadline_after(timeout)?, |slice| shared.wait_idle(slice, true).then_some(()))?;
+        let done = block_detached(py, deadline_after(timeout)?, |slice| {
+            shared.wait_idle(slice, true).then_some(())
+        })?;
         Ok(done.is_some())
     }
 

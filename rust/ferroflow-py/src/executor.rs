@@ -26,11 +26,17 @@ pub struct PyExecutor {
 
 impl PyExecutor {
     pub(crate) fn new(uuid_seed: [u8; 16], context: Py<PyAny>) -> Self {
-        PyExecutor { uuid_seed, context: parking_lot::Mutex::new(Some(context)) }
+        PyExecutor {
+            uuid_seed,
+            context: parking_lot::Mutex::new(Some(context)),
+        }
     }
 
     pub(crate) fn context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.lock().as_ref().map_or_else(|| py.None(), |c| c.clone_ref(py))
+        self.context
+            .lock()
+            .as_ref()
+            .map_or_else(|| py.None(), |c| c.clone_ref(py))
     }
 
     pub(crate) fn clear_context(&self) -> Option<Py<PyAny>> {
@@ -58,7 +64,9 @@ pub(crate) struct Executing {
 
 impl Executing {
     pub(crate) fn run_name(&self) -> String {
-        self.custom_name.clone().unwrap_or_else(|| self.plan.run_name(self.index))
+        self.custom_name
+            .clone()
+            .unwrap_or_else(|| self.plan.run_name(self.index))
     }
 }
 
@@ -77,7 +85,9 @@ impl Executor for PyExecutor {
 
     fn run_batch(&self, batch: &mut Batch<'_, Self>) {
         let attached = attach_for_batch(|py| {
-            let log_lines = hooks(py).and_then(|h| h.finished_lines_enabled.call0(py)?.extract::<bool>(py)).unwrap_or(true);
+            let log_lines = hooks(py)
+                .and_then(|h| h.finished_lines_enabled.call0(py)?.extract::<bool>(py))
+                .unwrap_or(true);
             while let Some(job) = batch.next_job() {
                 match job.disposition {
                     Disposition::Run => execute(py, batch, job, log_lines),
@@ -104,11 +114,19 @@ impl Executor for PyExecutor {
 fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, log_lines: bool) {
     let engine = Arc::clone(batch.engine());
     let call = &job.payload;
-    let custom_name = call.custom_name(py, &engine);
+    let custom_name = call.custom_name(py);
     EXECUTING.with(|stack| {
-        stack.borrow_mut().push(Executing { engine: Arc::clone(&engine), run: job.run, plan: Arc::clone(&call.plan), index: call.index(), custom_name: custom_name.clone() });
+        stack.borrow_mut().push(Executing {
+            engine: Arc::clone(&engine),
+            run: job.run,
+            plan: Arc::clone(&call.plan),
+            index: call.index(),
+            custom_name: custom_name.clone(),
+        });
     });
-    let returned = call.arguments(py, &engine).and_then(|(args, kwargs)| call.plan.spec.get().func.bind(py).call(args, kwargs.as_ref()));
+    let returned = call
+        .arguments(py)
+        .and_then(|(args, kwargs)| call.plan.spec.get().func.bind(py).call(args, kwargs.as_ref()));
     EXECUTING.with(|stack| stack.borrow_mut().pop());
     let outcome = match returned {
         Ok(value) => returned_value(py, value),
@@ -150,9 +168,20 @@ fn failed(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, err
     let is_error = exception.bind(py).is_instance_of::<PyException>();
     let retry = is_error && job.attempt < spec.retries;
     let delay = if retry { spec.retry_delay(job.attempt) } else { 0.0 };
-    let name = call.run_name(py, engine);
+    let name = call.run_name(py);
     let reported = hooks(py).and_then(|h| {
-        h.task_failed.call1(py, (engine.executor().context(py), &spec.task, &name, exception.bind(py), job.attempt, spec.retries, if retry { Some(delay) } else { None }))
+        h.task_failed.call1(
+            py,
+            (
+                engine.executor().context(py),
+                &spec.task,
+                &name,
+                exception.bind(py),
+                job.attempt,
+                spec.retries,
+                if retry { Some(delay) } else { None },
+            ),
+        )
     });
     if let Err(hook_err) = reported {
         report_hook_error(py, hook_err);
@@ -171,18 +200,40 @@ fn failed(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, err
 /// Ends a run that never executes (an upstream did not complete, or it was cancelled).
 fn end_unrun(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, state: Final, upstream: Option<RunId>) {
     let engine = Arc::clone(batch.engine());
-    let upstream_id = upstream.and_then(|run| crate::future::run_uuid(py, &engine, run).map_err(|err| report_hook_error(py, err)).ok());
+    let upstream_id = upstream.and_then(|run| {
+        crate::future::run_uuid(py, &engine, run)
+            .map_err(|err| report_hook_error(py, err))
+            .ok()
+    });
     if job.payload.tally(py, &engine, state) {
-        let name = job.payload.run_name(py, &engine);
+        let name = job.payload.run_name(py);
         report_finished(py, &engine, &job.payload, &name, state, None, upstream_id.as_ref());
     }
     // A NotReady run keeps the id of the upstream that stopped it, for its state message.
     batch.finish(job.run, state, upstream_id);
 }
 
-fn report_finished(py: Python<'_>, engine: &CoreShared, call: &Call, name: &str, state: Final, value: Option<&Bound<'_, PyAny>>, upstream_id: Option<&Py<PyAny>>) {
+fn report_finished(
+    py: Python<'_>,
+    engine: &CoreShared,
+    call: &Call,
+    name: &str,
+    state: Final,
+    value: Option<&Bound<'_, PyAny>>,
+    upstream_id: Option<&Py<PyAny>>,
+) {
     let reported = hooks(py).and_then(|h| {
-        h.task_finished.call1(py, (engine.executor().context(py), &call.plan.spec.get().task, name, state.state().name(), value, upstream_id))
+        h.task_finished.call1(
+            py,
+            (
+                engine.executor().context(py),
+                &call.plan.spec.get().task,
+                name,
+                state.state().name(),
+                value,
+                upstream_id,
+            ),
+        )
     });
     if let Err(err) = reported {
         report_hook_error(py, err);

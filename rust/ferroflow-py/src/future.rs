@@ -29,7 +29,9 @@ pub(crate) fn engine_error(err: EngineError) -> PyErr {
     if let EngineError::WaitsOnItself(_) = err {
         // The thread is executing that very run: name it as the user knows it.
         if let Some(name) = crate::executor::with_current(|current| current.map(crate::executor::Executing::run_name)) {
-            return PyRuntimeError::new_err(format!("Task run '{name}' waits on its own future, whose result can never arrive"));
+            return PyRuntimeError::new_err(format!(
+                "Task run '{name}' waits on its own future, whose result can never arrive"
+            ));
         }
     }
     PyRuntimeError::new_err(err.to_string())
@@ -60,13 +62,19 @@ impl PyFuture {
         let state = self.run_state();
         let (value, finished_at) = match self.shared.outcome(self.run) {
             Some(outcome) => {
-                let seconds = outcome.finished_at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+                let seconds = outcome
+                    .finished_at
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
                 (outcome.value.as_ref().map(|v| v.clone_ref(py)), Some(seconds))
             }
             None => (None, None::<f64>),
         };
         let id = run_uuid(py, &self.shared, self.run)?;
-        hooks(py)?.make_state.bind(py).call1((state.name(), value, finished_at, id))
+        hooks(py)?
+            .make_state
+            .bind(py)
+            .call1((state.name(), value, finished_at, id))
     }
 
     /// What a dependent receives for this (final) run: its result, or for a failure that
@@ -74,7 +82,10 @@ impl PyFuture {
     pub(crate) fn value_for_dependent<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         if let Some(outcome) = self.shared.outcome(self.run) {
             if outcome.state.state().is_success() {
-                return Ok(outcome.value.as_ref().map_or_else(|| py.None().into_bound(py), |v| v.bind(py).clone()));
+                return Ok(outcome
+                    .value
+                    .as_ref()
+                    .map_or_else(|| py.None().into_bound(py), |v| v.bind(py).clone()));
             }
         }
         match self.state_object(py)?.call_method1("result", (false,)) {
@@ -102,7 +113,10 @@ impl PyFuture {
     pub(crate) fn final_result<'py>(&self, py: Python<'py>, raise_on_failure: bool) -> PyResult<Bound<'py, PyAny>> {
         if let Some(outcome) = self.shared.outcome(self.run) {
             if outcome.state.state().is_success() {
-                return Ok(outcome.value.as_ref().map_or_else(|| py.None().into_bound(py), |v| v.bind(py).clone()));
+                return Ok(outcome
+                    .value
+                    .as_ref()
+                    .map_or_else(|| py.None().into_bound(py), |v| v.bind(py).clone()));
             }
         }
         self.state_object(py)?.call_method1("result", (raise_on_failure,))
@@ -131,10 +145,19 @@ impl PyFuture {
 
     /// Waits, then returns the result, or raises the run's exception.
     #[pyo3(signature = (timeout=None, raise_on_failure=true))]
-    fn result<'py>(&self, py: Python<'py>, timeout: Option<f64>, raise_on_failure: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn result<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        raise_on_failure: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         if !self.wait_until(py, deadline_after(timeout)?)? {
             let id = run_uuid(py, &self.shared, self.run)?;
-            return Err(PyTimeoutError::new_err(format!("Task run {} did not complete within {} seconds", id.bind(py), timeout.unwrap_or_default())));
+            return Err(PyTimeoutError::new_err(format!(
+                "Task run {} did not complete within {} seconds",
+                id.bind(py),
+                timeout.unwrap_or_default()
+            )));
         }
         self.final_result(py, raise_on_failure)
     }
@@ -164,7 +187,9 @@ impl PyFuture {
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<PyFuture>().is_ok_and(|o| Arc::ptr_eq(&o.get().shared, &self.shared) && o.get().run == self.run)
+        other
+            .cast::<PyFuture>()
+            .is_ok_and(|o| Arc::ptr_eq(&o.get().shared, &self.shared) && o.get().run == self.run)
     }
 
     fn __hash__(&self) -> u64 {
@@ -173,7 +198,10 @@ impl PyFuture {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         let id = run_uuid(py, &self.shared, self.run).map_or_else(|_| "?".into(), |id| id.to_string());
-        format!("PrefectConcurrentFuture(task_run_id={id}, state={})", self.run_state().name())
+        format!(
+            "PrefectConcurrentFuture(task_run_id={id}, state={})",
+            self.run_state().name()
+        )
     }
 }
 
@@ -192,19 +220,30 @@ pub struct PyFutureList {
 
 impl PyFutureList {
     pub(crate) fn from_range(shared: CoreShared, runs: Range<RunId>) -> Self {
-        PyFutureList { members: Members::Range { shared, runs } }
+        PyFutureList {
+            members: Members::Range { shared, runs },
+        }
     }
 
     fn get(&self, py: Python<'_>, index: usize) -> Py<PyFuture> {
         match &self.members {
-            Members::Range { shared, runs } => Py::new(py, PyFuture::new(Arc::clone(shared), runs.start + index as RunId)).expect("allocating a future"),
+            Members::Range { shared, runs } => {
+                Py::new(py, PyFuture::new(Arc::clone(shared), runs.start + index as RunId))
+                    .expect("allocating a future")
+            }
             Members::Items(items) => items[index].clone_ref(py),
         }
     }
 
     /// Adds every member as a dependency (see `call::collect_deps`); a range of this
     /// engine costs no future object per run.
-    pub(crate) fn collect_deps(&self, py: Python<'_>, engine: &CoreShared, deps: &mut smallvec::SmallVec<[ferroflow_core::Dep; 2]>, allow_failure: bool) -> PyResult<()> {
+    pub(crate) fn collect_deps(
+        &self,
+        py: Python<'_>,
+        engine: &CoreShared,
+        deps: &mut smallvec::SmallVec<[ferroflow_core::Dep; 2]>,
+        allow_failure: bool,
+    ) -> PyResult<()> {
         match &self.members {
             Members::Range { shared, runs } if Arc::ptr_eq(shared, engine) => {
                 deps.extend(runs.clone().map(|run| ferroflow_core::Dep { run, allow_failure }));
@@ -221,7 +260,9 @@ impl PyFutureList {
 
     /// The members' values, as a dependent receives them (a plain list, as in Prefect).
     pub(crate) fn values_for_dependent<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let values = (0..self.__len__()).map(|i| self.get(py, i).get().value_for_dependent(py)).collect::<PyResult<Vec<_>>>()?;
+        let values = (0..self.__len__())
+            .map(|i| self.get(py, i).get().value_for_dependent(py))
+            .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, values)
     }
 
@@ -231,13 +272,20 @@ impl PyFutureList {
 
     /// Waits for all (ordered, fail-fast when `stop_on_failure`). Returns `Err(None)` on
     /// timeout and `Err(Some(index))` when the future at `index` failed first.
-    fn wait_all(&self, py: Python<'_>, deadline: Option<Instant>, stop_on_failure: bool) -> PyResult<Result<(), Option<usize>>> {
+    fn wait_all(
+        &self,
+        py: Python<'_>,
+        deadline: Option<Instant>,
+        stop_on_failure: bool,
+    ) -> PyResult<Result<(), Option<usize>>> {
         let help = deadline.is_none();
         match &self.members {
             Members::Range { shared, runs } => {
-                let waited = block_detached(py, deadline, |slice| match shared.wait_range(runs.clone(), slice, help, stop_on_failure) {
-                    Ok(WaitAll::TimedOut) => None,
-                    other => Some(other),
+                let waited = block_detached(py, deadline, |slice| {
+                    match shared.wait_range(runs.clone(), slice, help, stop_on_failure) {
+                        Ok(WaitAll::TimedOut) => None,
+                        other => Some(other),
+                    }
                 })?;
                 match waited {
                     None => Ok(Err(None)),
@@ -272,11 +320,15 @@ impl PyFutureList {
         if let Some(futures) = futures {
             for item in futures.try_iter()? {
                 let item = item?;
-                let future = item.cast::<PyFuture>().map_err(|_| PyTypeError::new_err(format!("PrefectFutureList holds futures, got {}", item.get_type())))?;
+                let future = item.cast::<PyFuture>().map_err(|_| {
+                    PyTypeError::new_err(format!("PrefectFutureList holds futures, got {}", item.get_type()))
+                })?;
                 items.push(future.clone().unbind());
             }
         }
-        Ok(PyFutureList { members: Members::Items(items) })
+        Ok(PyFutureList {
+            members: Members::Items(items),
+        })
     }
 
     fn __len__(&self) -> usize {
@@ -290,7 +342,9 @@ impl PyFutureList {
         let len = self.__len__();
         if let Ok(slice) = index.cast::<PySlice>() {
             let indices = slice.indices(isize::try_from(len).unwrap_or(isize::MAX))?;
-            let picked: Vec<Py<PyFuture>> = (0..indices.slicelength).map(|k| self.get(py, (indices.start + k as isize * indices.step) as usize)).collect();
+            let picked: Vec<Py<PyFuture>> = (0..indices.slicelength)
+                .map(|k| self.get(py, (indices.start + k as isize * indices.step) as usize))
+                .collect();
             return Ok(PyList::new(py, picked)?.into_any());
         }
         let raw: isize = index.extract()?;
@@ -302,7 +356,10 @@ impl PyFutureList {
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> FutureListIter {
-        FutureListIter { list: slf.unbind(), next: Mutex::new(0) }
+        FutureListIter {
+            list: slf.unbind(),
+            next: Mutex::new(0),
+        }
     }
 
     fn __add__<'py>(&self, py: Python<'py>, other: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
@@ -333,10 +390,18 @@ impl PyFutureList {
 
     /// The results in input order; the first failure to finish raises (fail-fast).
     #[pyo3(signature = (timeout=None, raise_on_failure=true))]
-    fn result<'py>(&self, py: Python<'py>, timeout: Option<f64>, raise_on_failure: bool) -> PyResult<Bound<'py, PyList>> {
+    fn result<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        raise_on_failure: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
         match self.wait_all(py, deadline_after(timeout)?, raise_on_failure)? {
             Err(None) => {
-                return Err(PyTimeoutError::new_err(format!("Timed out waiting for all futures to complete within {} seconds", timeout.unwrap_or_default())));
+                return Err(PyTimeoutError::new_err(format!(
+                    "Timed out waiting for all futures to complete within {} seconds",
+                    timeout.unwrap_or_default()
+                )));
             }
             Err(Some(index)) => {
                 self.get(py, index).get().final_result(py, true)?;
@@ -358,7 +423,10 @@ impl PyFutureList {
                 Ok(list)
             }
             Members::Items(items) => {
-                let values = items.iter().map(|item| item.get().final_result(py, raise_on_failure)).collect::<PyResult<Vec<_>>>()?;
+                let values = items
+                    .iter()
+                    .map(|item| item.get().final_result(py, raise_on_failure))
+                    .collect::<PyResult<Vec<_>>>()?;
                 PyList::new(py, values)
             }
         }
@@ -432,7 +500,10 @@ impl Completions {
                 )
                 .map_err(engine_error)?;
         }
-        Ok(Completions { arrived, remaining: Mutex::new(futures.len()) })
+        Ok(Completions {
+            arrived,
+            remaining: Mutex::new(futures.len()),
+        })
     }
 
     /// Position of the next future to finish; `None` at the deadline. `StopIteration`
@@ -464,4 +535,3 @@ impl Completions {
         *self.remaining.lock()
     }
 }
-

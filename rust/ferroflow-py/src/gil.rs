@@ -49,7 +49,9 @@ pub(crate) fn attach_for_batch<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> 
 pub(crate) fn deadline_after(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     match timeout {
         None => Ok(None),
-        Some(seconds) if seconds < 0.0 || seconds.is_nan() => Err(pyo3::exceptions::PyValueError::new_err(format!("timeout must be a non-negative number, got {seconds}"))),
+        Some(seconds) if seconds < 0.0 || seconds.is_nan() => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "timeout must be a non-negative number, got {seconds}"
+        ))),
         Some(seconds) => Ok(Some(Instant::now() + Duration::from_secs_f64(seconds.min(1e9)))),
     }
 }

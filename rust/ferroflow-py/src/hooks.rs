@@ -40,7 +40,11 @@ pub(crate) fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
             run_name: get("run_name")?,
             returned_state: get("returned_state")?,
             finished_lines_enabled: get("finished_lines_enabled")?,
-            state_type: py.import("ferroflow.states")?.getattr("State")?.cast_into::<PyType>()?.unbind(),
+            state_type: py
+                .import("ferroflow.states")?
+                .getattr("State")?
+                .cast_into::<PyType>()?
+                .unbind(),
             uuid_type: py.import("uuid")?.getattr("UUID")?.cast_into::<PyType>()?.unbind(),
             dataclass_replace: py.import("dataclasses")?.getattr("replace")?.unbind(),
         })

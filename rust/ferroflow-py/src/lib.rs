@@ -22,14 +22,22 @@ mod _core {
     #[pymodule_export]
     use crate::future::{Completions, FutureListIter, PyFuture, PyFutureList};
 
-    /// The run the calling thread executes: `(future, run_name, task, flow_run)`, or None.
+    /// `(future, run_name, task, flow_run_context)` of a run being executed.
+    type CurrentRun = (Py<PyFuture>, String, Py<PyAny>, Py<PyAny>);
+
+    /// The run the calling thread executes, or None.
     #[pyfunction]
-    fn current_run(py: Python<'_>) -> PyResult<Option<(Py<PyFuture>, String, Py<PyAny>, Py<PyAny>)>> {
+    fn current_run(py: Python<'_>) -> PyResult<Option<CurrentRun>> {
         crate::executor::with_current(|current| {
             current
                 .map(|running| {
                     let future = Py::new(py, PyFuture::new(std::sync::Arc::clone(&running.engine), running.run))?;
-                    Ok((future, running.run_name(), running.plan.spec.get().task.clone_ref(py), running.engine.executor().context(py)))
+                    Ok((
+                        future,
+                        running.run_name(),
+                        running.plan.spec.get().task.clone_ref(py),
+                        running.engine.executor().context(py),
+                    ))
                 })
                 .transpose()
         })

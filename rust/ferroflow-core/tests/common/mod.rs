@@ -31,7 +31,12 @@ pub enum Action {
     Fail,
     /// Fails its first `failures` attempts, each retried after `delay` while fewer than
     /// `retries` retries were used; then behaves as `Sum(base)`.
-    Flaky { failures: u32, retries: u32, delay: Duration, base: i64 },
+    Flaky {
+        failures: u32,
+        retries: u32,
+        delay: Duration,
+        base: i64,
+    },
     /// Panics inside the executor.
     Panic,
     /// Anything else: sleep, block on a channel, submit and wait on the same engine, ...
@@ -54,19 +59,39 @@ pub struct Task {
 
 impl Task {
     pub fn sum(base: i64) -> Task {
-        Task { deps: Vec::new(), action: Action::Sum(base) }
+        Task {
+            deps: Vec::new(),
+            action: Action::Sum(base),
+        }
     }
     pub fn fail() -> Task {
-        Task { deps: Vec::new(), action: Action::Fail }
+        Task {
+            deps: Vec::new(),
+            action: Action::Fail,
+        }
     }
     pub fn flaky(failures: u32, retries: u32, delay: Duration, base: i64) -> Task {
-        Task { deps: Vec::new(), action: Action::Flaky { failures, retries, delay, base } }
+        Task {
+            deps: Vec::new(),
+            action: Action::Flaky {
+                failures,
+                retries,
+                delay,
+                base,
+            },
+        }
     }
     pub fn panic() -> Task {
-        Task { deps: Vec::new(), action: Action::Panic }
+        Task {
+            deps: Vec::new(),
+            action: Action::Panic,
+        }
     }
     pub fn call(body: impl FnOnce(&Ctx<'_>) -> Value + Send + 'static) -> Task {
-        Task { deps: Vec::new(), action: Action::Call(Box::new(body)) }
+        Task {
+            deps: Vec::new(),
+            action: Action::Call(Box::new(body)),
+        }
     }
     pub fn sleep(ms: u64, value: i64) -> Task {
         Task::call(move |_| {
@@ -76,12 +101,18 @@ impl Task {
     }
     /// Waits on `runs` (ordinary edges).
     pub fn after(mut self, runs: &[RunId]) -> Task {
-        self.deps.extend(runs.iter().map(|&run| Dep { run, allow_failure: false }));
+        self.deps.extend(runs.iter().map(|&run| Dep {
+            run,
+            allow_failure: false,
+        }));
         self
     }
     /// Waits on `runs` but starts even if they do not complete.
     pub fn after_allowing_failure(mut self, runs: &[RunId]) -> Task {
-        self.deps.extend(runs.iter().map(|&run| Dep { run, allow_failure: true }));
+        self.deps.extend(runs.iter().map(|&run| Dep {
+            run,
+            allow_failure: true,
+        }));
         self
     }
 }
@@ -101,7 +132,13 @@ impl Gate {
             let _ = release_rx.recv();
             Ok(value)
         });
-        (Gate { started, release: Some(release) }, task)
+        (
+            Gate {
+                started,
+                release: Some(release),
+            },
+            task,
+        )
     }
     pub fn wait_started(&self) -> RunId {
         self.started.recv_timeout(DEADLOCK).expect("gated task never started")
@@ -174,7 +211,8 @@ impl TestExec {
         self.execs.all()
     }
     pub fn execs_of(&self, run: RunId) -> Vec<Exec> {
-        self.execs.with(|all| all.filter(|e| e.run == run).map(|e| e.clone()).collect())
+        self.execs
+            .with(|all| all.filter(|e| e.run == run).map(|e| e.clone()).collect())
     }
     pub fn exec_count(&self, run: RunId) -> usize {
         self.execs.with(|all| all.filter(|e| e.run == run).count())
@@ -188,14 +226,21 @@ impl TestExec {
         self.ends.all()
     }
     pub fn ends_of(&self, run: RunId) -> Vec<Final> {
-        self.ends.with(|all| all.filter(|(r, _)| *r == run).map(|(_, f)| *f).collect())
+        self.ends
+            .with(|all| all.filter(|(r, _)| *r == run).map(|(_, f)| *f).collect())
     }
 
     fn begin(&self, engine: &Eng, run: RunId, attempt: u32, deps: &[Dep]) -> Vec<Value> {
-        let upstreams_final = deps.iter().all(|d| engine.state(d.run).is_some_and(RunState::is_final) && engine.outcome(d.run).is_some());
+        let upstreams_final = deps
+            .iter()
+            .all(|d| engine.state(d.run).is_some_and(RunState::is_final) && engine.outcome(d.run).is_some());
         let upstream: Vec<Value> = deps
             .iter()
-            .map(|d| engine.outcome(d.run).map_or_else(|| Err("upstream has no outcome".to_string()), |o| o.value.clone()))
+            .map(|d| {
+                engine
+                    .outcome(d.run)
+                    .map_or_else(|| Err("upstream has no outcome".to_string()), |o| o.value.clone())
+            })
             .collect();
         self.execs.push(Exec {
             run,
@@ -228,13 +273,22 @@ impl Executor for TestExec {
                 Disposition::Run => {
                     let engine = Arc::clone(batch.engine());
                     let upstream = self.begin(&engine, run, job.attempt, &job.payload.deps);
-                    if let Action::Flaky { failures, retries, delay, .. } = job.payload.action {
+                    if let Action::Flaky {
+                        failures,
+                        retries,
+                        delay,
+                        ..
+                    } = job.payload.action
+                    {
                         if job.attempt < failures && job.attempt < retries {
                             let attempt = job.attempt;
                             batch.retry(job, delay);
                             let after = engine.state(run);
                             self.execs.with(|all| {
-                                let last = all.filter(|e| e.run == run && e.attempt == attempt).last().expect("just recorded");
+                                let last = all
+                                    .filter(|e| e.run == run && e.attempt == attempt)
+                                    .last()
+                                    .expect("just recorded");
                                 last.state_after_retry = after;
                             });
                             continue;
@@ -247,7 +301,12 @@ impl Executor for TestExec {
                         Action::Flaky { failures, base, .. } if attempt >= failures => sum(base, &upstream),
                         Action::Flaky { .. } => Err(format!("run {run} failed attempt {attempt}")),
                         Action::Panic => panic!("run {run} panics on purpose"),
-                        Action::Call(body) => body(&Ctx { engine: &engine, run, attempt, upstream }),
+                        Action::Call(body) => body(&Ctx {
+                            engine: &engine,
+                            run,
+                            attempt,
+                            upstream,
+                        }),
                     };
                     (if value.is_ok() { Final::Completed } else { Final::Failed }, value)
                 }
@@ -297,11 +356,18 @@ pub fn call(engine: &Eng, task: Task) -> RunId {
 }
 
 pub fn final_of(engine: &Eng, run: RunId) -> Final {
-    engine.outcome(run).unwrap_or_else(|| panic!("run {run} has no outcome (state {:?})", engine.state(run))).state
+    engine
+        .outcome(run)
+        .unwrap_or_else(|| panic!("run {run} has no outcome (state {:?})", engine.state(run)))
+        .state
 }
 
 pub fn value_of(engine: &Eng, run: RunId) -> Value {
-    engine.outcome(run).unwrap_or_else(|| panic!("run {run} has no outcome (state {:?})", engine.state(run))).value.clone()
+    engine
+        .outcome(run)
+        .unwrap_or_else(|| panic!("run {run} has no outcome (state {:?})", engine.state(run)))
+        .value
+        .clone()
 }
 
 pub fn deadline(ms: u64) -> Option<Instant> {
@@ -322,10 +388,18 @@ pub fn check_invariants(engine: &Eng) {
         assert!(state.is_final(), "run {run} is {state:?}, not final");
         let outcome = engine.outcome(run).expect("final run has an outcome");
         assert_eq!(outcome.state.state(), state, "run {run}: outcome and state disagree");
-        assert_eq!(ends[run as usize], vec![outcome.state], "run {run} must end through the executor exactly once");
+        assert_eq!(
+            ends[run as usize],
+            vec![outcome.state],
+            "run {run} must end through the executor exactly once"
+        );
     }
     for e in exec.execs() {
-        assert!(e.upstreams_final, "run {} (attempt {}) began before its upstreams were final", e.run, e.attempt);
+        assert!(
+            e.upstreams_final,
+            "run {} (attempt {}) began before its upstreams were final",
+            e.run, e.attempt
+        );
     }
     assert_eq!(engine.unfinished(), 0);
 }
