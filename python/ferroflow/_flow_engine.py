@@ -62,10 +62,13 @@ def run_flow(flow: Flow, args: tuple, kwargs: dict[str, Any], *, return_state: b
     try:
         with context.entered():
             state = _run_attempts(flow, context, args, kwargs)
-    except BaseException:
+    except BaseException as interrupt:
         # Ctrl-C (or another interrupt): runs that have not started end Cancelled.
         runner._cancel_pending()
         runner._stop()
+        crashed = states.exception_to_crashed_state(interrupt)
+        logger.error(f"Crash detected! {crashed.message}")
+        logger.info(f"Finished in state {crashed}")
         raise
     runner._stop()  # waits for every run the flow started
     logger.info(f"Finished in state {state}")

@@ -110,8 +110,9 @@ class _EngineTaskRunner(TaskRunner):
         self._engine: _core.Engine | None = None
 
     @property
+    @abc.abstractmethod
     def _worker_count(self) -> int:
-        raise NotImplementedError
+        """Worker threads of the engine; 0 means runs execute in the threads that wait."""
 
     def _start(self, context: FlowRunContext | None) -> None:
         if self._started:
