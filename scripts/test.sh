@@ -4,5 +4,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 cd "$root"
 cargo test --workspace --release
+python -m mypy.stubtest ferroflow._core   # the hand-written _core.pyi matches the binary
 python -m pytest tests
 python -m pytest benches --benchmark-disable -q

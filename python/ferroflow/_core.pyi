@@ -1,27 +1,42 @@
 """Stub of ferroflow's compiled module (rust/ferroflow-py)."""
 
-from typing import Any, Callable, Iterable, Iterator, Sequence, overload
+from typing import Any, Callable, Iterable, Iterator, Sequence, final, overload
+
+from typing_extensions import Self
 from uuid import UUID
 
 from ferroflow.states import State
 
 __version__: str
+__all__ = [
+    "TaskSpec",
+    "Engine",
+    "Completions",
+    "PrefectFutureListIterator",
+    "PrefectConcurrentFuture",
+    "PrefectFutureList",
+    "current_run",
+    "after_fork_in_child",
+    "__version__",
+]
 
+@final
 class TaskSpec:
     """A task's options that every run reads, built once per `Task`."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         task: Any,
         func: Callable[..., Any],
         name: str,
         retries: int,
         delays: Sequence[float],
         custom_name: str | Callable[..., str] | None,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def name(self) -> str: ...
 
+@final
 class PrefectConcurrentFuture:
     """A task run's future: a handle on a run in the engine."""
 
@@ -34,36 +49,40 @@ class PrefectConcurrentFuture:
     def add_done_callback(self, fn: Callable[[PrefectConcurrentFuture], object]) -> None: ...
     def __hash__(self) -> int: ...
 
+@final
 class PrefectFutureList(Sequence[PrefectConcurrentFuture]):
     """The futures of a `.map`: a view over a range of runs."""
 
-    def __init__(self, futures: Iterable[PrefectConcurrentFuture] | None = None) -> None: ...
+    def __new__(cls, futures: Iterable[PrefectConcurrentFuture] | None = None) -> Self: ...
     def __len__(self) -> int: ...
     @overload
-    def __getitem__(self, index: int) -> PrefectConcurrentFuture: ...
+    def __getitem__(self, index: int, /) -> PrefectConcurrentFuture: ...
     @overload
-    def __getitem__(self, index: slice) -> list[PrefectConcurrentFuture]: ...
+    def __getitem__(self, index: slice, /) -> list[PrefectConcurrentFuture]: ...
     def __iter__(self) -> Iterator[PrefectConcurrentFuture]: ...
-    def __add__(self, other: Iterable[Any]) -> list[Any]: ...
-    def __radd__(self, other: Iterable[Any]) -> list[Any]: ...
+    def __add__(self, other: Iterable[Any], /) -> list[Any]: ...
+    def __radd__(self, other: Iterable[Any], /) -> list[Any]: ...
     def wait(self, timeout: float | None = None) -> None: ...
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[Any]: ...
 
+@final
 class PrefectFutureListIterator(Iterator[PrefectConcurrentFuture]):
     def __next__(self) -> PrefectConcurrentFuture: ...
 
+@final
 class Completions:
     """Positions of futures in the order they finish."""
 
-    def __init__(self, futures: Sequence[PrefectConcurrentFuture]) -> None: ...
+    def __new__(cls, futures: Sequence[PrefectConcurrentFuture]) -> Self: ...
     def next(self, timeout: float | None = None) -> int | None: ...
     @property
     def remaining(self) -> int: ...
 
+@final
 class Engine:
     """One task runner's engine: an arena of runs and a pool of worker threads."""
 
-    def __init__(self, max_workers: int, context: Any, seed: bytes) -> None: ...
+    def __new__(cls, max_workers: int, context: Any, seed: bytes) -> Self: ...
     def submit(
         self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None, wait_for: Iterable[Any] | None = None
     ) -> PrefectConcurrentFuture: ...

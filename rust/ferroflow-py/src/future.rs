@@ -163,7 +163,7 @@ impl PyFuture {
     }
 
     /// Calls `fn(future)` once the run is final (at once if it already is).
-    fn add_done_callback(slf: Bound<'_, Self>, callback: Py<PyAny>) -> PyResult<()> {
+    fn add_done_callback(slf: Bound<'_, Self>, r#fn: Py<PyAny>) -> PyResult<()> {
         let future = slf.clone().unbind();
         let me = slf.get();
         me.shared
@@ -171,7 +171,7 @@ impl PyFuture {
                 me.run,
                 Box::new(move |_| {
                     Python::attach(|py| {
-                        if let Err(err) = callback.call1(py, (future.bind(py),)) {
+                        if let Err(err) = r#fn.call1(py, (future.bind(py),)) {
                             report_hook_error(py, err);
                         }
                     });
