@@ -605,9 +605,10 @@ impl<E: Executor> Shared<E> {
 
     /// Blocks until `run` is final or `deadline` passes; returns whether it is final.
     ///
-    /// With `help`, a run that is ready but not yet started is executed by the calling
-    /// thread instead of waited for, and when every worker is itself stuck waiting the
-    /// caller runs other queued work: so nested waits cannot deadlock a bounded pool.
+    /// With `help`, the calling thread executes a ready run it waits for, instead of
+    /// waiting, when that adds no concurrency (see `help_with`: it is suspended inside a
+    /// run of this engine, or it is its own direct call), and runs other queued work when
+    /// every worker is itself stuck waiting: so nested waits cannot deadlock a bounded pool.
     pub fn wait(self: &Arc<Self>, run: RunId, deadline: Option<Instant>, help: bool) -> Result<bool, EngineError> {
         let slot = self.slots.get(run).ok_or(EngineError::UnknownRun(run))?;
         if !slot.state().is_final() && self.is_executing_here(run) {
@@ -913,7 +914,7 @@ pub struct Batch<'a, E: Executor> {
     /// Runs popped from the queue and not yet claimed (a worker's batch).
     candidates: std::vec::IntoIter<RunId>,
     /// The run a waiting thread claimed up front.
-    claimed: std::vec::IntoIter<Job<E::Payload>>,
+    claimed: Option<Job<E::Payload>>,
     /// Ready runs a waiting thread wants next (not queue-owned): claimed lazily, dropped if slow.
     wanted: std::vec::IntoIter<RunId>,
     /// The job handed out and not yet finished.
@@ -935,7 +936,7 @@ impl<'a, E: Executor> Batch<'a, E> {
         Batch {
             shared,
             candidates: candidates.into_iter(),
-            claimed: Vec::new().into_iter(),
+            claimed: None,
             wanted: Vec::new().into_iter(),
             current: None,
             started: None,
@@ -948,7 +949,7 @@ impl<'a, E: Executor> Batch<'a, E> {
         Batch {
             shared,
             candidates: candidates.into_iter(),
-            claimed: vec![first].into_iter(),
+            claimed: Some(first),
             wanted: wanted.into_iter(),
             current: None,
             started: None,
@@ -980,7 +981,7 @@ impl<'a, E: Executor> Batch<'a, E> {
             }
         }
         let shared = self.shared;
-        let job = self.claimed.next().or_else(|| {
+        let job = self.claimed.take().or_else(|| {
             self.candidates
                 .by_ref()
                 .chain(self.wanted.by_ref())
@@ -1036,15 +1037,14 @@ impl<E: Executor> Drop for Batch<'_, E> {
                 .record(run, Final::Crashed, self.shared.executor.abandoned(run));
             self.finished.push(run);
         }
-        // Unclaimed candidates go back to the queue; jobs claimed up front and never
-        // handed out go back to their slots.
+        // Unclaimed candidates go back to the queue; a job claimed up front and never
+        // handed out (the executor stopped early) goes back to its slot.
         let rest: Vec<RunId> = self.candidates.by_ref().collect();
         if !rest.is_empty() {
             self.shared.queue.lock().push_front_runs(&rest);
             self.shared.pool.on_work(self.shared, rest.len());
         }
-        let mut requeue = Vec::new();
-        for job in self.claimed.by_ref() {
+        if let Some(job) = self.claimed.take() {
             let slot = self.shared.slot(job.run);
             if job.disposition == Disposition::Run {
                 slot.state.store(RunState::Ready as u8, Ordering::Release); // un-claim: it never started
@@ -1056,10 +1056,9 @@ impl<E: Executor> Drop for Batch<'_, E> {
                 attempt: job.attempt,
             });
             if !slot.has(FLAG_INLINE) {
-                requeue.push(job.run);
+                self.shared.enqueue([job.run]);
             }
         }
-        self.shared.enqueue(requeue);
         self.publish();
     }
 }
