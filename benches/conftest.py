@@ -8,6 +8,13 @@ import pytest
 os.environ.setdefault("FERROFLOW_LOGGING_LEVEL", "WARNING")
 
 
+def pytest_collection_modifyitems(items):
+    # Measuring a slow peer three times takes minutes: the suite-wide 60 s cap on a test
+    # (there to catch deadlocks) is raised for benchmarks.
+    for item in items:
+        item.add_marker(pytest.mark.timeout(900))
+
+
 @pytest.fixture
 def size(benchmark):
     """The workload size: the real one when measuring, a small one for the smoke pass."""
