@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ferroflow import _core
 from ferroflow._arguments import split_map
+from ferroflow.context import FlowRunContext
 from ferroflow.logging import get_logger
 
 if TYPE_CHECKING:
     from ferroflow._arguments import MapCall
-    from ferroflow.context import FlowRunContext
     from ferroflow.tasks import Task
 
 __all__ = ["TaskRunner", "ThreadPoolTaskRunner", "ConcurrentTaskRunner", "SequentialTaskRunner"]
@@ -129,16 +129,18 @@ class _EngineTaskRunner(TaskRunner):
         self._started = False
 
     def _running_engine(self) -> _core.Engine:
-        if self._engine is None:
+        engine = self._engine
+        if engine is None:
             raise RuntimeError("The task runner must be started before submitting work.")
-        return self._engine
+        return engine
 
     def submit(self, task: Task, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None, dependencies: Any = None) -> Any:
         args, kwargs = task._signature.to_call(parameters)
         return self._submit(task, args, kwargs, wait_for)
 
     def _submit(self, task: Task, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None) -> Any:
-        return self._running_engine().submit(task._spec, args, kwargs or None, wait_for)
+        engine = self._engine or self._running_engine()  # the hot path: one attribute read
+        return engine.submit(task._spec, args, kwargs or None, wait_for)
 
     def _map(self, task: Task, call: MapCall, wait_for: Iterable[Any] | None) -> Any:
         return self._running_engine().map(task._spec, call.args, call.kwargs or None, call.slots, call.iterables, wait_for)
@@ -253,16 +255,11 @@ def default_runner() -> ThreadPoolTaskRunner:
         return _default_runner  # type: ignore[return-value]
 
 
-def runner_for_calls() -> tuple[TaskRunner, bool]:
-    """The runner a task call goes to: the current flow run's, the one of the task run
-    the caller executes in, or the process-wide default. The flag is whether runs are
-    named after the bare task (direct calls outside any flow, as in Prefect)."""
-    from ferroflow.context import FlowRunContext
-
+def current_runner() -> TaskRunner:
+    """The runner a task call goes to: the current flow run's (also from inside one of
+    its task runs), else the process-wide default."""
     context = FlowRunContext.get()
-    if context is not None:
-        return context.task_runner, False
-    return default_runner(), True
+    return default_runner() if context is None else context.task_runner
 
 
 def _shutdown_default_runner() -> None:

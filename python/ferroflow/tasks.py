@@ -8,7 +8,8 @@ from typing import Any, Callable, Generic, Iterable, TypeVar, overload
 
 from ferroflow import _core
 from ferroflow._arguments import Signature, split_map
-from ferroflow.context import current_tags
+from ferroflow.context import FlowRunContext, current_tags
+from ferroflow.task_runners import current_runner
 from ferroflow.utilities.annotations import NotSet
 
 __all__ = ["Task", "task", "exponential_backoff"]
@@ -184,21 +185,21 @@ class Task(Generic[R]):
         final State with `return_state=True`, which never raises the task's error)."""
         self._async_not_yet()
         self._signature.check(args, kwargs)
-        from ferroflow.task_runners import runner_for_calls
-
-        runner, bare_name = runner_for_calls()
-        future = runner._call(self, args, kwargs, wait_for, bare_name)
+        context = FlowRunContext.get()
+        if context is None:  # outside any flow: the default runner, the bare task name (Prefect)
+            future = current_runner()._call(self, args, kwargs, wait_for, True)
+        else:
+            future = context.task_runner._call(self, args, kwargs, wait_for, False)
         if return_state:
             return future.state
         return future.result()
 
     def submit(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> Any:
         """Hands a run to the task runner and returns its future at once."""
-        self._async_not_yet()
+        if self.isasync:
+            self._async_not_yet()
         self._signature.check(args, kwargs)
-        from ferroflow.task_runners import runner_for_calls
-
-        future = runner_for_calls()[0]._submit(self, args, kwargs, wait_for)
+        future = current_runner()._submit(self, args, kwargs, wait_for)
         if return_state:
             future.wait()
             return future.state
@@ -210,9 +211,7 @@ class Task(Generic[R]):
         if deferred:
             raise NotImplementedError(f"Task {self.name!r}: deferred map needs a Prefect server and task workers")
         call = split_map(self.name, self._signature, args, kwargs)
-        from ferroflow.task_runners import runner_for_calls
-
-        futures = runner_for_calls()[0]._map(self, call, wait_for)
+        futures = current_runner()._map(self, call, wait_for)
         if return_state:
             futures.wait()
             return [future.state for future in futures]

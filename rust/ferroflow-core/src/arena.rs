@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use parking_lot::Mutex;
 
-/// Slots in the first chunk; chunk `k` holds `FIRST << k`.
-const FIRST: usize = 1024;
-/// Enough chunks for `FIRST * (2^CHUNKS - 1)` runs, far past `u32::MAX`.
-const CHUNKS: usize = 23;
+/// Slots in the first chunk; chunk `k` holds `FIRST << k`. Small, because a flow run
+/// that calls one task must not allocate for a thousand.
+const FIRST: usize = 64;
+/// Enough chunks for `FIRST * (2^CHUNKS - 1)` runs, past `u32::MAX`.
+const CHUNKS: usize = 27;
 
 pub(crate) struct Arena<T> {
     chunks: [AtomicPtr<T>; CHUNKS],

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
@@ -58,7 +58,8 @@ pub struct Job<P> {
 pub struct Outcome<V> {
     pub state: Final,
     pub value: V,
-    pub finished_at: SystemTime,
+    /// When the run ended, in microseconds since the Unix epoch (8 bytes, not 16).
+    pub finished_at_micros: u64,
 }
 
 /// Called once, with the run, after the run reaches a final state.
@@ -98,6 +99,8 @@ pub enum WaitAll {
 
 const FLAG_INLINE: u8 = 1;
 const FLAG_DOOMED: u8 = 2;
+/// A thread sleeps until this run is final or ready: finishing or readying it wakes waiters.
+const FLAG_WATCHED: u8 = 4;
 
 struct Parked<P> {
     payload: P,
@@ -444,7 +447,9 @@ impl<E: Executor> Shared<E> {
         let stored = slot.outcome.set(Outcome {
             state,
             value,
-            finished_at: SystemTime::now(),
+            finished_at_micros: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
         });
         assert!(stored.is_ok(), "run {run} finished twice");
         slot.become_(state.state());
@@ -498,15 +503,26 @@ impl<E: Executor> Shared<E> {
         let mut ready = Vec::new();
         let mut callbacks = Vec::new();
         let mut failed = Vec::new();
+        let mut watched = false;
         {
             let mut graph = self.graph.lock();
+            // A flat map has no callbacks or dependents: skip the lookups per run.
+            let any_callbacks = !graph.callbacks.is_empty();
+            let any_dependents = !graph.dependents.is_empty();
             for &run in finished {
-                let state = self.slot(run).state();
+                let slot = self.slot(run);
+                let state = slot.state();
+                watched |= slot.has(FLAG_WATCHED);
                 if !state.is_success() {
                     failed.push(run);
                 }
-                if let Some(found) = graph.callbacks.remove(&run) {
-                    callbacks.extend(found.into_iter().map(|callback| (run, callback)));
+                if any_callbacks {
+                    if let Some(found) = graph.callbacks.remove(&run) {
+                        callbacks.extend(found.into_iter().map(|callback| (run, callback)));
+                    }
+                }
+                if !any_dependents {
+                    continue;
                 }
                 let Some(edges) = graph.dependents.remove(&run) else {
                     continue;
@@ -531,18 +547,25 @@ impl<E: Executor> Shared<E> {
                         dependent.flags.fetch_or(FLAG_DOOMED, Ordering::Release);
                     }
                     dependent.become_(RunState::Ready);
+                    watched |= dependent.has(FLAG_WATCHED);
                     if !dependent.has(FLAG_INLINE) {
                         ready.push(edge.dependent);
                     }
                 }
             }
         }
-        if !failed.is_empty() {
+        let any_failed = !failed.is_empty();
+        if any_failed {
             self.failures.lock().extend(failed);
         }
         self.enqueue(ready);
-        self.unfinished.fetch_sub(finished.len(), Ordering::AcqRel);
-        self.wake_sleepers();
+        let now_idle = self.unfinished.fetch_sub(finished.len(), Ordering::AcqRel) == finished.len();
+        // Wake only the waiters this can concern: those watching one of these runs, and
+        // those waiting for any failure or for the engine to be idle. A thread waiting on
+        // the last run of a long chain sleeps through the rest of it.
+        if watched || any_failed || now_idle {
+            self.wake_sleepers();
+        }
         for (run, callback) in callbacks {
             callback(run);
         }
@@ -568,6 +591,17 @@ impl<E: Executor> Shared<E> {
     /// The wake-up generation; read it before checking what a wait waits for.
     fn generation(&self) -> u64 {
         *self.done.lock()
+    }
+
+    /// Asks completions of `run` (and its becoming ready) to wake sleepers. The fence pairs
+    /// with the one in `wake_sleepers`: either `settle` sees the flag, or the caller's next
+    /// read of the run's state sees what `settle` announced.
+    fn watch(&self, run: RunId) {
+        let slot = self.slot(run);
+        if !slot.has(FLAG_WATCHED) {
+            slot.flags.fetch_or(FLAG_WATCHED, Ordering::SeqCst);
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     /// Sleeps until a wake-up after generation `seen` (a run finished or became ready, a
@@ -616,6 +650,7 @@ impl<E: Executor> Shared<E> {
         }
         let _waiting = self.waiting_guard();
         let _sleeping = self.sleeping();
+        self.watch(run);
         loop {
             let seen = self.generation();
             if slot.state().is_final() {
@@ -698,7 +733,6 @@ impl<E: Executor> Shared<E> {
         let mut failures_seen = 0;
         let mut index = 0;
         while index < count {
-            let seen = self.generation();
             let run = run_at(index);
             let slot = self.slot(run);
             if slot.state().is_final() {
@@ -706,6 +740,12 @@ impl<E: Executor> Shared<E> {
                     return Ok(WaitAll::Failed(run));
                 }
                 index += 1;
+                continue;
+            }
+            // Registered before the re-check below, so its completion cannot be missed.
+            self.watch(run);
+            let seen = self.generation();
+            if slot.state().is_final() {
                 continue;
             }
             if stop_on_failure {
@@ -922,16 +962,26 @@ pub struct Batch<'a, E: Executor> {
     started: Option<Instant>,
     finished: Vec<RunId>,
     busy: Option<&'a crate::pool::WorkerStat>,
+    /// A worker's batch refills from the queue up to this many runs at a time...
+    refill: usize,
+    /// ...until it has lasted this long, so a chain of runs, each made ready by the one
+    /// before, runs under one attach instead of one hand-off per run.
+    extend_until: Option<Instant>,
+    /// Jobs handed out, for the worker's batch sizing.
+    handed: usize,
 }
 
 /// A job slower than this makes a batch hand back its unstarted runs and publish its outcomes.
 const SLOW_JOB: Duration = Duration::from_millis(2);
+/// How long a worker's batch keeps refilling from the queue under one attach.
+const BATCH_EXTEND: Duration = Duration::from_millis(5);
 
 impl<'a, E: Executor> Batch<'a, E> {
     pub(crate) fn queued(
         shared: &'a Arc<Shared<E>>,
         candidates: Vec<RunId>,
         busy: &'a crate::pool::WorkerStat,
+        refill: usize,
     ) -> Self {
         Batch {
             shared,
@@ -942,7 +992,15 @@ impl<'a, E: Executor> Batch<'a, E> {
             started: None,
             finished: Vec::new(),
             busy: Some(busy),
+            refill,
+            extend_until: Some(Instant::now() + BATCH_EXTEND),
+            handed: 0,
         }
+    }
+
+    /// Jobs this batch handed out so far.
+    pub(crate) fn handed(&self) -> usize {
+        self.handed
     }
 
     fn helping(shared: &'a Arc<Shared<E>>, first: Job<E::Payload>, candidates: Vec<RunId>, wanted: Vec<RunId>) -> Self {
@@ -955,6 +1013,9 @@ impl<'a, E: Executor> Batch<'a, E> {
             started: None,
             finished: Vec::new(),
             busy: None,
+            refill: 0,
+            extend_until: None,
+            handed: 0,
         }
     }
 
@@ -969,8 +1030,11 @@ impl<'a, E: Executor> Batch<'a, E> {
             self.current.is_none(),
             "finish or retry the previous job before taking the next"
         );
+        let mut last_was_slow = false;
         if let Some(started) = self.started.take() {
             if started.elapsed() >= SLOW_JOB {
+                last_was_slow = true;
+                self.extend_until = None;
                 self.publish();
                 self.wanted = Vec::new().into_iter();
                 let rest: Vec<RunId> = self.candidates.by_ref().collect();
@@ -981,12 +1045,21 @@ impl<'a, E: Executor> Batch<'a, E> {
             }
         }
         let shared = self.shared;
-        let job = self.claimed.take().or_else(|| {
-            self.candidates
-                .by_ref()
-                .chain(self.wanted.by_ref())
-                .find_map(|run| shared.claim(run))
-        })?;
+        let job = loop {
+            let next = self.claimed.take().or_else(|| {
+                self.candidates
+                    .by_ref()
+                    .chain(self.wanted.by_ref())
+                    .find_map(|run| shared.claim(run))
+            });
+            if let Some(job) = next {
+                break job;
+            }
+            if last_was_slow || !self.refill_from_queue() {
+                return None;
+            }
+        };
+        self.handed += 1;
         self.current = Some(job.run);
         self.started = Some(Instant::now());
         if let Some(busy) = self.busy {
@@ -994,6 +1067,26 @@ impl<'a, E: Executor> Batch<'a, E> {
         }
         EXECUTING.with(|executing| executing.borrow_mut().push((self.shared.id(), job.run)));
         Some(job)
+    }
+
+    /// A worker's batch that ran dry and still has time: publish what finished (which may
+    /// make dependents ready) and take more from the queue. Returns whether it took any.
+    fn refill_from_queue(&mut self) -> bool {
+        if !self.extend_until.is_some_and(|until| Instant::now() < until) {
+            return false;
+        }
+        self.publish();
+        let mut more = Vec::new();
+        {
+            let mut queue = self.shared.queue.lock();
+            let share = queue.len().div_ceil(self.shared.pool.live().max(1));
+            queue.pop_into(self.refill.min(share), &mut more);
+        }
+        if more.is_empty() {
+            return false;
+        }
+        self.candidates = more.into_iter();
+        true
     }
 
     fn end_current(&mut self, run: RunId) {

@@ -152,7 +152,7 @@ impl Pool {
         } else if self.live() == 0 && self.max_workers > 0 {
             self.spawn(shared);
         }
-        if self.max_workers > 1 {
+        if self.max_workers > 1 && !self.watched.load(Ordering::Acquire) {
             monitor().watch(shared);
         }
     }
@@ -258,11 +258,11 @@ fn worker_loop<E: Executor>(shared: &Arc<Shared<E>>, stat: &Arc<WorkerStat>) {
             }
         }
         let started = Instant::now();
-        let taken = candidates.len();
-        let mut batch = Batch::queued(shared, std::mem::take(&mut candidates), stat);
+        let mut batch = Batch::queued(shared, std::mem::take(&mut candidates), stat, batch_size);
         // A panic in the executor ends its run Crashed (when `batch` drops) and must not
         // take the worker with it: runs queued behind it would have no thread to run them.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.executor().run_batch(&mut batch)));
+        let taken = batch.handed();
         drop(batch);
         candidates = Vec::with_capacity(MAX_BATCH);
         let per_run = started.elapsed() / u32::try_from(taken.max(1)).unwrap_or(u32::MAX);

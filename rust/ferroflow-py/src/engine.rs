@@ -31,10 +31,13 @@ impl PyEngine {
 
     fn reserve_names(&self, name: &str, count: usize) -> u64 {
         let mut names = self.names.lock();
-        let next = names.entry(name.to_owned()).or_insert(0);
-        let first = *next;
-        *next += count as u64;
-        first
+        if let Some(next) = names.get_mut(name) {
+            let first = *next;
+            *next += count as u64;
+            return first;
+        }
+        names.insert(name.to_owned(), count as u64);
+        0
     }
 
     fn plan(

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 use ferroflow_core::{EngineError, RunId, RunState, WaitAll};
 use parking_lot::{Condvar, Mutex};
@@ -62,10 +62,7 @@ impl PyFuture {
         let state = self.run_state();
         let (value, finished_at) = match self.shared.outcome(self.run) {
             Some(outcome) => {
-                let seconds = outcome
-                    .finished_at
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64());
+                let seconds = outcome.finished_at_micros as f64 / 1e6;
                 (outcome.value.as_ref().map(|v| v.clone_ref(py)), Some(seconds))
             }
             None => (None, None::<f64>),
