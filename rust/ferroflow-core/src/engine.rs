@@ -1072,7 +1072,7 @@ impl<'a, E: Executor> Batch<'a, E> {
     /// A worker's batch that ran dry and still has time: publish what finished (which may
     /// make dependents ready) and take more from the queue. Returns whether it took any.
     fn refill_from_queue(&mut self) -> bool {
-        if !self.extend_until.is_some_and(|until| Instant::now() < until) {
+        if self.extend_until.is_none_or(|until| Instant::now() >= until) {
             return false;
         }
         self.publish();
