@@ -151,6 +151,15 @@ struct Blocked {
     waiting: u32,
 }
 
+/// Where a newly registered run stands.
+enum Linked {
+    Ready,
+    /// Waits on unfinished upstreams.
+    Blocked,
+    /// An upstream already ended without completing.
+    Doomed(Disposition),
+}
+
 struct Edge {
     dependent: RunId,
     allow_failure: bool,
@@ -315,9 +324,7 @@ impl<E: Executor> Shared<E> {
         runs: Vec<(E::Payload, SmallVec<[Dep; 2]>)>,
         inline: bool,
     ) -> Result<Range<RunId>, EngineError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(EngineError::Closed);
-        }
+        // Refuse before reserving, so a refused submit leaves no trace.
         let known = self.slots.len();
         if let Some(dep) = runs
             .iter()
@@ -326,15 +333,64 @@ impl<E: Executor> Shared<E> {
         {
             return Err(EngineError::UnknownRun(dep.run));
         }
-        let range = self
-            .slots
-            .reserve(u32::try_from(runs.len()).expect("more than 4 billion runs in one call"));
-        self.unfinished.fetch_add(runs.len(), Ordering::AcqRel);
+        let range = self.reserve(u32::try_from(runs.len()).expect("more than 4 billion runs in one call"))?;
+        if let Err(err) = self.fill(range.start, runs, inline) {
+            self.release_reserved(range);
+            return Err(err);
+        }
+        Ok(range)
+    }
+
+    /// Reserves `count` consecutive runs, to be registered with [`Self::register_reserved`].
+    /// A `.map` reserves all its runs first, so that they stay contiguous while it builds
+    /// and registers their payloads piece by piece.
+    pub fn reserve(self: &Arc<Self>, count: u32) -> Result<Range<RunId>, EngineError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EngineError::Closed);
+        }
+        let range = self.slots.reserve(count);
+        self.unfinished.fetch_add(count as usize, Ordering::AcqRel);
+        Ok(range)
+    }
+
+    /// Registers runs into reserved slots, the first at `first`.
+    pub fn register_reserved(
+        self: &Arc<Self>,
+        first: RunId,
+        runs: Vec<(E::Payload, SmallVec<[Dep; 2]>)>,
+    ) -> Result<(), EngineError> {
+        self.fill(first, runs, false)
+    }
+
+    /// Gives back reserved runs that will never be registered (a map whose inputs failed
+    /// part way): they no longer count as unfinished.
+    pub fn release_reserved(&self, runs: Range<RunId>) {
+        self.unfinished.fetch_sub(runs.len(), Ordering::AcqRel);
+        self.wake_sleepers();
+    }
+
+    fn fill(
+        self: &Arc<Self>,
+        first: RunId,
+        runs: Vec<(E::Payload, SmallVec<[Dep; 2]>)>,
+        inline: bool,
+    ) -> Result<(), EngineError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EngineError::Closed);
+        }
+        if let Some(dep) = runs
+            .iter()
+            .flat_map(|(_, deps)| deps.iter())
+            .find(|dep| dep.run >= first)
+        {
+            return Err(EngineError::UnknownRun(dep.run));
+        }
+        let end = first + u32::try_from(runs.len()).expect("more than 4 billion runs in one call");
         let mut runs = runs.into_iter();
-        let mut next = range.start;
+        let mut next = first;
         let mut ready = Vec::new();
-        while next < range.end {
-            let piece_end = range.end.min(next + REGISTER_PIECE as u32);
+        while next < end {
+            let piece_end = end.min(next + REGISTER_PIECE as u32);
             ready.clear();
             let mut graph = self.graph.lock();
             for run in next..piece_end {
@@ -345,14 +401,14 @@ impl<E: Executor> Shared<E> {
                 }
                 *slot.parked.lock() = Some(Parked { payload, attempt: 0 });
                 match self.link(&mut graph, run, &deps) {
-                    Some(doom) => {
-                        graph.dooms.insert(run, doom);
-                        slot.flags.fetch_or(FLAG_DOOMED, Ordering::Release);
+                    Linked::Blocked => slot.become_(RunState::Blocked),
+                    Linked::Ready => {
                         slot.become_(RunState::Ready);
                         ready.push(run);
                     }
-                    None if graph.blocked.contains_key(&run) => slot.become_(RunState::Blocked),
-                    None => {
+                    Linked::Doomed(doom) => {
+                        graph.dooms.insert(run, doom);
+                        slot.flags.fetch_or(FLAG_DOOMED, Ordering::Release);
                         slot.become_(RunState::Ready);
                         ready.push(run);
                     }
@@ -364,12 +420,11 @@ impl<E: Executor> Shared<E> {
             }
             next = piece_end;
         }
-        Ok(range)
+        Ok(())
     }
 
-    /// Adds `run`'s edges under the graph lock. Returns a doom if an upstream already
-    /// ended without completing; otherwise `run` is left blocked iff it waits on something.
-    fn link(&self, graph: &mut Graph, run: RunId, deps: &[Dep]) -> Option<Disposition> {
+    /// Adds `run`'s edges under the graph lock, and says where it stands.
+    fn link(&self, graph: &mut Graph, run: RunId, deps: &[Dep]) -> Linked {
         // Read each upstream's state once: an upstream read as unfinished gets an edge,
         // and since it settles under the graph lock (which we hold), it will find the
         // edge; one read as final is judged on that same read. (Reading twice lets an
@@ -380,8 +435,11 @@ impl<E: Executor> Shared<E> {
             if !state.is_final() {
                 unfinished.push(*dep);
             } else if !state.is_success() && !dep.allow_failure {
-                return Some(Disposition::NotReady { upstream: dep.run });
+                return Linked::Doomed(Disposition::NotReady { upstream: dep.run });
             }
+        }
+        if unfinished.is_empty() {
+            return Linked::Ready;
         }
         let waiting = unfinished.len() as u32;
         for dep in unfinished {
@@ -390,10 +448,8 @@ impl<E: Executor> Shared<E> {
                 allow_failure: dep.allow_failure,
             });
         }
-        if waiting > 0 {
-            graph.blocked.insert(run, Blocked { waiting });
-        }
-        None
+        graph.blocked.insert(run, Blocked { waiting });
+        Linked::Blocked
     }
 
     fn slot(&self, run: RunId) -> &Slot<E::Payload, E::Value> {
@@ -1030,9 +1086,11 @@ impl<'a, E: Executor> Batch<'a, E> {
             self.current.is_none(),
             "finish or retry the previous job before taking the next"
         );
+        // One clock read per job: the end of the last job is the start of the next.
+        let now = Instant::now();
         let mut last_was_slow = false;
         if let Some(started) = self.started.take() {
-            if started.elapsed() >= SLOW_JOB {
+            if now.saturating_duration_since(started) >= SLOW_JOB {
                 last_was_slow = true;
                 self.extend_until = None;
                 self.publish();
@@ -1061,9 +1119,9 @@ impl<'a, E: Executor> Batch<'a, E> {
         };
         self.handed += 1;
         self.current = Some(job.run);
-        self.started = Some(Instant::now());
+        self.started = Some(now);
         if let Some(busy) = self.busy {
-            busy.set_busy(true);
+            busy.set_busy_since(Some(now));
         }
         EXECUTING.with(|executing| executing.borrow_mut().push((self.shared.id(), job.run)));
         Some(job)
@@ -1097,7 +1155,7 @@ impl<'a, E: Executor> Batch<'a, E> {
         );
         EXECUTING.with(|executing| executing.borrow_mut().pop());
         if let Some(busy) = self.busy {
-            busy.set_busy(false);
+            busy.set_busy_since(None);
         }
     }
 

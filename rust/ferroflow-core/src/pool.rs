@@ -48,12 +48,9 @@ pub(crate) struct WorkerStat {
 }
 
 impl WorkerStat {
-    pub(crate) fn set_busy(&self, busy: bool) {
-        let stamp = if busy {
-            1 + self.epoch.elapsed().as_micros() as u64
-        } else {
-            0
-        };
+    /// `Some(start)` when a job starts at `start`, `None` when it ends.
+    pub(crate) fn set_busy_since(&self, start: Option<Instant>) {
+        let stamp = start.map_or(0, |at| 1 + at.saturating_duration_since(self.epoch).as_micros() as u64);
         self.busy_since_micros.store(stamp, Ordering::Relaxed);
     }
 

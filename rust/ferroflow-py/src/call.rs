@@ -160,6 +160,8 @@ pub(crate) struct CallPlan {
     mapped: Vec<ArgSlot>,
     /// The fixed arguments hold futures or annotations that must be replaced per run.
     resolve_fixed: bool,
+    /// One positional argument, mapped, and nothing else: the call is `fn(item)`.
+    only_item_is_argument: bool,
     naming: Naming,
     pub(crate) tally: Option<MapTally>,
 }
@@ -174,7 +176,9 @@ pub struct Call {
 }
 
 impl CallPlan {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        py: Python<'_>,
         spec: Py<TaskSpec>,
         args: Py<PyTuple>,
         kwargs: Option<Py<PyDict>>,
@@ -183,12 +187,17 @@ impl CallPlan {
         naming: Naming,
         tally: Option<MapTally>,
     ) -> Self {
+        let only_item_is_argument = kwargs.is_none()
+            && !resolve_fixed
+            && matches!(mapped.as_slice(), [ArgSlot::Position(0)])
+            && args.bind(py).len() == 1;
         CallPlan {
             spec,
             args,
             kwargs,
             mapped,
             resolve_fixed,
+            only_item_is_argument,
             naming,
             tally,
         }
@@ -249,6 +258,12 @@ impl Call {
         let mut kwargs = plan.kwargs.as_ref().map(|k| k.bind(py).clone());
         if plan.mapped.is_empty() && !plan.resolve_fixed {
             return Ok((fixed.clone(), kwargs));
+        }
+        // The common map, `task.map(xs)`: the run's own value is the only argument.
+        if plan.only_item_is_argument {
+            if let Some(item) = &self.item {
+                return Ok((PyTuple::new(py, [resolve(py, item.bind(py))?])?, kwargs));
+            }
         }
         let mut args: Vec<Bound<'py, PyAny>> = fixed.iter().collect();
         if plan.resolve_fixed {
@@ -330,7 +345,7 @@ fn annotations(py: Python<'_>) -> PyResult<&Annotations> {
 }
 
 /// Values that cannot hold a future: the walk stops at once.
-fn is_leaf(obj: &Bound<'_, PyAny>) -> bool {
+pub(crate) fn is_leaf(obj: &Bound<'_, PyAny>) -> bool {
     obj.is_exact_instance_of::<PyInt>()
         || obj.is_exact_instance_of::<PyString>()
         || obj.is_exact_instance_of::<PyFloat>()

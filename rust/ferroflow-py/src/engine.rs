@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ferroflow_core::{Dep, Engine, Shared};
+use ferroflow_core::{Dep, Engine, RunId, Shared};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -24,7 +24,42 @@ pub struct PyEngine {
     names: Mutex<HashMap<String, u64>>,
 }
 
+/// Map runs built and registered together (the transient payloads of one piece).
+const MAP_PIECE: usize = 8192;
+
 impl PyEngine {
+    /// The runs of a map for the items in `indices`: each item (or tuple of items, one
+    /// per iterable) with its dependencies, the fixed ones plus futures inside the item.
+    fn map_piece(
+        &self,
+        plan: &Arc<CallPlan>,
+        iterables: &[Bound<'_, PyList>],
+        fixed_deps: &SmallVec<[Dep; 2]>,
+        indices: std::ops::Range<usize>,
+    ) -> PyResult<Vec<(crate::call::Call, SmallVec<[Dep; 2]>)>> {
+        let shared = self.shared();
+        let mut runs = Vec::with_capacity(indices.len());
+        for index in indices {
+            let item = if iterables.len() == 1 {
+                iterables[0].get_item(index)?
+            } else {
+                let items = iterables
+                    .iter()
+                    .map(|list| list.get_item(index))
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyTuple::new(iterables[0].py(), items)?.into_any()
+            };
+            let mut deps: SmallVec<[Dep; 2]> = fixed_deps.clone();
+            if collect_deps(&item, shared, &mut deps, false)? && deps.len() > fixed_deps.len() + 1 {
+                deps.sort_unstable_by_key(|dep| (dep.run, !dep.allow_failure));
+                deps.dedup_by_key(|dep| dep.run);
+            }
+            let position = u32::try_from(index).expect("a map of fewer than 4 billion items");
+            runs.push((plan.call(Some(item.unbind()), position), deps));
+        }
+        Ok(runs)
+    }
+
     fn shared(&self) -> &CoreShared {
         self.engine.shared()
     }
@@ -49,6 +84,7 @@ impl PyEngine {
         naming: Naming,
     ) -> Arc<CallPlan> {
         Arc::new(CallPlan::new(
+            spec.py(),
             spec.clone().unbind(),
             args.clone().unbind(),
             kwargs.map(|k| k.clone().unbind()),
@@ -142,7 +178,6 @@ impl PyEngine {
         iterables: Vec<Bound<'_, PyList>>,
         wait_for: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyFutureList> {
-        let py = args.py();
         let shared = self.shared();
         if mapped.is_empty() || mapped.len() != iterables.len() {
             return Err(PyValueError::new_err("map needs one mapped slot per iterable"));
@@ -169,6 +204,7 @@ impl PyEngine {
         let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut fixed_deps)?;
         let first = self.reserve_names(&spec.get().name, count);
         let plan = Arc::new(CallPlan::new(
+            spec.py(),
             spec.clone().unbind(),
             args.clone().unbind(),
             kwargs.map(|k| k.clone().unbind()),
@@ -177,34 +213,27 @@ impl PyEngine {
             Naming::Numbered { first },
             Some(MapTally::new(count)),
         ));
-        let mut runs = Vec::with_capacity(count);
-        for index in 0..count {
-            let item = if iterables.len() == 1 {
-                iterables[0].get_item(index)?
-            } else {
-                PyTuple::new(
-                    py,
-                    iterables
-                        .iter()
-                        .map(|list| list.get_item(index))
-                        .collect::<PyResult<Vec<_>>>()?,
-                )?
-                .into_any()
-            };
-            let mut deps: SmallVec<[Dep; 2]> = fixed_deps.clone();
-            if collect_deps(&item, shared, &mut deps, false)? && deps.len() > fixed_deps.len() + 1 {
-                deps.sort_unstable_by_key(|dep| (dep.run, !dep.allow_failure));
-                deps.dedup_by_key(|dep| dep.run);
+        // All runs are reserved first (one contiguous range, the future list's), then
+        // built and registered piece by piece: workers start on the first piece at once,
+        // and no payload vector for the whole map is ever held.
+        let range = shared
+            .reserve(u32::try_from(count).expect("a map of fewer than 4 billion items"))
+            .map_err(engine_error)?;
+        let mut start = 0;
+        while start < count {
+            let end = count.min(start + MAP_PIECE);
+            let piece = self.map_piece(&plan, &iterables, &fixed_deps, start..end);
+            let registered = piece.and_then(|runs| {
+                shared
+                    .register_reserved(range.start + start as RunId, runs)
+                    .map_err(engine_error)
+            });
+            if let Err(err) = registered {
+                shared.release_reserved(range.start + start as RunId..range.end);
+                return Err(err);
             }
-            runs.push((
-                plan.call(
-                    Some(item.unbind()),
-                    u32::try_from(index).expect("a map of fewer than 4 billion items"),
-                ),
-                deps,
-            ));
+            start = end;
         }
-        let range = shared.submit_many(runs).map_err(engine_error)?;
         Ok(PyFutureList::from_range(Arc::clone(shared), range))
     }
 

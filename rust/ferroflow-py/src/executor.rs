@@ -147,6 +147,9 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, lo
 
 /// A task that returns a `State` ends in that state (Prefect): a failed one is a failure.
 fn returned_value<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if crate::call::is_leaf(&value) {
+        return Ok(value); // an int, str, float, bool, bytes or None is never a State
+    }
     let hooks = hooks(py)?;
     if !value.is_instance(hooks.state_type.bind(py))? {
         return Ok(value);
