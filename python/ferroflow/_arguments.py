@@ -76,6 +76,10 @@ class Signature:
         return tuple(args), kwargs
 
 
+# Mapped inputs the engine reads by index as they are.
+_INDEXABLE = (list, tuple, range)
+
+
 def _is_mappable(value: Any) -> bool:
     """Prefect's rule: iterable, except strings, bytes and files."""
     return isinstance(value, Iterable) and not isinstance(value, (str, bytes, io.IOBase))
@@ -86,7 +90,7 @@ class MapCall:
 
     __slots__ = ("args", "kwargs", "slots", "iterables")
 
-    def __init__(self, args: tuple, kwargs: dict[str, Any], slots: list[int | str], iterables: list[list[Any]]) -> None:
+    def __init__(self, args: tuple, kwargs: dict[str, Any], slots: list[int | str], iterables: list[list[Any] | tuple[Any, ...] | range]) -> None:
         self.args = args
         self.kwargs = kwargs
         self.slots = slots
@@ -104,7 +108,7 @@ def split_map(task_name: str, signature: Signature, args: tuple, kwargs: dict[st
     call_args: list[Any] = []
     call_kwargs: dict[str, Any] = {}
     slots: list[int | str] = []
-    iterables: list[list[Any]] = []
+    iterables: list[list[Any] | tuple[Any, ...] | range] = []
     lengths: dict[str, int] = {}
     for name, value in bound.arguments.items():
         parameter = signature.signature.parameters[name]
@@ -124,9 +128,12 @@ def split_map(task_name: str, signature: Signature, args: tuple, kwargs: dict[st
             values = None
         elif _is_mappable(inner):
             fixed = None
-            values = list(inner)
             if wrapper is not None:
-                values = [wrapper(item) for item in values]
+                values = [wrapper(item) for item in inner]
+            elif type(inner) in _INDEXABLE:
+                values = inner  # the engine indexes it: no copy of a million items
+            else:
+                values = list(inner)  # consumed once, as Prefect does (generators too)
             lengths[name] = len(values)
         else:
             fixed, values = value, None

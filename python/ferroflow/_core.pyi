@@ -100,7 +100,7 @@ class Engine:
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
         mapped: Sequence[int | str],
-        iterables: Sequence[list[Any]],
+        iterables: Sequence[list[Any] | tuple[Any, ...] | range],
         wait_for: Iterable[Any] | None = None,
     ) -> PrefectFutureList: ...
     def wait_idle(self, timeout: float | None = None) -> bool: ...

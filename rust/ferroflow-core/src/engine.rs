@@ -124,6 +124,7 @@ impl<P, V> Slot<P, V> {
         }
     }
 
+    #[inline]
     fn state(&self) -> RunState {
         RunState::from_u8(self.state.load(Ordering::Acquire))
     }
@@ -498,14 +499,12 @@ impl<E: Executor> Shared<E> {
     }
 
     /// Records a final outcome. Dependents and waiters learn of it in [`Self::settle`].
-    pub(crate) fn record(&self, run: RunId, state: Final, value: E::Value) {
+    pub(crate) fn record(&self, run: RunId, state: Final, value: E::Value, finished_at_micros: u64) {
         let slot = self.slot(run);
         let stored = slot.outcome.set(Outcome {
             state,
             value,
-            finished_at_micros: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64),
+            finished_at_micros,
         });
         assert!(stored.is_ok(), "run {run} finished twice");
         slot.become_(state.state());
@@ -909,6 +908,9 @@ impl<E: Executor> Shared<E> {
     /// executor like any other run, so nothing is left waiting. Running runs go on.
     /// Returns how many runs were cancelled.
     pub fn cancel_pending(self: &Arc<Self>) -> usize {
+        if self.unfinished() == 0 {
+            return 0; // nothing to scan for (a flow run ending normally)
+        }
         let mut cancelled = Vec::new();
         {
             let mut graph = self.graph.lock();
@@ -1025,6 +1027,35 @@ pub struct Batch<'a, E: Executor> {
     extend_until: Option<Instant>,
     /// Jobs handed out, for the worker's batch sizing.
     handed: usize,
+    /// When the last job finished (the next job's start), read once per job.
+    clock: Option<Instant>,
+    clock_base: WallClock,
+}
+
+/// Converts `Instant`s to wall-clock time with one `SystemTime` read per batch.
+#[derive(Clone, Copy)]
+struct WallClock {
+    instant: Instant,
+    micros: u64,
+}
+
+impl WallClock {
+    fn new() -> Self {
+        WallClock {
+            instant: Instant::now(),
+            micros: Self::now_micros(),
+        }
+    }
+
+    fn now_micros() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+    }
+
+    fn micros_at(self, at: Instant) -> u64 {
+        self.micros + at.saturating_duration_since(self.instant).as_micros() as u64
+    }
 }
 
 /// A job slower than this makes a batch hand back its unstarted runs and publish its outcomes.
@@ -1051,6 +1082,8 @@ impl<'a, E: Executor> Batch<'a, E> {
             refill,
             extend_until: Some(Instant::now() + BATCH_EXTEND),
             handed: 0,
+            clock: None,
+            clock_base: WallClock::new(),
         }
     }
 
@@ -1072,11 +1105,14 @@ impl<'a, E: Executor> Batch<'a, E> {
             refill: 0,
             extend_until: None,
             handed: 0,
+            clock: None,
+            clock_base: WallClock::new(),
         }
     }
 
-    /// The engine, to read the outcomes of upstream runs.
-    pub fn engine(&self) -> &Arc<Shared<E>> {
+    /// The engine, to read the outcomes of upstream runs. (Borrowed for the batch's
+    /// lifetime, not the call's, so it can be held while jobs are finished.)
+    pub fn engine(&self) -> &'a Arc<Shared<E>> {
         self.shared
     }
 
@@ -1086,8 +1122,7 @@ impl<'a, E: Executor> Batch<'a, E> {
             self.current.is_none(),
             "finish or retry the previous job before taking the next"
         );
-        // One clock read per job: the end of the last job is the start of the next.
-        let now = Instant::now();
+        let now = self.clock.take().unwrap_or_else(Instant::now);
         let mut last_was_slow = false;
         if let Some(started) = self.started.take() {
             if now.saturating_duration_since(started) >= SLOW_JOB {
@@ -1162,7 +1197,10 @@ impl<'a, E: Executor> Batch<'a, E> {
     /// Ends the current job in a final state with the executor's value for it.
     pub fn finish(&mut self, run: RunId, state: Final, value: E::Value) {
         self.end_current(run);
-        self.shared.record(run, state, value);
+        // One clock read per job: this job's end is also the next one's start.
+        let now = Instant::now();
+        self.clock = Some(now);
+        self.shared.record(run, state, value, self.clock_base.micros_at(now));
         self.finished.push(run);
     }
 
@@ -1184,8 +1222,12 @@ impl<E: Executor> Drop for Batch<'_, E> {
         // so nothing waits on it forever.
         if let Some(run) = self.current {
             self.end_current(run);
-            self.shared
-                .record(run, Final::Crashed, self.shared.executor.abandoned(run));
+            self.shared.record(
+                run,
+                Final::Crashed,
+                self.shared.executor.abandoned(run),
+                WallClock::now_micros(),
+            );
             self.finished.push(run);
         }
         // Unclaimed candidates go back to the queue; a job claimed up front and never

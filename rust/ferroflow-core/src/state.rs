@@ -64,6 +64,7 @@ pub enum Final {
 }
 
 impl RunState {
+    #[inline]
     pub(crate) const fn from_u8(byte: u8) -> RunState {
         match byte {
             0 => RunState::Vacant,

@@ -7,7 +7,7 @@ use ferroflow_core::{Dep, Engine, RunId, Shared};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyInt, PyList, PySequence, PyString, PyTuple};
 use smallvec::SmallVec;
 
 use crate::call::{collect_call_deps, collect_deps, ArgSlot, CallPlan, MapTally, Naming, TaskSpec};
@@ -24,6 +24,53 @@ pub struct PyEngine {
     names: Mutex<HashMap<String, u64>>,
 }
 
+/// One mapped input, read by index: a list or tuple directly, anything else (a range)
+/// through the sequence protocol.
+enum MappedInput<'py> {
+    List(Bound<'py, PyList>),
+    Tuple(Bound<'py, PyTuple>),
+    Sequence(Bound<'py, PySequence>, usize),
+}
+
+impl<'py> MappedInput<'py> {
+    fn new(input: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(list) = input.cast::<PyList>() {
+            return Ok(MappedInput::List(list.clone()));
+        }
+        if let Ok(tuple) = input.cast::<PyTuple>() {
+            return Ok(MappedInput::Tuple(tuple.clone()));
+        }
+        let sequence = input.cast::<PySequence>().map_err(|_| {
+            PyTypeError::new_err(format!("a mapped input must be a sequence, got {}", input.get_type()))
+        })?;
+        Ok(MappedInput::Sequence(sequence.clone(), sequence.len()?))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            MappedInput::List(list) => list.len(),
+            MappedInput::Tuple(tuple) => tuple.len(),
+            MappedInput::Sequence(_, len) => *len,
+        }
+    }
+
+    fn get(&self, index: usize) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            MappedInput::List(list) => list.get_item(index),
+            MappedInput::Tuple(tuple) => tuple.get_item(index),
+            MappedInput::Sequence(sequence, _) => sequence.get_item(index),
+        }
+    }
+
+    fn py(&self) -> Python<'py> {
+        match self {
+            MappedInput::List(list) => list.py(),
+            MappedInput::Tuple(tuple) => tuple.py(),
+            MappedInput::Sequence(sequence, _) => sequence.py(),
+        }
+    }
+}
+
 /// Map runs built and registered together (the transient payloads of one piece).
 const MAP_PIECE: usize = 8192;
 
@@ -33,7 +80,7 @@ impl PyEngine {
     fn map_piece(
         &self,
         plan: &Arc<CallPlan>,
-        iterables: &[Bound<'_, PyList>],
+        iterables: &[MappedInput<'_>],
         fixed_deps: &SmallVec<[Dep; 2]>,
         indices: std::ops::Range<usize>,
     ) -> PyResult<Vec<(crate::call::Call, SmallVec<[Dep; 2]>)>> {
@@ -41,11 +88,11 @@ impl PyEngine {
         let mut runs = Vec::with_capacity(indices.len());
         for index in indices {
             let item = if iterables.len() == 1 {
-                iterables[0].get_item(index)?
+                iterables[0].get(index)?
             } else {
                 let items = iterables
                     .iter()
-                    .map(|list| list.get_item(index))
+                    .map(|input| input.get(index))
                     .collect::<PyResult<Vec<_>>>()?;
                 PyTuple::new(iterables[0].py(), items)?.into_any()
             };
@@ -175,7 +222,7 @@ impl PyEngine {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
         mapped: Vec<Bound<'_, PyAny>>,
-        iterables: Vec<Bound<'_, PyList>>,
+        iterables: Vec<Bound<'_, PyAny>>,
         wait_for: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyFutureList> {
         let shared = self.shared();
@@ -196,8 +243,9 @@ impl PyEngine {
                 }
             })
             .collect::<PyResult<Vec<_>>>()?;
+        let iterables = iterables.iter().map(MappedInput::new).collect::<PyResult<Vec<_>>>()?;
         let count = iterables[0].len();
-        if iterables.iter().any(|list| list.len() != count) {
+        if iterables.iter().any(|input| input.len() != count) {
             return Err(PyValueError::new_err("mapped iterables must have equal lengths"));
         }
         let mut fixed_deps = SmallVec::new();

@@ -4,11 +4,11 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferroflow_core::{Batch, Disposition, Executor, Final, Job, RunId};
+use ferroflow_core::{Batch, Disposition, Executor, Final, Job, RunId, Shared};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-use crate::call::Call;
+use crate::call::{Call, CallPlan};
 use crate::engine::CoreShared;
 use crate::gil::attach_for_batch;
 use crate::hooks::{hooks, report_hook_error};
@@ -53,20 +53,41 @@ impl PyExecutor {
 
 /// What the current thread is executing: read by `get_run_logger()`, `print` capture and
 /// a nested `.submit()` to find their run and flow run without passing anything around.
+///
+/// It points at the engine and the run's plan instead of owning them: an entry lives
+/// only while `execute` runs the job (which owns the plan and borrows the engine) and is
+/// popped before `execute` returns, so no reference count moves per run.
 pub(crate) struct Executing {
-    pub(crate) engine: CoreShared,
+    engine: *const Shared<PyExecutor>,
+    plan: *const CallPlan,
     pub(crate) run: RunId,
-    pub(crate) plan: Arc<crate::call::CallPlan>,
-    pub(crate) index: u32,
+    index: u32,
     /// The run's name when the task sets `task_run_name` (computed once, before it runs).
-    pub(crate) custom_name: Option<String>,
+    custom_name: Option<String>,
 }
 
 impl Executing {
+    pub(crate) fn plan(&self) -> &CallPlan {
+        // SAFETY: the plan is owned by the job `execute` holds until after it pops this
+        // entry, and the returned reference cannot outlive `&self` (see `with_current`).
+        unsafe { &*self.plan }
+    }
+
+    /// A new strong handle on the engine, for a future of the current run.
+    pub(crate) fn engine(&self) -> CoreShared {
+        // SAFETY: `engine` came from `Arc::as_ptr` of the `Arc` that the running batch
+        // borrows for longer than this entry exists, so the count is at least one; taking
+        // one more reference and returning it as an `Arc` is balanced.
+        unsafe {
+            Arc::increment_strong_count(self.engine);
+            Arc::from_raw(self.engine)
+        }
+    }
+
     pub(crate) fn run_name(&self) -> String {
         self.custom_name
             .clone()
-            .unwrap_or_else(|| self.plan.run_name(self.index))
+            .unwrap_or_else(|| self.plan().run_name(self.index))
     }
 }
 
@@ -112,14 +133,14 @@ impl Executor for PyExecutor {
 }
 
 fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, log_lines: bool) {
-    let engine = Arc::clone(batch.engine());
+    let engine = batch.engine();
     let call = &job.payload;
     let custom_name = call.custom_name(py);
     EXECUTING.with(|stack| {
         stack.borrow_mut().push(Executing {
-            engine: Arc::clone(&engine),
+            engine: Arc::as_ptr(engine),
+            plan: Arc::as_ptr(&call.plan),
             run: job.run,
-            plan: Arc::clone(&call.plan),
             index: call.index(),
             custom_name: custom_name.clone(),
         });
@@ -134,14 +155,14 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, lo
     };
     match outcome {
         Ok(value) => {
-            let own_line = call.tally(py, &engine, Final::Completed) && !call.plan.is_map();
+            let own_line = call.tally(py, engine, Final::Completed) && !call.plan.is_map();
             if own_line && log_lines {
                 let name = custom_name.unwrap_or_else(|| call.plan.run_name(call.index()));
-                report_finished(py, &engine, call, &name, Final::Completed, Some(&value), None);
+                report_finished(py, engine, call, &name, Final::Completed, Some(&value), None);
             }
             batch.finish(job.run, Final::Completed, Some(value.unbind()));
         }
-        Err(err) => failed(py, batch, job, err, &engine),
+        Err(err) => failed(py, batch, job, err, engine),
     }
 }
 

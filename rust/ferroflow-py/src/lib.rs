@@ -31,12 +31,12 @@ mod _core {
         crate::executor::with_current(|current| {
             current
                 .map(|running| {
-                    let future = Py::new(py, PyFuture::new(std::sync::Arc::clone(&running.engine), running.run))?;
+                    let future = Py::new(py, PyFuture::new(running.engine(), running.run))?;
                     Ok((
                         future,
                         running.run_name(),
-                        running.plan.spec.get().task.clone_ref(py),
-                        running.engine.executor().context(py),
+                        running.plan().spec.get().task.clone_ref(py),
+                        running.engine().executor().context(py),
                     ))
                 })
                 .transpose()
