@@ -1,0 +1,67 @@
+"""The workloads on dask.distributed, as its users write them: `client.map`,
+`client.submit` with futures as arguments, `client.gather`.
+
+The cluster is in-process (`LocalCluster(processes=False)`: one worker with a thread
+per CPU): nothing is serialised and the whole cost shows in this process's peak RSS,
+which makes the comparison with an in-process scheduler fair. It starts before the
+timing. Dask's default `pure=True` keys each task by a hash of its arguments; every
+workload's tasks have distinct arguments, so none is deduplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..workloads import inc, nap, total
+
+
+class DaskClient:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def trivial_map(self, n: int) -> list[int]:
+        return self.client.gather(self.client.map(inc, range(n)))
+
+    def two_stage_map(self, n: int) -> list[int]:
+        return self.client.gather(self.client.map(inc, self.client.map(inc, range(n))))
+
+    def chain(self, n: int) -> int:
+        future = self.client.submit(inc, 0)
+        for _ in range(n - 1):
+            future = self.client.submit(inc, future)
+        return future.result()
+
+    def fan_in(self, n: int) -> int:
+        return self.client.submit(total, self.client.map(inc, range(n))).result()
+
+    def submit_loop(self, n: int) -> list[int]:
+        from dask.distributed import wait
+
+        futures = [self.client.submit(inc, x) for x in range(n)]
+        wait(futures)
+        return self.client.gather(futures)
+
+    def sleep_fanout(self, n: int) -> list[int]:
+        return self.client.gather(self.client.map(nap, range(n)))
+
+
+@contextmanager
+def session(workers: int | None) -> Iterator[DaskClient]:
+    from dask.distributed import Client, LocalCluster
+
+    threads = workers or os.cpu_count() or 1
+    with (
+        LocalCluster(
+            processes=False,
+            n_workers=1,
+            threads_per_worker=threads,
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield DaskClient(client)

@@ -1,0 +1,83 @@
+"""The workloads as a Prefect user writes them, run by ferroflow and by Prefect itself.
+
+The code is the same for both: only the import root differs, since ferroflow mirrors
+Prefect's module paths (`flow`, `task`, `.futures.wait`, `.task_runners`). That is the
+promise being measured. Every flow is given `ThreadPoolTaskRunner(max_workers=workers)`;
+with `workers=None` that is either library's default runner, as with a bare `@flow`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import import_module
+from types import SimpleNamespace
+
+from ..workloads import inc, nap, total
+
+
+def define_flows(root: str, workers: int | None) -> SimpleNamespace:
+    """The workloads' flows, written with the API imported from `root`."""
+    api = import_module(root)
+    flow, task = api.flow, api.task
+    wait = import_module(f"{root}.futures").wait
+    runner = import_module(f"{root}.task_runners").ThreadPoolTaskRunner(max_workers=workers)
+    inc_task, total_task, nap_task = task(inc), task(total), task(nap)
+
+    @flow(task_runner=runner)
+    def trivial_map(n: int) -> list[int]:
+        return inc_task.map(range(n)).result()
+
+    @flow(task_runner=runner)
+    def two_stage_map(n: int) -> list[int]:
+        return inc_task.map(inc_task.map(range(n))).result()
+
+    @flow(task_runner=runner)
+    def chain(n: int) -> int:
+        future = inc_task.submit(0)
+        for _ in range(n - 1):
+            future = inc_task.submit(future)
+        return future.result()
+
+    @flow(task_runner=runner)
+    def fan_in(n: int) -> int:
+        return total_task.submit(inc_task.map(range(n))).result()
+
+    @flow(task_runner=runner)
+    def submit_loop(n: int) -> list[int]:
+        futures = [inc_task.submit(x) for x in range(n)]
+        wait(futures)
+        return [future.result() for future in futures]
+
+    @flow(task_runner=runner)
+    def sleep_fanout(n: int) -> list[int]:
+        return nap_task.map(range(n)).result()
+
+    @flow(task_runner=runner)
+    def one_task(x: int) -> int:
+        return inc_task(x)
+
+    def many_flows(n: int) -> list[int]:
+        return [one_task(x) for x in range(n)]
+
+    return SimpleNamespace(
+        trivial_map=trivial_map,
+        two_stage_map=two_stage_map,
+        chain=chain,
+        fan_in=fan_in,
+        submit_loop=submit_loop,
+        sleep_fanout=sleep_fanout,
+        many_flows=many_flows,
+    )
+
+
+@contextmanager
+def ferroflow_session(workers: int | None) -> Iterator[SimpleNamespace]:
+    yield define_flows("ferroflow", workers)
+
+
+@contextmanager
+def prefect_session(workers: int | None) -> Iterator[SimpleNamespace]:
+    flows = define_flows("prefect", workers)
+    flows.many_flows(1)  # starts Prefect's temporary API server (seconds), before the timing
+    yield flows

@@ -1,0 +1,76 @@
+"""The workloads on Ray, as its users write them: `@ray.remote` tasks, object refs as
+arguments, `ray.get`.
+
+`ray.init(num_cpus=workers)` (default: the CPU count) starts the local cluster, and a
+warm-up task per CPU slot starts its worker processes, before the timing (as Prefect's
+server and Dask's cluster start before it); each task takes one CPU, so `num_cpus` bounds
+the concurrency. Workers are separate processes: the peak RSS measured is the driver's
+alone. Ray does not resolve
+refs nested in a list, so the fan-in task gets the list of refs and `ray.get`s it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .. import workloads
+from ..workloads import inc, nap, total
+
+
+def total_of_refs(refs: list[Any]) -> int:
+    import ray
+
+    return total(ray.get(refs))
+
+
+class RayRemote:
+    def __init__(self, ray: Any) -> None:
+        self.ray = ray
+        self.inc = ray.remote(inc)
+        self.nap = ray.remote(nap)
+        self.total_of_refs = ray.remote(total_of_refs)
+
+    def trivial_map(self, n: int) -> list[int]:
+        return self.ray.get([self.inc.remote(x) for x in range(n)])
+
+    def two_stage_map(self, n: int) -> list[int]:
+        firsts = [self.inc.remote(x) for x in range(n)]
+        return self.ray.get([self.inc.remote(ref) for ref in firsts])
+
+    def chain(self, n: int) -> int:
+        ref = self.inc.remote(0)
+        for _ in range(n - 1):
+            ref = self.inc.remote(ref)
+        return self.ray.get(ref)
+
+    def fan_in(self, n: int) -> int:
+        return self.ray.get(self.total_of_refs.remote([self.inc.remote(x) for x in range(n)]))
+
+    def submit_loop(self, n: int) -> list[int]:
+        refs = [self.inc.remote(x) for x in range(n)]
+        self.ray.wait(refs, num_returns=len(refs))
+        return self.ray.get(refs)
+
+    def sleep_fanout(self, n: int) -> list[int]:
+        return self.ray.get([self.nap.remote(x) for x in range(n)])
+
+
+@contextmanager
+def session(workers: int | None) -> Iterator[RayRemote]:
+    import ray
+
+    # Functions travel by value: a measuring child loads this package under a name
+    # that Ray's worker processes could not import (see `measure`).
+    for module in (workloads, sys.modules[__name__]):
+        ray.cloudpickle.register_pickle_by_value(module)
+    ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        remote = RayRemote(ray)
+        remote.sleep_fanout(int(ray.available_resources()["CPU"]))
+        yield remote
+    finally:
+        ray.shutdown()

@@ -1,0 +1,45 @@
+"""`--plot FILE.png`: per-task cost against N on log-log axes, one line per system, a
+panel per workload measured at several sizes. matplotlib is optional
+(`pip install 'ferroflow[plot]'`), so it is imported only here."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from .results import OK, Cell
+
+MISSING = "--plot needs matplotlib, which is not installed (pip install 'ferroflow[plot]'); no plot will be written"
+
+
+def available() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def write(cells: list[Cell], path: str) -> str:
+    """Writes the plot; returns what was done, in a sentence for the user."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    measured = [c for c in cells if c.status == OK and c.us_per_task is not None]
+    workloads = [
+        w for w in dict.fromkeys(c.workload for c in measured) if len({c.size for c in measured if c.workload == w}) > 1
+    ]
+    if not workloads:
+        return f"--plot: no workload was measured at several sizes; {path} not written"
+    figure, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 4.5), squeeze=False)
+    for ax, workload in zip(axes[0], workloads):
+        mine = [c for c in measured if c.workload == workload]
+        for system in dict.fromkeys(c.system for c in mine):
+            points = sorted((c.size, c.us_per_task) for c in mine if c.system == system)
+            ax.loglog(*zip(*points), marker="o", label=system)
+        ax.set_title(workload)
+        ax.set_xlabel("N")
+        ax.set_ylabel("µs per task run")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return f"plot written to {path}"

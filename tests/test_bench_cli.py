@@ -1,0 +1,216 @@
+"""Smoke tests of `ferroflow bench` (`python -m ferroflow bench`): tiny sizes, one or two
+rounds, concurrent.futures as the only peer so that the tests take seconds whatever
+else is installed. What is checked is the command's contract: the report's shape, the
+options, the errors, and that nothing hangs; not the numbers."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER = "concurrent.futures"
+
+
+def bench(*args: str, timeout: float = 50) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ferroflow", "bench", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def bench_json(*args: str) -> dict:
+    done = bench(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_every_workload_gives_the_right_answer_on_every_system():
+    report = bench_json("--sizes", "20", "--rounds", "1", "--import-repeats", "0", "--peers", PEER)
+    assert {run["status"] for run in report["runs"]} == {"ok"}, [r for r in report["runs"] if r["status"] != "ok"]
+    by_system = {(c["workload"], c["system"]): c for c in report["summary"]}
+    assert by_system["many_flows", PEER]["status"] == "n/a"
+    assert by_system["sleep_fanout", "bare loop"]["status"] == "n/a"
+    assert 0 < by_system["sleep_fanout", "ferroflow"]["efficiency"] <= 1
+    assert by_system["chain", "ferroflow"]["ratio_to_ferroflow"] == 1
+
+
+def test_json_has_every_measurement_medians_and_the_environment():
+    report = bench_json(
+        "--only", "trivial_map,chain", "--sizes", "1e2", "--rounds", "2", "--import-repeats", "1", "--peers", PEER
+    )
+    assert set(report) >= {
+        "environment",
+        "settings",
+        "systems",
+        "workloads",
+        "import_seconds",
+        "runs",
+        "summary",
+        "total_seconds",
+    }
+    environment = report["environment"]
+    assert environment["cpu_count"] >= 1 and environment["python"]
+    assert environment["versions"]["ferroflow"] and environment["child_env"]["FERROFLOW_LOGGING_LEVEL"] == "WARNING"
+    assert {s["name"] for s in report["systems"]} == {"bare loop", "ferroflow", PEER}
+    assert {run["workload"] for run in report["runs"]} == {"trivial_map", "chain"}
+    assert len(report["runs"]) == 2 * 3 * 2  # workloads x systems x rounds
+    assert report["settings"]["sizes"] == {"trivial_map": [100], "chain": [100]}
+    assert set(report["import_seconds"]) == {"ferroflow", "concurrent.futures"}
+    for cell in report["summary"]:
+        assert cell["status"] == "ok" and cell["rounds"] == 2
+        assert cell["us_per_task"] > 0 and cell["ratio_to_bare"] > 0 and cell["max_threads"] >= 1
+        assert isinstance(cell["rss_bytes_per_task"], float)
+
+
+def test_table_progress_and_total():
+    done = bench("--only", "fan_in", "--sizes", "50", "--rounds", "1", "--import-repeats", "1", "--peers", PEER)
+    assert done.returncode == 0, done.stderr
+    table = done.stdout
+    for text in (
+        "µs/task",
+        "× bare",
+        "B/task",
+        "threads",
+        "× ferroflow",
+        "FERROFLOW_LOGGING_LEVEL=WARNING",
+        "import time",
+    ):
+        assert text in table
+    lines = table.splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line) == {"-"})
+    rows = lines[rule + 1 : lines.index("", rule)]
+    assert [row.split()[0] for row in rows] == ["fan_in", "ferroflow", PEER], table
+    assert table.rstrip().splitlines()[-1].startswith("total ")
+    assert "fan_in N=50 round 1/1 ferroflow" in done.stderr
+
+
+def test_peers_not_installed_are_listed_as_such():
+    done = bench("--only", "chain", "--sizes", "10", "--rounds", "1", "--import-repeats", "0")
+    assert done.returncode == 0, done.stderr
+    for peer, module in (("dask", "distributed"), ("ray", "ray"), ("prefect", "prefect")):
+        if importlib.util.find_spec(module) is None:
+            assert any(line.split() == [peer, "not", "installed"] for line in done.stdout.splitlines()), done.stdout
+
+
+def test_no_peers_runs_ferroflow_and_the_bare_loop():
+    report = bench_json(
+        "--only", "many_flows", "--sizes", "10", "--rounds", "1", "--import-repeats", "0", "--peers", ""
+    )
+    assert {run["system"] for run in report["runs"]} == {"bare loop", "ferroflow"}
+
+
+def test_a_system_too_slow_at_one_size_is_skipped_at_the_larger_ones():
+    report = bench_json(
+        "--only",
+        "trivial_map",
+        "--sizes",
+        "10,100",
+        "--rounds",
+        "1",
+        "--import-repeats",
+        "0",
+        "--peers",
+        "",
+        "--max-seconds",
+        "1e-9",
+    )
+    larger = [c for c in report["summary"] if c["size"] == 100]
+    assert larger and all(c["status"] == "skipped" and c["note"].startswith("skipped (too slow: ") for c in larger)
+    assert {run["size"] for run in report["runs"]} == {10}
+
+
+def test_a_run_past_its_timeout_is_reported_and_not_repeated():
+    done = bench(
+        "--only",
+        "trivial_map",
+        "--sizes",
+        "10",
+        "--rounds",
+        "3",
+        "--import-repeats",
+        "0",
+        "--peers",
+        "",
+        "--timeout",
+        "0.001",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("timed out after 0.001 s") == 2  # bare loop and ferroflow, once each
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--only", "trivial_map,nope"], "unknown workload 'nope'"),
+        (["--peers", "celery"], "unknown peer 'celery'"),
+        (["--sizes", "1e4,lots"], "not a size: 'lots'"),
+        (["--sizes", "0.5"], "positive whole number"),
+        (["--rounds", "0"], "--rounds"),
+    ],
+)
+def test_bad_options_exit_2_with_a_clear_message(args, message):
+    done = bench(*args)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_no_subcommand_exits_2_with_usage():
+    done = subprocess.run([sys.executable, "-m", "ferroflow"], check=False, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "usage: ferroflow" in done.stderr and "{bench}" in done.stderr
+
+
+def test_plot_is_written_or_skipped_cleanly(tmp_path):
+    path = tmp_path / "bench.png"
+    done = bench(
+        "--only",
+        "trivial_map",
+        "--sizes",
+        "10,100",
+        "--rounds",
+        "1",
+        "--import-repeats",
+        "0",
+        "--peers",
+        "",
+        "--plot",
+        str(path),
+    )
+    assert done.returncode == 0, done.stderr
+    if importlib.util.find_spec("matplotlib") is None:
+        assert "--plot needs matplotlib" in done.stderr and not path.exists()
+    else:
+        assert path.stat().st_size > 0
+
+
+def test_import_ferroflow_does_not_load_the_command():
+    code = "import ferroflow, sys; print([m for m in sys.modules if m.startswith(('ferroflow.bench', 'ferroflow.__main__'))])"
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_console_script_entry_point_names_main():
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["ferroflow"].partition(":")
+    assert callable(getattr(importlib.import_module(module), function))
+
+
+def test_a_wrong_answer_is_an_error_not_a_timing():
+    from ferroflow.bench.child import wrong_result
+
+    assert wrong_result([1, 2, 3], [1, 2, 3]) is None
+    assert wrong_result([1, 5, 3], [1, 2, 3]) == "wrong result: item 1 is 5, expected 2"
+    assert wrong_result([1, 2], [1, 2, 3]) == "wrong result: 2 items instead of 3"
+    assert wrong_result(7, 6) == "wrong result: 7, expected 6"
