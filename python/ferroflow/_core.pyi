@@ -17,6 +17,7 @@ __all__ = [
     "PrefectFutureList",
     "current_run",
     "after_fork_in_child",
+    "contains_futures",
     "__version__",
 ]
 
@@ -118,4 +119,5 @@ class Engine:
     def context(self) -> Any: ...
 
 def current_run() -> tuple[PrefectConcurrentFuture, str, Any, Any] | None: ...
+def contains_futures(obj: object) -> bool: ...
 def after_fork_in_child() -> None: ...

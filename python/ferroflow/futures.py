@@ -13,7 +13,7 @@ import dataclasses
 import time
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from ferroflow._core import Completions, PrefectConcurrentFuture, PrefectFutureList
+from ferroflow._core import Completions, PrefectConcurrentFuture, PrefectFutureList, contains_futures
 from ferroflow.utilities.annotations import quote
 
 __all__ = [
@@ -123,17 +123,9 @@ def as_completed(futures: Iterable[PrefectFuture], timeout: float | None = None)
         yield pending[position]
 
 
-# Types that hold no future: a container of only these is returned as it is.
-_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
-
-
 def _replace_futures(expr: Any, replace: Any) -> Any:
     """Copies `expr` with every future replaced by `replace(future)`, through lists,
     tuples, sets, dicts and dataclasses, but not inside `quote`."""
-    if type(expr) in _PLAIN:
-        return expr
-    if type(expr) in (list, tuple, set, frozenset) and set(map(type, expr)) <= _PLAIN:
-        return expr  # a flow returning a million results must not pay a walk in Python
     if isinstance(expr, PrefectConcurrentFuture):
         return replace(expr)
     if isinstance(expr, quote):
@@ -162,6 +154,8 @@ def _final_state(future: PrefectFuture) -> Any:
 
 def resolve_futures_to_states(expr: Any) -> Any:
     """A copy of `expr` with every future waited for and replaced by its final State."""
+    if not contains_futures(expr):
+        return expr  # a flow returning a million results must not pay a walk in Python
     return _replace_futures(expr, _final_state)
 
 
@@ -174,4 +168,6 @@ def resolve_futures_to_results(expr: Any) -> Any:
             raise Exception("At least one result did not complete successfully")
         return state.result()
 
+    if not contains_futures(expr):
+        return expr
     return _replace_futures(expr, result)

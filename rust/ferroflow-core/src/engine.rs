@@ -6,10 +6,12 @@
 //! retry timers) → `done` (the generation that waiters sleep on). A run's payload has
 //! its own lock in its slot; taking the payload out of the slot is what claims a run.
 
+use std::cell::UnsafeCell;
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
@@ -111,7 +113,26 @@ pub(crate) struct Slot<P, V> {
     state: AtomicU8,
     flags: AtomicU8,
     parked: Mutex<Option<Parked<P>>>,
-    outcome: OnceLock<Outcome<V>>,
+    /// Written once, by the thread that ends the run, before the state turns final
+    /// (a Release store); read only by threads that have seen a final state (Acquire).
+    /// The state machine is the guard: no `Once` per run.
+    outcome: UnsafeCell<MaybeUninit<Outcome<V>>>,
+}
+
+// SAFETY: every field but `outcome` is Sync. `outcome` is written once, by the single
+// thread that ends the run (`record` refuses a final run), strictly before the run's
+// state becomes final with Release ordering, and is read only after an Acquire load
+// sees that final state; it is never written again until the slot is dropped.
+unsafe impl<P: Send, V: Send + Sync> Sync for Slot<P, V> {}
+
+impl<P, V> Drop for Slot<P, V> {
+    fn drop(&mut self) {
+        if RunState::from_u8(*self.state.get_mut()).is_final() {
+            // SAFETY: a final state means `record` initialised the outcome; `&mut self`
+            // means no reader is left.
+            unsafe { self.outcome.get_mut().assume_init_drop() };
+        }
+    }
 }
 
 impl<P, V> Slot<P, V> {
@@ -120,8 +141,18 @@ impl<P, V> Slot<P, V> {
             state: AtomicU8::new(RunState::Vacant as u8),
             flags: AtomicU8::new(0),
             parked: Mutex::new(None),
-            outcome: OnceLock::new(),
+            outcome: UnsafeCell::new(MaybeUninit::uninit()),
         }
+    }
+
+    /// The outcome, once the run is final.
+    fn outcome(&self) -> Option<&Outcome<V>> {
+        if !self.state().is_final() {
+            return None;
+        }
+        // SAFETY: the Acquire load above saw a final state, which `record` stores only
+        // after initialising the outcome (see the `Sync` impl).
+        Some(unsafe { (*self.outcome.get()).assume_init_ref() })
     }
 
     #[inline]
@@ -295,7 +326,7 @@ impl<E: Executor> Shared<E> {
 
     /// The outcome of a final run.
     pub fn outcome(&self, run: RunId) -> Option<&Outcome<E::Value>> {
-        self.slots.get(run).and_then(|slot| slot.outcome.get())
+        self.slots.get(run).and_then(Slot::outcome)
     }
 
     /// Registers one run for the worker pool.
@@ -501,12 +532,16 @@ impl<E: Executor> Shared<E> {
     /// Records a final outcome. Dependents and waiters learn of it in [`Self::settle`].
     pub(crate) fn record(&self, run: RunId, state: Final, value: E::Value, finished_at_micros: u64) {
         let slot = self.slot(run);
-        let stored = slot.outcome.set(Outcome {
-            state,
-            value,
-            finished_at_micros,
-        });
-        assert!(stored.is_ok(), "run {run} finished twice");
+        assert!(!slot.state().is_final(), "run {run} finished twice");
+        // SAFETY: the run is not final and only the thread that took it (this one) ends
+        // it, so nobody reads or writes the outcome now; the state store below publishes it.
+        unsafe {
+            (*slot.outcome.get()).write(Outcome {
+                state,
+                value,
+                finished_at_micros,
+            });
+        }
         slot.become_(state.state());
     }
 
@@ -1156,7 +1191,7 @@ impl<'a, E: Executor> Batch<'a, E> {
         self.current = Some(job.run);
         self.started = Some(now);
         if let Some(busy) = self.busy {
-            busy.set_busy_since(Some(now));
+            busy.job_edge();
         }
         EXECUTING.with(|executing| executing.borrow_mut().push((self.shared.id(), job.run)));
         Some(job)
@@ -1190,7 +1225,7 @@ impl<'a, E: Executor> Batch<'a, E> {
         );
         EXECUTING.with(|executing| executing.borrow_mut().pop());
         if let Some(busy) = self.busy {
-            busy.set_busy_since(None);
+            busy.job_edge();
         }
     }
 

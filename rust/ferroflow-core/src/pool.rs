@@ -41,24 +41,38 @@ thread_local! {
     static WORKER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// What the monitor reads of one worker: when its current job started (0: not in a job).
+/// What the monitor reads of one worker. The worker only bumps a counter per job start
+/// and end (odd while inside a job: no clock read); the monitor notes when it last saw
+/// the counter change, and a worker whose counter stayed odd and unchanged for
+/// [`STALLED_AFTER`] is stalled in one job.
 pub(crate) struct WorkerStat {
-    epoch: Instant,
-    busy_since_micros: AtomicU64,
+    job_edges: AtomicU64,
+    /// The monitor's own notes: the count it last saw, and since when.
+    seen: Mutex<(u64, Instant)>,
 }
 
 impl WorkerStat {
-    /// `Some(start)` when a job starts at `start`, `None` when it ends.
-    pub(crate) fn set_busy_since(&self, start: Option<Instant>) {
-        let stamp = start.map_or(0, |at| 1 + at.saturating_duration_since(self.epoch).as_micros() as u64);
-        self.busy_since_micros.store(stamp, Ordering::Relaxed);
+    fn new() -> Self {
+        WorkerStat {
+            job_edges: AtomicU64::new(0),
+            seen: Mutex::new((0, Instant::now())),
+        }
     }
 
-    fn busy_for(&self, now: Instant) -> Option<Duration> {
-        match self.busy_since_micros.load(Ordering::Relaxed) {
-            0 => None,
-            stamp => Some(now.saturating_duration_since(self.epoch + Duration::from_micros(stamp - 1))),
+    /// Called when a job starts and when it ends.
+    pub(crate) fn job_edge(&self) {
+        self.job_edges.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the worker has been inside the same job for `STALLED_AFTER` (monitor only).
+    fn is_stalled(&self, now: Instant) -> bool {
+        let edges = self.job_edges.load(Ordering::Relaxed);
+        let mut seen = self.seen.lock();
+        if seen.0 != edges {
+            *seen = (edges, now);
+            return false;
         }
+        edges % 2 == 1 && now.saturating_duration_since(seen.1) >= STALLED_AFTER
     }
 }
 
@@ -168,10 +182,7 @@ impl Pool {
             self.live.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        let stat = Arc::new(WorkerStat {
-            epoch: Instant::now(),
-            busy_since_micros: AtomicU64::new(0),
-        });
+        let stat = Arc::new(WorkerStat::new());
         self.stats.lock().push(Arc::clone(&stat));
         let worker_shared = Arc::clone(shared);
         let handle = std::thread::Builder::new()
@@ -212,11 +223,7 @@ impl Pool {
             return true;
         }
         let now = Instant::now();
-        let stalled = self
-            .stats
-            .lock()
-            .iter()
-            .all(|stat| stat.busy_for(now).is_some_and(|busy| busy >= STALLED_AFTER));
+        let stalled = self.stats.lock().iter().all(|stat| stat.is_stalled(now));
         if stalled {
             // Double, so a pool of sleeping tasks reaches its bound in a few ticks.
             let wanted = queued.min(self.max_workers - live).min(live.max(1));

@@ -452,6 +452,57 @@ pub(crate) fn collect_deps(
     Ok(found)
 }
 
+/// Whether `obj` holds a future anywhere inside lists, tuples, sets, dicts or
+/// dataclasses (not inside `quote`): lets Python skip its walk over a flow's return
+/// value of a million plain results.
+#[pyfunction]
+pub(crate) fn contains_futures(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if is_leaf(obj) {
+        return Ok(false);
+    }
+    if obj.is_instance_of::<PyFuture>() || obj.is_instance_of::<PyFutureList>() {
+        return Ok(true);
+    }
+    let py = obj.py();
+    if obj.is_instance(annotations(py)?.quote.bind(py))? {
+        return Ok(false);
+    }
+    let any_inside = |items: &mut dyn Iterator<Item = Bound<'_, PyAny>>| -> PyResult<bool> {
+        for item in items {
+            if contains_futures(&item)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    if let Ok(list) = obj.cast::<PyList>() {
+        return any_inside(&mut list.iter());
+    }
+    if let Ok(tuple) = obj.cast::<PyTuple>() {
+        return any_inside(&mut tuple.iter());
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        return any_inside(&mut dict.iter().flat_map(|(key, value)| [key, value]));
+    }
+    if let Ok(set) = obj.cast::<PySet>() {
+        return any_inside(&mut set.iter());
+    }
+    if let Ok(set) = obj.cast::<PyFrozenSet>() {
+        return any_inside(&mut set.iter());
+    }
+    if is_dataclass_instance(obj) {
+        let fields = obj.getattr(pyo3::intern!(py, "__dataclass_fields__"))?;
+        for field in fields.cast::<PyDict>()?.keys() {
+            if let Ok(value) = obj.getattr(field.cast::<PyString>()?) {
+                if contains_futures(&value)? {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// Rebuilds an argument with every future replaced by its value (an allowed failure by
 /// its exception) and every annotation unwrapped. Containers are copied, as in Prefect;
 /// dataclasses are rebuilt with `dataclasses.replace`.

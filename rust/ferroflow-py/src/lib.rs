@@ -16,7 +16,7 @@ mod _core {
     use super::*;
 
     #[pymodule_export]
-    use crate::call::TaskSpec;
+    use crate::call::{contains_futures, TaskSpec};
     #[pymodule_export]
     use crate::engine::PyEngine;
     #[pymodule_export]
