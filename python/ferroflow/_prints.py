@@ -8,22 +8,17 @@ for a task that does not say, its flow run) logs its prints.
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from ferroflow import _core
-from ferroflow.context import _current_flow_run
+from ferroflow.context import TaskRunContext, _current_flow_run
 from ferroflow.logging import install_print_capture, task_run_logger
 
 
 def _print_logger() -> logging.LoggerAdapter | None:
-    current = _core.current_run()
-    if current is not None:
-        _future, run_name, task, flow_context = current
-        log_prints: Any = task.log_prints
-        if log_prints is None:
-            log_prints = flow_context is not None and flow_context.log_prints
-        if not log_prints:
+    task_context = TaskRunContext.get()
+    if task_context is not None:
+        if not task_context.log_prints:
             return None
+        flow_context = task_context.flow_run_context
+        run_name, task = task_context.task_run.name, task_context.task
         if flow_context is None:
             return task_run_logger(run_name, task_name=task.name)
         flow_run = flow_context.flow_run

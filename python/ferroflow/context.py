@@ -9,6 +9,7 @@ without any context being copied into worker threads.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Iterator
@@ -55,11 +56,15 @@ class TaskRun:
 
 _current_flow_run: ContextVar[FlowRunContext | None] = ContextVar("ferroflow_flow_run", default=None)
 
+#: The coroutine run the current asyncio task executes (an `AsyncRun`), if any: async
+#: runs execute on event loops, outside the engine's threads, so they are found here.
+current_async_run: ContextVar[Any] = ContextVar("ferroflow_async_run", default=None)
+
 
 class FlowRunContext:
     """What a running flow knows: the flow, its run record, its task runner, its options."""
 
-    __slots__ = ("flow", "flow_run", "task_runner", "log_prints", "parameters", "logger")
+    __slots__ = ("flow", "flow_run", "task_runner", "log_prints", "parameters", "logger", "_run_loop", "_run_loop_lock")
 
     def __init__(self, flow: Flow, flow_run: FlowRun, task_runner: TaskRunner, log_prints: bool, logger: Any) -> None:
         self.flow = flow
@@ -68,15 +73,37 @@ class FlowRunContext:
         self.log_prints = log_prints
         self.parameters = flow_run.parameters
         self.logger = logger
+        self._run_loop: Any = None
+        self._run_loop_lock = threading.Lock()
 
     @classmethod
     def get(cls) -> FlowRunContext | None:
-        """The flow run of the calling code, from the flow's thread or from a task run."""
+        """The flow run of the calling code: from the flow's own thread or task, or from
+        a task run (executed by the engine, or a coroutine on an event loop)."""
         context = _current_flow_run.get()
         if context is not None:
             return context
         current = _core.current_run()
-        return None if current is None else current[3]
+        if current is not None:
+            return current[3]
+        async_run = current_async_run.get()
+        return None if async_run is None else async_run.identity[2]
+
+    def run_loop(self) -> Any:
+        """The event loop where this flow run's submitted coroutines run, made on first use."""
+        with self._run_loop_lock:
+            if self._run_loop is None:
+                from ferroflow._async import RunLoop
+
+                self._run_loop = RunLoop(f"ferroflow-loop-{self.flow_run.name}")
+            return self._run_loop
+
+    def close_run_loop(self) -> None:
+        """Stops the flow run's loop, if it made one; its runs have ended by then."""
+        with self._run_loop_lock:
+            loop, self._run_loop = self._run_loop, None
+        if loop is not None:
+            loop.close()
 
     @contextmanager
     def entered(self) -> Iterator[FlowRunContext]:
@@ -114,10 +141,13 @@ class TaskRunContext:
 
     @classmethod
     def get(cls) -> TaskRunContext | None:
-        """The task run the calling thread executes, or None."""
+        """The task run the calling code executes, or None."""
         current = _core.current_run()
         if current is None:
-            return None
+            async_run = current_async_run.get()
+            if async_run is None:
+                return None
+            current = (async_run.future, *async_run.identity)
         future, name, task, flow_context = current
         flow_run_id = None if flow_context is None else flow_context.flow_run.id
         return cls(task, TaskRun(future.task_run_id, name, flow_run_id), flow_context, future)

@@ -120,11 +120,12 @@ class Flow(Generic[R]):
         return self._signature.parameters(args, kwargs)
 
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> Any:
-        """Runs the flow: returns its result, or its final State with `return_state=True`."""
-        if self.isasync:
-            raise NotImplementedError(f"Flow {self.name!r} is async; ferroflow runs async flows from the async release on")
-        from ferroflow._flow_engine import run_flow
+        """Runs the flow: returns its result, or its final State with `return_state=True`.
+        An async flow returns a coroutine, as in Prefect: `await` it or `asyncio.run` it."""
+        from ferroflow._flow_engine import run_flow, run_flow_async
 
+        if self.isasync:
+            return run_flow_async(self, args, kwargs, return_state=return_state, wait_for=wait_for)
         return run_flow(self, args, kwargs, return_state=return_state, wait_for=wait_for)
 
 

@@ -148,6 +148,9 @@ class _EngineTaskRunner(TaskRunner):
     def _call(self, task: Task, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool) -> Any:
         return self._running_engine().call(task._spec, args, kwargs or None, wait_for, bare_name)
 
+    def _claim_call(self, task: Task, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool) -> Any:
+        return self._running_engine().claim_call(task._spec, args, kwargs or None, wait_for, bare_name)
+
     def _wait_all(self) -> None:
         self._running_engine().wait_idle()
 

@@ -63,6 +63,26 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
     return retry_backoff_callable
 
 
+# Bytecode that can suspend a coroutine: `await`, `async for`, `async with`.
+_SUSPENDING_OPS = frozenset({"GET_AWAITABLE", "SEND", "YIELD_VALUE", "GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH", "END_ASYNC_FOR"})
+
+
+def _body(fn: Callable[..., Any]) -> str:
+    """What calling `fn` gives, for the engine: a value ("sync"), a coroutine that cannot
+    suspend and so runs to completion in one step ("eager-coroutine": a trivial async
+    task costs what a sync one does), or one that may suspend and runs on an event loop."""
+    if not inspect.iscoroutinefunction(fn):
+        return "sync"
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is None:
+        return "coroutine"
+    import dis
+
+    if any(instruction.opname in _SUSPENDING_OPS for instruction in dis.get_instructions(code)):
+        return "coroutine"
+    return "eager-coroutine"
+
+
 def _delays(retries: int, retry_delay_seconds: Any, name: str) -> list[float]:
     """The retry delays as a list, the last one repeating (callables expanded now, as Prefect)."""
     if retry_delay_seconds is None:
@@ -133,7 +153,7 @@ class Task(Generic[R]):
 
     def _make_spec(self) -> _core.TaskSpec:
         """What the engine reads of this task on every run."""
-        return _core.TaskSpec(self, self.fn, self.name, self.retries, self._delays, self.task_run_name)
+        return _core.TaskSpec(self, self.fn, self.name, self.retries, self._delays, self.task_run_name, _body(self.fn))
 
     def __get__(self, instance: Any, owner: Any = None) -> Task[R]:
         """A task defined on a class binds like a method."""
@@ -176,15 +196,22 @@ class Task(Generic[R]):
         """The call's arguments by parameter name, defaults applied."""
         return self._signature.parameters(args, kwargs)
 
-    def _async_not_yet(self) -> None:
-        if self.isasync:
-            raise NotImplementedError(f"Task {self.name!r} is async; ferroflow runs async tasks from the async release on")
+    def _no_generators(self) -> None:
+        if self.isgenerator:
+            raise NotImplementedError(f"Task {self.name!r} is a generator; ferroflow does not run generator tasks yet")
 
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> Any:
         """Runs the task now, in the calling thread, and returns its result (or its
-        final State with `return_state=True`, which never raises the task's error)."""
-        self._async_not_yet()
+        final State with `return_state=True`, which never raises the task's error).
+
+        An async task returns a coroutine instead, as in Prefect: awaited, the run
+        executes on the awaiting loop."""
+        self._no_generators()
         self._signature.check(args, kwargs)
+        if self.isasync:
+            from ferroflow._async import call_inline
+
+            return call_inline(self, args, kwargs, wait_for, return_state)
         context = FlowRunContext.get()
         if context is None:  # outside any flow: the default runner, the bare task name (Prefect)
             future = current_runner()._call(self, args, kwargs, wait_for, True)
@@ -196,8 +223,8 @@ class Task(Generic[R]):
 
     def submit(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> Any:
         """Hands a run to the task runner and returns its future at once."""
-        if self.isasync:
-            self._async_not_yet()
+        if self.isgenerator:
+            self._no_generators()
         self._signature.check(args, kwargs)
         future = current_runner()._submit(self, args, kwargs, wait_for)
         if return_state:
@@ -207,7 +234,7 @@ class Task(Generic[R]):
 
     def map(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, deferred: bool = False, **kwargs: Any) -> Any:
         """One run per element of the iterable arguments, zipped; returns their futures."""
-        self._async_not_yet()
+        self._no_generators()
         if deferred:
             raise NotImplementedError(f"Task {self.name!r}: deferred map needs a Prefect server and task workers")
         call = split_map(self.name, self._signature, args, kwargs)

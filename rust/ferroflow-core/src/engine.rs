@@ -502,6 +502,32 @@ impl<E: Executor> Shared<E> {
         }
     }
 
+    /// Ends a run that was deferred from a batch ([`Batch::defer`]) or claimed with
+    /// [`Self::claim_ready`], from whichever thread finished it.
+    pub fn finish_claimed(self: &Arc<Self>, run: RunId, state: Final, value: E::Value) {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        self.record(run, state, value, micros);
+        self.settle(&[run]);
+    }
+
+    /// Moves a claimed run between its attempts while its holder waits out a retry
+    /// delay itself: `AwaitingRetry` when an attempt failed, `Retrying` when the next starts.
+    pub fn retry_claimed(&self, run: RunId, next: RunState) {
+        assert!(
+            matches!(next, RunState::AwaitingRetry | RunState::Retrying),
+            "not a retry state: {next:?}"
+        );
+        self.slot(run).become_(next);
+    }
+
+    /// Takes a ready run for the calling thread, to execute it itself (an inline call of
+    /// a coroutine, which runs on the caller's event loop instead of in a batch).
+    pub fn claim_ready(&self, run: RunId) -> Option<Job<E::Payload>> {
+        self.claim(run)
+    }
+
     /// Takes a ready run for the calling thread: whoever takes the payload owns the run.
     pub(crate) fn claim(&self, run: RunId) -> Option<Job<E::Payload>> {
         let slot = self.slots.get(run)?;
@@ -1243,6 +1269,13 @@ impl<'a, E: Executor> Batch<'a, E> {
     pub fn retry(&mut self, job: Job<E::Payload>, delay: Duration) {
         self.end_current(job.run);
         self.shared.reschedule(job, delay);
+    }
+
+    /// Hands the current job off to finish later, from any thread (a coroutine that runs
+    /// on an event loop): it stays Running until [`Shared::finish_claimed`].
+    pub fn defer(&mut self, job: Job<E::Payload>) -> Job<E::Payload> {
+        self.end_current(job.run);
+        job
     }
 
     fn publish(&mut self) {

@@ -142,7 +142,9 @@ impl RunState {
                     AwaitingRetry | Completed | Cached | Failed | TimedOut | Crashed | Cancelled
                 )
             }
-            AwaitingRetry => matches!(next, Ready),
+            // Ready when its retry timer fires; Retrying at once when the thread that holds
+            // a deferred run (a coroutine on an event loop) waited out the delay itself.
+            AwaitingRetry => matches!(next, Ready | Retrying),
             Completed | Cached | Failed | TimedOut | Crashed | Cancelled | NotReady => false,
         }
     }

@@ -31,12 +31,26 @@ pub struct TaskSpec {
     pub(crate) delays: Vec<f64>,
     /// `task_run_name` when it is set (a template or a callable).
     pub(crate) custom_name: Option<Py<PyAny>>,
+    pub(crate) body: Body,
+}
+
+/// What calling the task's function gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// The result.
+    Sync,
+    /// A coroutine whose code cannot suspend (no `await`, `async for`, `async with`):
+    /// it runs to completion in one step, on the executing thread.
+    EagerCoroutine,
+    /// A coroutine that may suspend: it runs as an asyncio task on an event loop.
+    Coroutine,
 }
 
 #[pymethods]
 impl TaskSpec {
     #[new]
-    #[pyo3(signature = (task, func, name, retries, delays, custom_name))]
+    /// `body` is "sync", "eager-coroutine" or "coroutine" (see `Body`).
+    #[pyo3(signature = (task, func, name, retries, delays, custom_name, body="sync"))]
     fn new(
         task: Py<PyAny>,
         func: Py<PyAny>,
@@ -44,7 +58,14 @@ impl TaskSpec {
         retries: u32,
         delays: Vec<f64>,
         custom_name: Option<Py<PyAny>>,
+        body: &str,
     ) -> PyResult<Self> {
+        let body = match body {
+            "sync" => Body::Sync,
+            "eager-coroutine" => Body::EagerCoroutine,
+            "coroutine" => Body::Coroutine,
+            other => return Err(PyValueError::new_err(format!("unknown task body {other:?}"))),
+        };
         if delays.iter().any(|d| !d.is_finite() || *d < 0.0) {
             return Err(PyValueError::new_err(format!(
                 "task '{name}': retry delays must be non-negative numbers, got {delays:?}"
@@ -57,6 +78,7 @@ impl TaskSpec {
             retries,
             delays,
             custom_name,
+            body,
         })
     }
 

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use ferroflow_core::{Dep, Engine, RunId, Shared};
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PySequence, PyString, PyTuple};
 use smallvec::SmallVec;
 
+use crate::async_run::AsyncRun;
 use crate::call::{collect_call_deps, collect_deps, ArgSlot, CallPlan, MapTally, Naming, TaskSpec};
 use crate::executor::PyExecutor;
 use crate::future::{engine_error, PyFuture, PyFutureList};
@@ -209,6 +210,43 @@ impl PyEngine {
             Err(interrupt) => {
                 shared.cancel(run); // interrupted while its upstreams ran: it never starts
                 Err(interrupt)
+            }
+        }
+    }
+
+    /// Registers a direct call of a task that may suspend and claims it for the caller,
+    /// which runs the coroutine on its own event loop (`await task(x)`). Its upstreams
+    /// must be final already: the caller awaits them first, without blocking its loop.
+    #[pyo3(signature = (spec, args, kwargs=None, wait_for=None, bare_name=false))]
+    fn claim_call(
+        &self,
+        py: Python<'_>,
+        spec: &Bound<'_, TaskSpec>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        wait_for: Option<&Bound<'_, PyAny>>,
+        bare_name: bool,
+    ) -> PyResult<AsyncRun> {
+        let shared = self.shared();
+        let mut deps = SmallVec::new();
+        let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
+        let naming = if bare_name {
+            Naming::Bare
+        } else {
+            Naming::Numbered {
+                first: self.reserve_names(&spec.get().name, 1),
+            }
+        };
+        let plan = self.plan(spec, args, kwargs, resolve_fixed, naming);
+        let run = shared.submit_inline(plan.call(None, 0), &deps).map_err(engine_error)?;
+        match shared.claim_ready(run) {
+            Some(job) => Ok(AsyncRun::claimed(py, shared, job)),
+            None => {
+                shared.cancel(run);
+                Err(PyRuntimeError::new_err(format!(
+                    "task {:?}: the futures it depends on must be final before an inline call; await them first",
+                    spec.get().name
+                )))
             }
         }
     }

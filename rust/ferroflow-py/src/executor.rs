@@ -8,7 +8,8 @@ use ferroflow_core::{Batch, Disposition, Executor, Final, Job, RunId, Shared};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-use crate::call::{Call, CallPlan};
+use crate::async_run::AsyncRun;
+use crate::call::{Body, Call, CallPlan};
 use crate::engine::CoreShared;
 use crate::gil::attach_for_batch;
 use crate::hooks::{hooks, report_hook_error};
@@ -109,11 +110,19 @@ impl Executor for PyExecutor {
             let log_lines = hooks(py)
                 .and_then(|h| h.finished_lines_enabled.call0(py)?.extract::<bool>(py))
                 .unwrap_or(true);
+            let mut handed_off = Vec::new();
             while let Some(job) = batch.next_job() {
                 match job.disposition {
-                    Disposition::Run => execute(py, batch, job, log_lines),
+                    Disposition::Run => execute(py, batch, job, log_lines, &mut handed_off),
                     Disposition::NotReady { upstream } => end_unrun(py, batch, job, Final::NotReady, Some(upstream)),
                     Disposition::Cancel => end_unrun(py, batch, job, Final::Cancelled, None),
+                }
+            }
+            if !handed_off.is_empty() {
+                // One hand-over per batch to the event loop, not one per coroutine.
+                let scheduled = hooks(py).and_then(|h| h.schedule_coroutines.call1(py, (self.context(py), handed_off)));
+                if let Err(err) = scheduled {
+                    report_hook_error(py, err);
                 }
             }
         });
@@ -132,9 +141,26 @@ impl Executor for PyExecutor {
     }
 }
 
-fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, log_lines: bool) {
+fn execute(
+    py: Python<'_>,
+    batch: &mut Batch<'_, PyExecutor>,
+    job: Job<Call>,
+    log_lines: bool,
+    handed_off: &mut Vec<Py<AsyncRun>>,
+) {
     let engine = batch.engine();
     let call = &job.payload;
+    let spec = call.plan.spec.get();
+    if spec.body == Body::Coroutine {
+        // It may suspend: it runs as an asyncio task on the flow run's event loop, which
+        // ends it; the batch hands it over with the others at its end.
+        let job = batch.defer(job);
+        match Py::new(py, AsyncRun::new(engine, job)) {
+            Ok(run) => handed_off.push(run),
+            Err(err) => report_hook_error(py, err),
+        }
+        return;
+    }
     let custom_name = call.custom_name(py);
     EXECUTING.with(|stack| {
         stack.borrow_mut().push(Executing {
@@ -147,27 +173,129 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, lo
     });
     let returned = call
         .arguments(py)
-        .and_then(|(args, kwargs)| call.plan.spec.get().func.bind(py).call(args, kwargs.as_ref()));
-    EXECUTING.with(|stack| stack.borrow_mut().pop());
-    let outcome = match returned {
-        Ok(value) => returned_value(py, value),
-        Err(err) => Err(err),
+        .and_then(|(args, kwargs)| spec.func.bind(py).call(args, kwargs.as_ref()));
+    let returned = match (spec.body, returned) {
+        (Body::EagerCoroutine, Ok(coroutine)) => run_to_completion(py, &coroutine),
+        (_, returned) => returned,
     };
-    match outcome {
+    EXECUTING.with(|stack| stack.borrow_mut().pop());
+    match returned.and_then(|value| returned_value(py, value)) {
         Ok(value) => {
-            let own_line = call.tally(py, engine, Final::Completed) && !call.plan.is_map();
-            if own_line && log_lines {
-                let name = custom_name.unwrap_or_else(|| call.plan.run_name(call.index()));
-                report_finished(py, engine, call, &name, Final::Completed, Some(&value), None);
-            }
+            report_completed(py, engine, call, custom_name, &value, log_lines);
             batch.finish(job.run, Final::Completed, Some(value.unbind()));
         }
-        Err(err) => failed(py, batch, job, err, engine),
+        Err(err) => {
+            let exception = err.into_value(py).into_any();
+            let name = call.run_name(py);
+            match after_failure(py, engine, call, job.attempt, exception.bind(py), &name) {
+                AfterFailure::Retry(delay) => batch.retry(job, Duration::from_secs_f64(delay)),
+                AfterFailure::End(state) => {
+                    report_failed_end(py, engine, call, &name, state, exception.bind(py));
+                    batch.finish(job.run, state, Some(exception));
+                }
+            }
+        }
+    }
+}
+
+/// Runs a coroutine that cannot suspend (its code has no `await`, `async for` or `async
+/// with`) in one step, here, without an event loop: a trivial async task costs what a
+/// sync one does.
+fn run_to_completion<'py>(py: Python<'py>, coroutine: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    match coroutine.call_method1(pyo3::intern!(py, "send"), (py.None(),)) {
+        Err(err) if err.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => {
+            Ok(err.value(py).getattr(pyo3::intern!(py, "value"))?)
+        }
+        Err(err) => Err(err),
+        Ok(_) => {
+            let _ = coroutine.call_method0(pyo3::intern!(py, "close"));
+            Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "ferroflow ran a coroutine without an event loop because its code has no await, and it suspended anyway",
+            ))
+        }
+    }
+}
+
+/// Counts a completed run and writes its `Finished in state Completed()` line (not for
+/// the runs of a map, which get one summary line).
+pub(crate) fn report_completed(
+    py: Python<'_>,
+    engine: &CoreShared,
+    call: &Call,
+    custom_name: Option<String>,
+    value: &Bound<'_, PyAny>,
+    log_lines: bool,
+) {
+    let own_line = call.tally(py, engine, Final::Completed) && !call.plan.is_map();
+    if own_line && log_lines {
+        let name = custom_name.unwrap_or_else(|| call.plan.run_name(call.index()));
+        report_finished(py, engine, call, &name, Final::Completed, Some(value), None);
+    }
+}
+
+/// What a failed attempt leads to.
+pub(crate) enum AfterFailure {
+    /// Another attempt after this many seconds.
+    Retry(f64),
+    /// The run ends in this state.
+    End(Final),
+}
+
+/// Applies the task's retry policy to a failed attempt and writes Prefect's line for it.
+/// BaseExceptions that are not Exceptions (KeyboardInterrupt, SystemExit) crash the run
+/// and are never retried, as in Prefect.
+pub(crate) fn after_failure(
+    py: Python<'_>,
+    engine: &CoreShared,
+    call: &Call,
+    attempt: u32,
+    exception: &Bound<'_, PyAny>,
+    name: &str,
+) -> AfterFailure {
+    let spec = call.plan.spec.get();
+    let is_error = exception.is_instance_of::<PyException>();
+    let retry = is_error && attempt < spec.retries;
+    let delay = retry.then(|| spec.retry_delay(attempt));
+    let reported = hooks(py).and_then(|h| {
+        h.task_failed.call1(
+            py,
+            (
+                engine.executor().context(py),
+                &spec.task,
+                name,
+                exception,
+                attempt,
+                spec.retries,
+                delay,
+            ),
+        )
+    });
+    if let Err(hook_err) = reported {
+        report_hook_error(py, hook_err);
+    }
+    match delay {
+        Some(delay) => AfterFailure::Retry(delay),
+        None if is_error => AfterFailure::End(Final::Failed),
+        None => AfterFailure::End(Final::Crashed),
+    }
+}
+
+/// Counts a run that failed for good and writes its `Finished in state Failed(...)` line.
+pub(crate) fn report_failed_end(
+    py: Python<'_>,
+    engine: &CoreShared,
+    call: &Call,
+    name: &str,
+    state: Final,
+    exception: &Bound<'_, PyAny>,
+) {
+    if call.tally(py, engine, state) {
+        report_finished(py, engine, call, name, state, Some(exception), None);
     }
 }
 
 /// A task that returns a `State` ends in that state (Prefect): a failed one is a failure.
-fn returned_value<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn returned_value<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     if crate::call::is_leaf(&value) {
         return Ok(value); // an int, str, float, bool, bytes or None is never a State
     }
@@ -183,58 +311,32 @@ fn returned_value<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bo
     }
 }
 
-fn failed(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, err: PyErr, engine: &CoreShared) {
-    let call = &job.payload;
-    let spec = call.plan.spec.get();
-    let exception = err.into_value(py).into_any();
-    // BaseExceptions that are not Exceptions (KeyboardInterrupt, SystemExit) crash the run
-    // and are never retried, as in Prefect.
-    let is_error = exception.bind(py).is_instance_of::<PyException>();
-    let retry = is_error && job.attempt < spec.retries;
-    let delay = if retry { spec.retry_delay(job.attempt) } else { 0.0 };
-    let name = call.run_name(py);
-    let reported = hooks(py).and_then(|h| {
-        h.task_failed.call1(
-            py,
-            (
-                engine.executor().context(py),
-                &spec.task,
-                &name,
-                exception.bind(py),
-                job.attempt,
-                spec.retries,
-                if retry { Some(delay) } else { None },
-            ),
-        )
-    });
-    if let Err(hook_err) = reported {
-        report_hook_error(py, hook_err);
-    }
-    if retry {
-        batch.retry(job, Duration::from_secs_f64(delay));
-        return;
-    }
-    let state = if is_error { Final::Failed } else { Final::Crashed };
-    if call.tally(py, engine, state) {
-        report_finished(py, engine, call, &name, state, Some(exception.bind(py)), None);
-    }
-    batch.finish(job.run, state, Some(exception));
-}
-
 /// Ends a run that never executes (an upstream did not complete, or it was cancelled).
 fn end_unrun(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, state: Final, upstream: Option<RunId>) {
-    let engine = Arc::clone(batch.engine());
+    let value = report_unrun(py, batch.engine(), &job.payload, state, upstream);
+    batch.finish(job.run, state, value);
+}
+
+/// Counts and logs a run that never executes (an upstream did not complete, or it was
+/// cancelled), and returns the value it ends with: for NotReady, the id of the upstream
+/// that stopped it, for its state message.
+pub(crate) fn report_unrun(
+    py: Python<'_>,
+    engine: &CoreShared,
+    call: &Call,
+    state: Final,
+    upstream: Option<RunId>,
+) -> RunValue {
     let upstream_id = upstream.and_then(|run| {
-        crate::future::run_uuid(py, &engine, run)
+        crate::future::run_uuid(py, engine, run)
             .map_err(|err| report_hook_error(py, err))
             .ok()
     });
-    if job.payload.tally(py, &engine, state) {
-        let name = job.payload.run_name(py);
-        report_finished(py, &engine, &job.payload, &name, state, None, upstream_id.as_ref());
+    if call.tally(py, engine, state) {
+        let name = call.run_name(py);
+        report_finished(py, engine, call, &name, state, None, upstream_id.as_ref());
     }
-    // A NotReady run keeps the id of the upstream that stopped it, for its state message.
-    batch.finish(job.run, state, upstream_id);
+    upstream_id
 }
 
 fn report_finished(

@@ -93,6 +93,10 @@ impl PyFuture {
 
     /// Blocks until final or `deadline`; helps run the run itself when waiting unboundedly.
     fn wait_until(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
+        if self.run_state().is_final() {
+            return Ok(true);
+        }
+        hooks(py)?.warn_if_blocking_loop.call0(py)?;
         let help = deadline.is_none();
         let finished = block_detached(py, deadline, |slice| match self.shared.wait(self.run, slice, help) {
             Ok(true) => Some(Ok(())),
@@ -125,6 +129,11 @@ impl PyFuture {
     #[getter]
     fn task_run_id(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         run_uuid(py, &self.shared, self.run)
+    }
+
+    /// Whether the run is final (as `concurrent.futures.Future.done`).
+    fn done(&self) -> bool {
+        self.run_state().is_final()
     }
 
     /// The run's state, answered from memory.
@@ -175,6 +184,22 @@ impl PyFuture {
                 }),
             )
             .map_err(engine_error)
+    }
+
+    /// `await future`: waits without blocking the event loop, then gives the result.
+    fn __await__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        hooks(py)?
+            .await_future
+            .bind(py)
+            .call1((slf,))?
+            .call_method0(pyo3::intern!(py, "__await__"))
+    }
+
+    /// Cancels the run if it has not started (an awaiting coroutine was cancelled).
+    /// Returns whether it was cancelled.
+    fn _cancel_if_pending(&self) -> bool {
+        self.shared.cancel(self.run)
     }
 
     /// The engine's run index (ferroflow's own; stable within a flow run).
@@ -376,6 +401,16 @@ impl PyFutureList {
             joined.append(future)?;
         }
         Ok(joined)
+    }
+
+    /// `await futures`: waits for all without blocking the event loop; gives the results.
+    fn __await__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        hooks(py)?
+            .await_future_list
+            .bind(py)
+            .call1((slf,))?
+            .call_method0(pyo3::intern!(py, "__await__"))
     }
 
     /// Waits for every future; never raises on timeout.

@@ -21,6 +21,14 @@ pub(crate) struct Hooks {
     pub returned_state: Py<PyAny>,
     /// `finished_lines_enabled() -> bool`: whether INFO lines of task runs are emitted
     pub finished_lines_enabled: Py<PyAny>,
+    /// `schedule_coroutines(context, runs: list[AsyncRun])`: hands coroutine runs to the
+    /// flow run's event loop, in one call per batch
+    pub schedule_coroutines: Py<PyAny>,
+    /// `await_future(future)` / `await_future_list(futures)`: coroutines for `await`
+    pub await_future: Py<PyAny>,
+    pub await_future_list: Py<PyAny>,
+    /// `warn_if_blocking_loop()`: a one-time warning for `.result()` called on a running loop
+    pub warn_if_blocking_loop: Py<PyAny>,
     pub state_type: Py<PyType>,
     pub uuid_type: Py<PyType>,
     pub dataclass_replace: Py<PyAny>,
@@ -40,6 +48,13 @@ pub(crate) fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
             run_name: get("run_name")?,
             returned_state: get("returned_state")?,
             finished_lines_enabled: get("finished_lines_enabled")?,
+            schedule_coroutines: py.import("ferroflow._async")?.getattr("schedule_coroutines")?.unbind(),
+            await_future: py.import("ferroflow._async")?.getattr("await_future")?.unbind(),
+            await_future_list: py.import("ferroflow._async")?.getattr("await_future_list")?.unbind(),
+            warn_if_blocking_loop: py
+                .import("ferroflow._async")?
+                .getattr("warn_if_blocking_loop")?
+                .unbind(),
             state_type: py
                 .import("ferroflow.states")?
                 .getattr("State")?

@@ -2,6 +2,7 @@
 //! interpreter. The engine lives in `ferroflow-core`; this crate implements its executor
 //! for Python callables and exposes engines, task specs and futures to Python.
 
+mod async_run;
 mod call;
 mod engine;
 mod executor;
@@ -15,6 +16,8 @@ use pyo3::prelude::*;
 mod _core {
     use super::*;
 
+    #[pymodule_export]
+    use crate::async_run::AsyncRun;
     #[pymodule_export]
     use crate::call::{contains_futures, TaskSpec};
     #[pymodule_export]
