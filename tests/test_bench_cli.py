@@ -73,9 +73,24 @@ def test_json_has_every_measurement_medians_and_the_environment():
         assert isinstance(cell["rss_bytes_per_task"], float)
 
 
-def test_table_progress_and_total():
-    done = bench("--only", "fan_in", "--sizes", "50", "--rounds", "1", "--import-repeats", "1", "--peers", PEER)
+def test_table_progress_total_and_json_file(tmp_path):
+    path = tmp_path / "report.json"
+    done = bench(
+        "--only",
+        "fan_in",
+        "--sizes",
+        "50",
+        "--rounds",
+        "1",
+        "--import-repeats",
+        "1",
+        "--peers",
+        PEER,
+        "--json",
+        str(path),
+    )
     assert done.returncode == 0, done.stderr
+    assert {cell["system"] for cell in json.loads(path.read_text())["summary"]} == {"bare loop", "ferroflow", PEER}
     table = done.stdout
     for text in (
         "µs/task",

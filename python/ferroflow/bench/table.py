@@ -42,7 +42,11 @@ def _row(cell: Cell, first_of_group: bool) -> tuple[str, ...]:
     lead = (cell.workload, size_label(cell.size)) if first_of_group else ("", "")
     if cell.status != OK:
         return (*lead, cell.system, "", "", "", "", "", "", cell.note or cell.status)
-    note = f"efficiency {cell.efficiency:.0%}" if cell.efficiency is not None else ""
+    note = (
+        ""
+        if cell.efficiency is None
+        else f"efficiency {cell.efficiency:.0%} (of the ideal {cell.seconds * cell.efficiency:g} s)"
+    )
     return (
         *lead,
         cell.system,
@@ -107,7 +111,7 @@ def _imports(report: Report) -> list[str]:
         return []
     interpreters = plural(report.settings["import_repeats"], "fresh interpreter")
     timings = ", ".join(
-        f"{module} {'failed' if seconds is None else f'{seconds * 1000:.0f} ms'}"
+        f"{module} {'failed' if seconds is None else f'{seconds * 1000:.1f} ms'}"
         for module, seconds in report.import_seconds.items()
     )
     return [f"import time (median of {interpreters}, minus `python -c pass`): {timings}"]
