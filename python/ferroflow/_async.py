@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
 import sys
 import threading
@@ -228,6 +229,52 @@ async def await_future_list(futures: Any) -> list[Any]:
                 future._cancel_if_pending()
             raise
     return futures.result()
+
+
+class FlowCall(collections.abc.Coroutine):
+    """What calling an async flow returns: a coroutine that starts the flow run when it
+    is first driven (awaited, or run by `asyncio.run`).
+
+    Never driven means never run. The usual cause is `asyncio.run(my_flow())` where an
+    event loop is already running (a notebook): asyncio refuses before the flow starts.
+    When such a call is dropped, ferroflow says what to write instead."""
+
+    __slots__ = ("_name", "_make", "_coroutine", "_closed")
+
+    def __init__(self, name: str, make: Any) -> None:
+        self._name = name
+        self._make = make
+        self._coroutine: Any = None
+        self._closed = False
+
+    def _started(self) -> Any:
+        if self._coroutine is None:
+            self._coroutine = self._make()
+        return self._coroutine
+
+    def send(self, value: Any) -> Any:
+        return self._started().send(value)
+
+    def throw(self, *exc_info: Any) -> Any:
+        return self._started().throw(*exc_info)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._coroutine is not None:
+            self._coroutine.close()
+
+    def __await__(self) -> Any:
+        return self._started().__await__()
+
+    def __del__(self) -> None:
+        if self._coroutine is not None or self._closed or sys.is_finalizing():
+            return
+        running = asyncio._get_running_loop() is not None
+        if running:
+            advice = "an event loop is already running here (a notebook?), so `asyncio.run()` cannot be used: write `await {0}(...)`"
+        else:
+            advice = "call `asyncio.run({0}(...))`, or `await {0}(...)` in async code,"
+        get_logger().error(f"Async flow {self._name!r} was called but its run never started: {advice.format(self._name)} to run it.")
 
 
 _warned_blocking = False

@@ -125,7 +125,9 @@ class Flow(Generic[R]):
         from ferroflow._flow_engine import run_flow, run_flow_async
 
         if self.isasync:
-            return run_flow_async(self, args, kwargs, return_state=return_state, wait_for=wait_for)
+            from ferroflow._async import FlowCall
+
+            return FlowCall(self.fn.__name__, lambda: run_flow_async(self, args, kwargs, return_state=return_state, wait_for=wait_for))
         return run_flow(self, args, kwargs, return_state=return_state, wait_for=wait_for)
 
 

@@ -300,6 +300,7 @@ impl PyFutureList {
         deadline: Option<Instant>,
         stop_on_failure: bool,
     ) -> PyResult<Result<(), Option<usize>>> {
+        hooks(py)?.warn_if_blocking_loop.call0(py)?;
         let help = deadline.is_none();
         match &self.members {
             Members::Range { shared, runs } => {
