@@ -10,6 +10,7 @@ left running (a peer's helper processes) is killed with its process group.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -67,13 +68,13 @@ def run_child(workload: str, size: int, system: str, round_: int, timeout: float
     Its output goes to files, not pipes: a helper process a peer started could hold a
     pipe open after the child ends, and reading it would hang."""
     command = [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_INIT, system, workload, str(size)]
-    where = {"workload": workload, "size": size, "system": system, "round": round_}
+    measured = functools.partial(Run, workload, size, system, round_)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=_child_env(), start_new_session=True)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            return Run(**where, status="timed out", detail=f"timed out after {timeout:g} s")
+            return measured(status="timed out", detail=f"timed out after {timeout:g} s")
         finally:
             _kill_group(process)
             process.wait()
@@ -84,13 +85,13 @@ def run_child(workload: str, size: int, system: str, round_: int, timeout: float
     if process.returncode < 0:
         name = signal.Signals(-process.returncode).name
         detail = f"crashed ({name}): {_last_line(stderr)}"
-        return Run(**where, status="crashed", detail=detail, stderr=stderr[-_STDERR_KEPT:])
+        return measured(status="crashed", detail=detail, stderr=stderr[-_STDERR_KEPT:])
     if process.returncode != 0 or not reports:
         detail = f"failed (exit {process.returncode}): {_last_line(stderr)}"
-        return Run(**where, status="failed", detail=detail, stderr=stderr[-_STDERR_KEPT:])
+        return measured(status="failed", detail=detail, stderr=stderr[-_STDERR_KEPT:])
     report: dict[str, Any] = json.loads(reports[-1])
     error = report.pop("error")
-    return Run(**where, status="wrong result" if error else OK, detail=error, **report)
+    return measured(status="wrong result" if error else OK, detail=error, **report)
 
 
 def _timed_python(code: str) -> float | None:

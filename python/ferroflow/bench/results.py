@@ -62,11 +62,16 @@ class Cell:
 ByRound = dict[int, Run]
 
 
+def _seconds(runs: ByRound) -> dict[int, float]:
+    return {round_: run.seconds for round_, run in runs.items() if run.seconds is not None}
+
+
 def _median_ratio(mine: ByRound, theirs: ByRound) -> float | None:
-    rounds = mine.keys() & theirs.keys()
+    numerators, denominators = _seconds(mine), _seconds(theirs)
+    rounds = numerators.keys() & denominators.keys()
     if not rounds:
         return None
-    return statistics.median(mine[r].seconds / theirs[r].seconds for r in rounds)  # type: ignore[operator]
+    return statistics.median(numerators[r] / denominators[r] for r in rounds)
 
 
 def _median_rss(runs: ByRound) -> float | None:
@@ -76,7 +81,7 @@ def _median_rss(runs: ByRound) -> float | None:
 
 def _measured(workload: Workload, size: int, system: str, ok: dict[str, ByRound]) -> Cell:
     mine, bare = ok[system], ok.get(BARE_LOOP.name, {})
-    median = statistics.median(run.seconds for run in mine.values())  # type: ignore[type-var]
+    median = statistics.median(_seconds(mine).values())
     task_runs = workload.task_runs(size)
     own_rss, bare_rss = _median_rss(mine), _median_rss(bare)
     threads = [run.max_threads for run in mine.values() if run.max_threads is not None]

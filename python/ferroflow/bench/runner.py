@@ -101,9 +101,9 @@ def run_plan(plan: Plan, progress: Progress) -> Outcome:
                     run = run_child(workload.name, size, system.name, round_, plan.timeout)
                     progress.finished(run)
                     outcome.runs.append(run)
-                    if run.status == OK:
-                        times.setdefault(system.name, []).append(run.seconds)  # type: ignore[arg-type]
-                    else:
+                    if run.status != OK:
                         stopped[system.name] = f"skipped ({run.status} at {size_label(size)})"
+                    elif run.seconds is not None:
+                        times.setdefault(system.name, []).append(run.seconds)
             previous = {name: (size, statistics.median(t)) for name, t in times.items() if name not in stopped}
     return outcome

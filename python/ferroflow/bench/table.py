@@ -42,11 +42,9 @@ def _row(cell: Cell, first_of_group: bool) -> tuple[str, ...]:
     lead = (cell.workload, size_label(cell.size)) if first_of_group else ("", "")
     if cell.status != OK:
         return (*lead, cell.system, "", "", "", "", "", "", cell.note or cell.status)
-    note = (
-        ""
-        if cell.efficiency is None
-        else f"efficiency {cell.efficiency:.0%} (of the ideal {cell.seconds * cell.efficiency:g} s)"
-    )
+    note = ""
+    if cell.efficiency is not None and cell.seconds is not None:
+        note = f"efficiency {cell.efficiency:.0%} (of the ideal {cell.seconds * cell.efficiency:g} s)"
     return (
         *lead,
         cell.system,
