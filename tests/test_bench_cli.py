@@ -229,3 +229,11 @@ def test_a_wrong_answer_is_an_error_not_a_timing():
     assert wrong_result([1, 5, 3], [1, 2, 3]) == "wrong result: item 1 is 5, expected 2"
     assert wrong_result([1, 2], [1, 2, 3]) == "wrong result: 2 items instead of 3"
     assert wrong_result(7, 6) == "wrong result: 7, expected 6"
+
+
+def test_a_failing_run_is_reported_with_its_error():
+    from ferroflow.bench.measure import run_child
+
+    run = run_child("no_such_workload", 10, "bare loop", 1, timeout=30)
+    assert run.status == "failed" and run.seconds is None
+    assert run.detail.startswith("failed (exit 1): KeyError") and "Traceback" in run.stderr
