@@ -10,6 +10,7 @@ left running (a peer's helper processes) is killed with its process group.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import os
@@ -123,6 +124,7 @@ def import_seconds(modules: list[str], repeats: int) -> dict[str, float | None]:
 def environment() -> dict[str, Any]:
     """What the numbers depend on, for the JSON report and the table's header."""
     return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "executable": sys.executable,
