@@ -204,30 +204,18 @@ async def await_future(future: Any) -> Any:
 
 
 async def await_future_list(futures: Any) -> list[Any]:
-    """`await futures` (a map's list): all results, in order."""
-    pending = [future for future in futures if not future.done()]
-    if pending:
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        waker = _waker_for(loop)
-        remaining = [len(pending)]
-        lock = threading.Lock()
-
-        def one_done(_future: Any) -> None:
-            with lock:
-                remaining[0] -= 1
-                last = remaining[0] == 0
-            if last:
-                waker.wake(waiter)
-
-        for future in pending:
-            future.add_done_callback(one_done)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            for future in pending:
-                future._cancel_if_pending()
-            raise
+    """`await futures` (a map's list): all results, in order. The engine calls back once,
+    when the last run is done, not once per run."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    waker = _waker_for(loop)
+    futures._when_all_done(lambda: waker.wake(waiter))
+    try:
+        await waiter
+    except asyncio.CancelledError:
+        for future in futures:
+            future._cancel_if_pending()
+        raise
     return futures.result()
 
 

@@ -14,6 +14,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ferroflow import states
+from ferroflow._core import contains_futures
 from ferroflow._naming import generate_slug
 from ferroflow.context import FlowRun, FlowRunContext
 from ferroflow.futures import resolve_futures_to_results, resolve_futures_to_states, wait
@@ -21,6 +22,7 @@ from ferroflow.logging import flow_run_logger
 
 if TYPE_CHECKING:
     from ferroflow.flows import Flow
+    from ferroflow.task_runners import TaskRunner
 
 
 def _run_name(flow: Flow, parameters: dict[str, Any]) -> str:
@@ -119,10 +121,17 @@ def run_flow(flow: Flow, args: tuple, kwargs: dict[str, Any], *, return_state: b
     return run.finished(state, return_state)
 
 
+async def _wait_all_without_blocking(runner: TaskRunner) -> None:
+    """Waits for the flow run's task runs on a helper thread, so the loop keeps running
+    (and skips the hop when none is left)."""
+    if not runner._idle():
+        await asyncio.to_thread(runner._wait_all)
+
+
 async def run_flow_async(flow: Flow, args: tuple, kwargs: dict[str, Any], *, return_state: bool, wait_for: Iterable[Any] | None) -> Any:
     """An async flow run: its function runs on the caller's loop; waiting for its task
     runs happens on a helper thread, so the loop keeps running meanwhile."""
-    from ferroflow._async import await_future_done
+    from ferroflow._async import _futures_in, await_future_done
 
     if wait_for is not None:
         for future in list(wait_for):
@@ -136,13 +145,16 @@ async def run_flow_async(flow: Flow, args: tuple, kwargs: dict[str, Any], *, ret
                     returned = await flow.fn(*run.args, **run.kwargs)
                 except Exception as exc:
                     if run.failed_attempt(exc):
-                        await asyncio.to_thread(run.runner._wait_all)
+                        await _wait_all_without_blocking(run.runner)
                         await asyncio.sleep(flow.retry_delay_seconds)
                         continue
                     state = states.exception_to_failed_state(exc, run_kind="Flow run")
                     break
-                await asyncio.to_thread(run.runner._wait_all)
-                state = await asyncio.to_thread(_returned_state, returned)
+                await _wait_all_without_blocking(run.runner)
+                if contains_futures(returned):
+                    for future in _futures_in(returned):
+                        await await_future_done(future)
+                state = _returned_state(returned)
                 break
     except BaseException as interrupt:
         run.interrupted(interrupt)

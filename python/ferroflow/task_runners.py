@@ -98,6 +98,10 @@ class TaskRunner(abc.ABC):
         """Blocks until every run submitted so far has finished."""
 
     @abc.abstractmethod
+    def _idle(self) -> bool:
+        """Whether every run submitted so far has finished."""
+
+    @abc.abstractmethod
     def _cancel_pending(self) -> int:
         """Cancels every run that has not started; returns how many."""
 
@@ -153,6 +157,9 @@ class _EngineTaskRunner(TaskRunner):
 
     def _wait_all(self) -> None:
         self._running_engine().wait_idle()
+
+    def _idle(self) -> bool:
+        return self._running_engine().unfinished == 0
 
     def _cancel_pending(self) -> int:
         return self._running_engine().cancel_pending()

@@ -103,6 +103,8 @@ const FLAG_INLINE: u8 = 1;
 const FLAG_DOOMED: u8 = 2;
 /// A thread sleeps until this run is final or ready: finishing or readying it wakes waiters.
 const FLAG_WATCHED: u8 = 4;
+/// `settle` has processed the run's end (set under the graph lock).
+const FLAG_SETTLED: u8 = 8;
 
 struct Parked<P> {
     payload: P,
@@ -203,6 +205,15 @@ struct Graph {
     dependents: HashMap<RunId, SmallVec<[Edge; 2]>>,
     dooms: HashMap<RunId, Disposition>,
     callbacks: HashMap<RunId, Vec<DoneCallback>>,
+    ranges: Vec<RangeWatch>,
+}
+
+/// A callback for when every run of a range has settled (`await` of a map's futures):
+/// one count per range instead of one callback per run.
+struct RangeWatch {
+    runs: Range<RunId>,
+    unsettled: usize,
+    callback: DoneCallback,
 }
 
 thread_local! {
@@ -625,8 +636,19 @@ impl<E: Executor> Shared<E> {
             // A flat map has no callbacks or dependents: skip the lookups per run.
             let any_callbacks = !graph.callbacks.is_empty();
             let any_dependents = !graph.dependents.is_empty();
+            if !graph.ranges.is_empty() {
+                for watch in &mut graph.ranges {
+                    watch.unsettled -= finished.iter().filter(|run| watch.runs.contains(run)).count();
+                }
+                let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut graph.ranges)
+                    .into_iter()
+                    .partition(|watch| watch.unsettled == 0);
+                graph.ranges = waiting;
+                callbacks.extend(done.into_iter().map(|watch| (watch.runs.start, watch.callback)));
+            }
             for &run in finished {
                 let slot = self.slot(run);
+                slot.flags.fetch_or(FLAG_SETTLED, Ordering::Release);
                 let state = slot.state();
                 watched |= slot.has(FLAG_WATCHED);
                 if !state.is_success() {
@@ -749,6 +771,28 @@ impl<E: Executor> Shared<E> {
             callback(run);
         } else {
             graph.callbacks.entry(run).or_default().push(callback);
+        }
+        Ok(())
+    }
+
+    /// Calls `callback` once every run in `runs` has ended (at once, on this thread, if
+    /// all have). Counting runs not yet settled, under the graph lock that settling takes,
+    /// makes the count exact however runs finish meanwhile.
+    pub fn on_all_done(&self, runs: Range<RunId>, callback: DoneCallback) -> Result<(), EngineError> {
+        if runs.end > self.slots.len() {
+            return Err(EngineError::UnknownRun(runs.end - 1));
+        }
+        let mut graph = self.graph.lock();
+        let unsettled = runs.clone().filter(|&run| !self.slot(run).has(FLAG_SETTLED)).count();
+        if unsettled == 0 {
+            drop(graph);
+            callback(runs.start);
+        } else {
+            graph.ranges.push(RangeWatch {
+                runs,
+                unsettled,
+                callback,
+            });
         }
         Ok(())
     }

@@ -202,12 +202,17 @@ fn execute(
 /// with`) in one step, here, without an event loop: a trivial async task costs what a
 /// sync one does.
 fn run_to_completion<'py>(py: Python<'py>, coroutine: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    match coroutine.call_method1(pyo3::intern!(py, "send"), (py.None(),)) {
-        Err(err) if err.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => {
-            Ok(err.value(py).getattr(pyo3::intern!(py, "value"))?)
-        }
-        Err(err) => Err(err),
-        Ok(_) => {
+    let mut result: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: attached; `coroutine` and `None` are live objects; PyIter_Send (stable ABI
+    // since 3.10) stores a new reference in `result` for RETURN and NEXT, none on ERROR.
+    let sent = unsafe { pyo3::ffi::PyIter_Send(coroutine.as_ptr(), pyo3::ffi::Py_None(), &raw mut result) };
+    match sent {
+        // SAFETY: on RETURN `result` is a new, non-null reference to the return value.
+        pyo3::ffi::PySendResult::PYGEN_RETURN => Ok(unsafe { Bound::from_owned_ptr(py, result) }),
+        pyo3::ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
+        pyo3::ffi::PySendResult::PYGEN_NEXT => {
+            // SAFETY: on NEXT `result` is a new reference to the yielded value; drop it.
+            drop(unsafe { Bound::from_owned_ptr(py, result) });
             let _ = coroutine.call_method0(pyo3::intern!(py, "close"));
             Err(pyo3::exceptions::PyRuntimeError::new_err(
                 "ferroflow ran a coroutine without an event loop because its code has no await, and it suspended anyway",

@@ -414,6 +414,59 @@ impl PyFutureList {
             .call_method0(pyo3::intern!(py, "__await__"))
     }
 
+    /// Calls `fn()` once every future is done: at once if they all are, else from the
+    /// thread that finishes the last. For `await futures`: one Python call per list,
+    /// not one per run.
+    fn _when_all_done(&self, r#fn: Py<PyAny>) -> PyResult<()> {
+        let runs: Vec<(CoreShared, RunId)> = match &self.members {
+            // A map's range: one count in the engine, one callback for the whole list.
+            Members::Range { shared, runs } => {
+                let callback = r#fn;
+                return shared
+                    .on_all_done(
+                        runs.clone(),
+                        Box::new(move |_| {
+                            Python::attach(|py| {
+                                if let Err(err) = callback.call0(py) {
+                                    report_hook_error(py, err);
+                                }
+                            });
+                        }),
+                    )
+                    .map_err(engine_error);
+            }
+            Members::Items(items) => items
+                .iter()
+                .map(|item| (Arc::clone(&item.get().shared), item.get().run))
+                .collect(),
+        };
+        // One count per run, plus one held while registering, so the callback cannot
+        // fire before every run has been counted.
+        let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(runs.len() + 1));
+        let callback = Arc::new(r#fn);
+        let count_down = move |remaining: &std::sync::atomic::AtomicUsize, callback: &Py<PyAny>| {
+            if remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                Python::attach(|py| {
+                    if let Err(err) = callback.call0(py) {
+                        report_hook_error(py, err);
+                    }
+                });
+            }
+        };
+        for (shared, run) in runs {
+            if shared.state(run).is_some_and(RunState::is_final) {
+                remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                continue;
+            }
+            let (remaining, callback) = (Arc::clone(&remaining), Arc::clone(&callback));
+            shared
+                .on_done(run, Box::new(move |_| count_down(&remaining, &callback)))
+                .map_err(engine_error)?;
+        }
+        count_down(&remaining, &callback);
+        Ok(())
+    }
+
     /// Waits for every future; never raises on timeout.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
