@@ -263,22 +263,3 @@ class FlowCall(collections.abc.Coroutine):
         else:
             advice = "call `asyncio.run({0}(...))`, or `await {0}(...)` in async code,"
         get_logger().error(f"Async flow {self._name!r} was called but its run never started: {advice.format(self._name)} to run it.")
-
-
-_warned_blocking = False
-
-
-def warn_if_blocking_loop() -> None:
-    """Once per process: `.result()`/`.wait()` on a running event loop blocks that loop
-    (allowed, as in Prefect, and safe: coroutine runs have their own loop)."""
-    global _warned_blocking
-    if _warned_blocking:
-        return
-    running = sys.modules.get("asyncio") and asyncio._get_running_loop()
-    if running is None or running is False:
-        return
-    _warned_blocking = True
-    get_logger().warning(
-        "A future's .result() or .wait() was called inside a running event loop: it blocks the loop until the run finishes. "
-        "In async code, `await` the future instead."
-    )

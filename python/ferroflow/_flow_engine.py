@@ -7,7 +7,6 @@ the runs that have not started (they end Cancelled) before the interrupt propaga
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import uuid
@@ -125,12 +124,16 @@ async def _wait_all_without_blocking(runner: TaskRunner) -> None:
     """Waits for the flow run's task runs on a helper thread, so the loop keeps running
     (and skips the hop when none is left)."""
     if not runner._idle():
+        import asyncio
+
         await asyncio.to_thread(runner._wait_all)
 
 
 async def run_flow_async(flow: Flow, args: tuple, kwargs: dict[str, Any], *, return_state: bool, wait_for: Iterable[Any] | None) -> Any:
     """An async flow run: its function runs on the caller's loop; waiting for its task
     runs happens on a helper thread, so the loop keeps running meanwhile."""
+    import asyncio
+
     from ferroflow._async import _futures_in, await_future_done
 
     if wait_for is not None:

@@ -9,6 +9,7 @@ are summed up in one line instead of one line each.
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -129,3 +130,21 @@ def returned_state(state: states.State) -> tuple[bool, Any]:
 
 def finished_lines_enabled() -> bool:
     return _task_runs.isEnabledFor(logging.INFO)
+
+
+_warned_blocking = False
+
+
+def warn_if_blocking_loop() -> None:
+    """Once per process: `.result()`/`.wait()` on a running event loop blocks that loop
+    (allowed, as in Prefect, and safe: coroutine runs have their own loop). asyncio is
+    looked up, not imported: sync code never pays for it."""
+    global _warned_blocking
+    asyncio = sys.modules.get("asyncio")
+    if _warned_blocking or asyncio is None or asyncio._get_running_loop() is None:
+        return
+    _warned_blocking = True
+    get_logger().warning(
+        "A future's .result() or .wait() was called inside a running event loop: it blocks the loop until the run finishes. "
+        "In async code, `await` the future instead."
+    )

@@ -2,7 +2,7 @@
 //!
 //! A pool starts with no thread and starts one when work first arrives. It grows only
 //! when work is queued, no worker is idle, and every worker has been inside one job for
-//! longer than [`STALLED_AFTER`] (a blocked or slow task). That check needs a clock, so
+//! longer than [`STALLED_AFTER`] (a blocked or slow task); then it quadruples. That check needs a clock, so
 //! one process-wide monitor thread looks at every growable pool each millisecond while
 //! any of them has queued work, and sleeps otherwise. Trivial tasks therefore run on a
 //! single thread (no hand-off per task), while `sleep`-heavy fan-outs reach
@@ -21,7 +21,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::engine::{Batch, Shared};
 use crate::Executor;
 
-const STALLED_AFTER: Duration = Duration::from_millis(2);
+const STALLED_AFTER: Duration = Duration::from_millis(1);
 const IDLE_EXIT: Duration = Duration::from_secs(2);
 const BATCH_TIME: Duration = Duration::from_micros(200);
 const MAX_BATCH: usize = 1024;
@@ -223,10 +223,14 @@ impl Pool {
             return true;
         }
         let now = Instant::now();
-        let stalled = self.stats.lock().iter().all(|stat| stat.is_stalled(now));
+        // Observe every worker on every tick (no short-circuit): a worker's stall is only
+        // known after two observations, and skipping some would delay it by ticks.
+        let stalled = self.stats.lock().iter().fold(true, |all, stat| stat.is_stalled(now) & all);
         if stalled {
-            // Double, so a pool of sleeping tasks reaches its bound in a few ticks.
-            let wanted = queued.min(self.max_workers - live).min(live.max(1));
+            // Quadruple, so a pool of sleeping tasks reaches its bound in a few ticks
+            // (1, 4, 16, 64, ...) while a burst of slow CPU-bound tasks does not jump
+            // straight to `max_workers` threads.
+            let wanted = queued.min(self.max_workers - live).min(3 * live.max(1));
             for _ in 0..wanted {
                 self.spawn(shared);
             }

@@ -7,7 +7,7 @@ use ferroflow_core::{Dep, Engine, RunId, Shared};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyInt, PyList, PySequence, PyString, PyTuple};
+use pyo3::types::{PyDict, PyInt, PyIterator, PyList, PyRange, PySequence, PyString, PyTuple};
 use smallvec::SmallVec;
 
 use crate::async_run::AsyncRun;
@@ -25,49 +25,68 @@ pub struct PyEngine {
     names: Mutex<HashMap<String, u64>>,
 }
 
-/// One mapped input, read by index: a list or tuple directly, anything else (a range)
-/// through the sequence protocol.
+/// One mapped input, read in order: a list or tuple by index, a range through its
+/// iterator (indexing a range makes CPython compare bounds through generic calls),
+/// anything else through the sequence protocol.
 enum MappedInput<'py> {
-    List(Bound<'py, PyList>),
-    Tuple(Bound<'py, PyTuple>),
-    Sequence(Bound<'py, PySequence>, usize),
+    List(Bound<'py, PyList>, usize),
+    Tuple(Bound<'py, PyTuple>, usize),
+    Range(Bound<'py, PyIterator>, usize),
+    Sequence(Bound<'py, PySequence>, usize, usize),
 }
 
 impl<'py> MappedInput<'py> {
     fn new(input: &Bound<'py, PyAny>) -> PyResult<Self> {
         if let Ok(list) = input.cast::<PyList>() {
-            return Ok(MappedInput::List(list.clone()));
+            return Ok(MappedInput::List(list.clone(), 0));
         }
         if let Ok(tuple) = input.cast::<PyTuple>() {
-            return Ok(MappedInput::Tuple(tuple.clone()));
+            return Ok(MappedInput::Tuple(tuple.clone(), 0));
+        }
+        if let Ok(range) = input.cast::<PyRange>() {
+            return Ok(MappedInput::Range(range.try_iter()?, range.len()?));
         }
         let sequence = input.cast::<PySequence>().map_err(|_| {
             PyTypeError::new_err(format!("a mapped input must be a sequence, got {}", input.get_type()))
         })?;
-        Ok(MappedInput::Sequence(sequence.clone(), sequence.len()?))
+        Ok(MappedInput::Sequence(sequence.clone(), sequence.len()?, 0))
     }
 
     fn len(&self) -> usize {
         match self {
-            MappedInput::List(list) => list.len(),
-            MappedInput::Tuple(tuple) => tuple.len(),
-            MappedInput::Sequence(_, len) => *len,
+            MappedInput::List(list, _) => list.len(),
+            MappedInput::Tuple(tuple, _) => tuple.len(),
+            MappedInput::Range(_, len) | MappedInput::Sequence(_, len, _) => *len,
         }
     }
 
-    fn get(&self, index: usize) -> PyResult<Bound<'py, PyAny>> {
+    /// The next item (the engine takes them in order, once each).
+    fn next(&mut self) -> PyResult<Bound<'py, PyAny>> {
         match self {
-            MappedInput::List(list) => list.get_item(index),
-            MappedInput::Tuple(tuple) => tuple.get_item(index),
-            MappedInput::Sequence(sequence, _) => sequence.get_item(index),
+            MappedInput::List(list, next) => {
+                *next += 1;
+                list.get_item(*next - 1)
+            }
+            MappedInput::Tuple(tuple, next) => {
+                *next += 1;
+                tuple.get_item(*next - 1)
+            }
+            MappedInput::Range(items, _) => items
+                .next()
+                .unwrap_or_else(|| Err(PyValueError::new_err("a mapped range ran out of items"))),
+            MappedInput::Sequence(sequence, _, next) => {
+                *next += 1;
+                sequence.get_item(*next - 1)
+            }
         }
     }
 
     fn py(&self) -> Python<'py> {
         match self {
-            MappedInput::List(list) => list.py(),
-            MappedInput::Tuple(tuple) => tuple.py(),
-            MappedInput::Sequence(sequence, _) => sequence.py(),
+            MappedInput::List(list, _) => list.py(),
+            MappedInput::Tuple(tuple, _) => tuple.py(),
+            MappedInput::Range(items, _) => items.py(),
+            MappedInput::Sequence(sequence, _, _) => sequence.py(),
         }
     }
 }
@@ -81,7 +100,7 @@ impl PyEngine {
     fn map_piece(
         &self,
         plan: &Arc<CallPlan>,
-        iterables: &[MappedInput<'_>],
+        iterables: &mut [MappedInput<'_>],
         fixed_deps: &SmallVec<[Dep; 2]>,
         indices: std::ops::Range<usize>,
     ) -> PyResult<Vec<(crate::call::Call, SmallVec<[Dep; 2]>)>> {
@@ -89,11 +108,11 @@ impl PyEngine {
         let mut runs = Vec::with_capacity(indices.len());
         for index in indices {
             let item = if iterables.len() == 1 {
-                iterables[0].get(index)?
+                iterables[0].next()?
             } else {
                 let items = iterables
-                    .iter()
-                    .map(|input| input.get(index))
+                    .iter_mut()
+                    .map(MappedInput::next)
                     .collect::<PyResult<Vec<_>>>()?;
                 PyTuple::new(iterables[0].py(), items)?.into_any()
             };
@@ -281,7 +300,7 @@ impl PyEngine {
                 }
             })
             .collect::<PyResult<Vec<_>>>()?;
-        let iterables = iterables.iter().map(MappedInput::new).collect::<PyResult<Vec<_>>>()?;
+        let mut iterables = iterables.iter().map(MappedInput::new).collect::<PyResult<Vec<_>>>()?;
         let count = iterables[0].len();
         if iterables.iter().any(|input| input.len() != count) {
             return Err(PyValueError::new_err("mapped iterables must have equal lengths"));
@@ -308,7 +327,7 @@ impl PyEngine {
         let mut start = 0;
         while start < count {
             let end = count.min(start + MAP_PIECE);
-            let piece = self.map_piece(&plan, &iterables, &fixed_deps, start..end);
+            let piece = self.map_piece(&plan, &mut iterables, &fixed_deps, start..end);
             let registered = piece.and_then(|runs| {
                 shared
                     .register_reserved(range.start + start as RunId, runs)

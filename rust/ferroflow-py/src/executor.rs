@@ -120,7 +120,8 @@ impl Executor for PyExecutor {
             }
             if !handed_off.is_empty() {
                 // One hand-over per batch to the event loop, not one per coroutine.
-                let scheduled = hooks(py).and_then(|h| h.schedule_coroutines.call1(py, (self.context(py), handed_off)));
+                let scheduled = crate::hooks::async_hooks(py)
+                    .and_then(|h| h.schedule_coroutines.call1(py, (self.context(py), handed_off)));
                 if let Err(err) = scheduled {
                     report_hook_error(py, err);
                 }

@@ -189,7 +189,7 @@ impl PyFuture {
     /// `await future`: waits without blocking the event loop, then gives the result.
     fn __await__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        hooks(py)?
+        crate::hooks::async_hooks(py)?
             .await_future
             .bind(py)
             .call1((slf,))?
@@ -407,7 +407,7 @@ impl PyFutureList {
     /// `await futures`: waits for all without blocking the event loop; gives the results.
     fn __await__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        hooks(py)?
+        crate::hooks::async_hooks(py)?
             .await_future_list
             .bind(py)
             .call1((slf,))?

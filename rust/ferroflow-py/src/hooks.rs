@@ -21,12 +21,6 @@ pub(crate) struct Hooks {
     pub returned_state: Py<PyAny>,
     /// `finished_lines_enabled() -> bool`: whether INFO lines of task runs are emitted
     pub finished_lines_enabled: Py<PyAny>,
-    /// `schedule_coroutines(context, runs: list[AsyncRun])`: hands coroutine runs to the
-    /// flow run's event loop, in one call per batch
-    pub schedule_coroutines: Py<PyAny>,
-    /// `await_future(future)` / `await_future_list(futures)`: coroutines for `await`
-    pub await_future: Py<PyAny>,
-    pub await_future_list: Py<PyAny>,
     /// `warn_if_blocking_loop()`: a one-time warning for `.result()` called on a running loop
     pub warn_if_blocking_loop: Py<PyAny>,
     pub state_type: Py<PyType>,
@@ -48,13 +42,7 @@ pub(crate) fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
             run_name: get("run_name")?,
             returned_state: get("returned_state")?,
             finished_lines_enabled: get("finished_lines_enabled")?,
-            schedule_coroutines: py.import("ferroflow._async")?.getattr("schedule_coroutines")?.unbind(),
-            await_future: py.import("ferroflow._async")?.getattr("await_future")?.unbind(),
-            await_future_list: py.import("ferroflow._async")?.getattr("await_future_list")?.unbind(),
-            warn_if_blocking_loop: py
-                .import("ferroflow._async")?
-                .getattr("warn_if_blocking_loop")?
-                .unbind(),
+            warn_if_blocking_loop: get("warn_if_blocking_loop")?,
             state_type: py
                 .import("ferroflow.states")?
                 .getattr("State")?
@@ -62,6 +50,31 @@ pub(crate) fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
                 .unbind(),
             uuid_type: py.import("uuid")?.getattr("UUID")?.cast_into::<PyType>()?.unbind(),
             dataclass_replace: py.import("dataclasses")?.getattr("replace")?.unbind(),
+        })
+    })
+}
+
+/// The hooks of `ferroflow._async`, loaded only when coroutines are run or awaited, so
+/// that sync code never imports asyncio.
+pub(crate) struct AsyncHooks {
+    /// `schedule_coroutines(context, runs: list[AsyncRun])`: hands coroutine runs to the
+    /// flow run's event loop, in one call per batch
+    pub schedule_coroutines: Py<PyAny>,
+    /// `await_future(future)` / `await_future_list(futures)`: coroutines for `await`
+    pub await_future: Py<PyAny>,
+    pub await_future_list: Py<PyAny>,
+}
+
+static ASYNC_HOOKS: PyOnceLock<AsyncHooks> = PyOnceLock::new();
+
+pub(crate) fn async_hooks(py: Python<'_>) -> PyResult<&AsyncHooks> {
+    ASYNC_HOOKS.get_or_try_init(py, || {
+        let module = py.import("ferroflow._async")?;
+        let get = |name: &str| module.getattr(name).map(Bound::unbind);
+        Ok(AsyncHooks {
+            schedule_coroutines: get("schedule_coroutines")?,
+            await_future: get("await_future")?,
+            await_future_list: get("await_future_list")?,
         })
     })
 }
