@@ -1,6 +1,7 @@
 """A forked child must not inherit a dead pool: its runs execute on fresh threads."""
 
 import os
+import signal
 
 import pytest
 
@@ -19,6 +20,7 @@ def test_a_forked_child_runs_tasks_on_new_threads():
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: use the default runner and a flow, then report
+        signal.alarm(20)  # a hang in the child ends it (the parent then sees no report)
         try:
             outside = double.submit(20).result(timeout=10)
 

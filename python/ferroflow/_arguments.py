@@ -76,8 +76,8 @@ class Signature:
         return tuple(args), kwargs
 
 
-# Mapped inputs the engine reads by index as they are.
-_INDEXABLE = (list, tuple, range)
+# Mapped inputs the engine reads by index as they are (they cannot change meanwhile).
+_IMMUTABLE_SEQUENCES = (tuple, range)
 
 
 def _is_mappable(value: Any) -> bool:
@@ -130,10 +130,10 @@ def split_map(task_name: str, signature: Signature, args: tuple, kwargs: dict[st
             fixed = None
             if wrapper is not None:
                 values = [wrapper(item) for item in inner]
-            elif type(inner) in _INDEXABLE:
-                values = inner  # the engine indexes it: no copy of a million items
+            elif type(inner) in _IMMUTABLE_SEQUENCES:
+                values = inner  # the engine reads it by index: no copy of a million items
             else:
-                values = list(inner)  # consumed once, as Prefect does (generators too)
+                values = list(inner)  # a snapshot (lists may change later), as Prefect takes
             lengths[name] = len(values)
         else:
             fixed, values = value, None

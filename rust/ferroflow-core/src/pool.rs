@@ -34,6 +34,15 @@ static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Call in the child process after `fork()`.
 pub fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+    // The parent's monitor thread takes this lock on every tick; if it held it at the
+    // fork, the child inherited it locked by a thread that does not exist here.
+    let monitor = monitor();
+    if monitor.tickers.is_locked() {
+        // SAFETY: in a forked child only the forking thread exists, so the lock's holder
+        // is gone and can neither use what it guards nor unlock it.
+        unsafe { monitor.tickers.force_unlock() };
+    }
+    monitor.tickers.lock().clear(); // the parent's pools: their workers are gone too
 }
 
 thread_local! {
@@ -225,7 +234,11 @@ impl Pool {
         let now = Instant::now();
         // Observe every worker on every tick (no short-circuit): a worker's stall is only
         // known after two observations, and skipping some would delay it by ticks.
-        let stalled = self.stats.lock().iter().fold(true, |all, stat| stat.is_stalled(now) & all);
+        let stalled = self
+            .stats
+            .lock()
+            .iter()
+            .fold(true, |all, stat| stat.is_stalled(now) & all);
         if stalled {
             // Quadruple, so a pool of sleeping tasks reaches its bound in a few ticks
             // (1, 4, 16, 64, ...) while a burst of slow CPU-bound tasks does not jump

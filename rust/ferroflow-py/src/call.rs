@@ -184,16 +184,71 @@ pub(crate) struct CallPlan {
     resolve_fixed: bool,
     /// One positional argument, mapped, and nothing else: the call is `fn(item)`.
     only_item_is_argument: bool,
+    /// Where a map's runs take their values from, one per mapped slot (empty otherwise).
+    sources: Vec<MappedSource>,
     naming: Naming,
     pub(crate) tally: Option<MapTally>,
 }
 
-/// One run's payload: its plan, and for a map its own values.
+/// Where the runs of a map find their values: the input sequence, which the plan keeps
+/// (a tuple, or a list the map copied), or a range's arithmetic. A run takes its value by
+/// index when it executes, so a registered run holds no object of its own, and the ints
+/// of `map(range(n))` exist only while their runs execute.
+pub(crate) enum MappedSource {
+    Items(Py<PyAny>),
+    Range { start: i64, step: i64 },
+}
+
+impl MappedSource {
+    /// A list or tuple as is; a range by its start and step when they fit 64 bits.
+    pub(crate) fn new(input: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if input.is_instance_of::<PyList>() || input.is_instance_of::<PyTuple>() {
+            return Ok(MappedSource::Items(input.clone().unbind()));
+        }
+        if input.is_instance_of::<pyo3::types::PyRange>() {
+            let bounds = (
+                input.getattr("start")?.extract::<i64>(),
+                input.getattr("step")?.extract::<i64>(),
+                input.getattr("stop")?.extract::<i64>(),
+            );
+            if let (Ok(start), Ok(step), Ok(_)) = bounds {
+                return Ok(MappedSource::Range { start, step });
+            }
+        }
+        // Anything else (a range past 64 bits, a sequence type): its items, once.
+        Ok(MappedSource::Items(
+            PyList::new(input.py(), input.try_iter()?.collect::<PyResult<Vec<_>>>()?)?
+                .into_any()
+                .unbind(),
+        ))
+    }
+
+    /// The value of the run at `index`.
+    pub(crate) fn item<'py>(&self, py: Python<'py>, index: u32) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            MappedSource::Items(items) => {
+                let items = items.bind(py);
+                match items.cast::<PyList>() {
+                    Ok(list) => list.get_item(index as usize),
+                    Err(_) => items.cast::<PyTuple>()?.get_item(index as usize),
+                }
+            }
+            MappedSource::Range { start, step } => Ok((i128::from(*start) + i128::from(*step) * i128::from(index))
+                .into_pyobject(py)?
+                .into_any()),
+        }
+    }
+
+    /// Whether the values can hold futures (a range's ints cannot).
+    pub(crate) fn may_hold_futures(&self) -> bool {
+        matches!(self, MappedSource::Items(_))
+    }
+}
+
+/// One run's payload: its plan, and its index in it (0 for a submit).
 pub struct Call {
     pub(crate) plan: Arc<CallPlan>,
-    /// The mapped value (one iterable) or a tuple of them (several).
-    item: Option<Py<PyAny>>,
-    /// Index within the plan (0 for a submit), for the run's name.
+    /// The run's place in its map: its values and its name follow from it.
     index: u32,
 }
 
@@ -205,6 +260,7 @@ impl CallPlan {
         args: Py<PyTuple>,
         kwargs: Option<Py<PyDict>>,
         mapped: Vec<ArgSlot>,
+        sources: Vec<MappedSource>,
         resolve_fixed: bool,
         naming: Naming,
         tally: Option<MapTally>,
@@ -212,6 +268,7 @@ impl CallPlan {
         let only_item_is_argument = kwargs.is_none()
             && !resolve_fixed
             && matches!(mapped.as_slice(), [ArgSlot::Position(0)])
+            && sources.len() == 1
             && args.bind(py).len() == 1;
         CallPlan {
             spec,
@@ -220,17 +277,26 @@ impl CallPlan {
             mapped,
             resolve_fixed,
             only_item_is_argument,
+            sources,
             naming,
             tally,
         }
     }
 
-    pub(crate) fn call(self: &Arc<Self>, item: Option<Py<PyAny>>, index: u32) -> Call {
+    pub(crate) fn call(self: &Arc<Self>, index: u32) -> Call {
         Call {
             plan: Arc::clone(self),
-            item,
             index,
         }
+    }
+
+    pub(crate) fn sources(&self) -> &[MappedSource] {
+        &self.sources
+    }
+
+    /// The value for mapped slot `slot` of the run at `index`.
+    pub(crate) fn mapped_value<'py>(&self, py: Python<'py>, slot: usize, index: u32) -> PyResult<Bound<'py, PyAny>> {
+        self.sources[slot].item(py, index)
     }
 
     pub(crate) fn is_map(&self) -> bool {
@@ -283,9 +349,8 @@ impl Call {
         }
         // The common map, `task.map(xs)`: the run's own value is the only argument.
         if plan.only_item_is_argument {
-            if let Some(item) = &self.item {
-                return Ok((PyTuple::new(py, [resolve(py, item.bind(py))?])?, kwargs));
-            }
+            let value = plan.mapped_value(py, 0, self.index)?;
+            return Ok((PyTuple::new(py, [resolve(py, &value)?])?, kwargs));
         }
         let mut args: Vec<Bound<'py, PyAny>> = fixed.iter().collect();
         if plan.resolve_fixed {
@@ -296,16 +361,9 @@ impl Call {
                 kwargs = Some(resolve(py, k.as_any())?.cast_into::<PyDict>()?);
             }
         }
-        if let Some(item) = &self.item {
-            let item = item.bind(py);
-            let single = plan.mapped.len() == 1;
+        {
             for (position, slot) in plan.mapped.iter().enumerate() {
-                let raw = if single {
-                    item.clone()
-                } else {
-                    item.cast::<PyTuple>()?.get_item(position)?
-                };
-                let value = resolve(py, &raw)?;
+                let value = resolve(py, &plan.mapped_value(py, position, self.index)?)?;
                 match slot {
                     ArgSlot::Position(i) => args[*i] = value,
                     ArgSlot::Keyword(name) => {

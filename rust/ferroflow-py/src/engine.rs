@@ -7,11 +7,11 @@ use ferroflow_core::{Dep, Engine, RunId, Shared};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyInt, PyIterator, PyList, PyRange, PySequence, PyString, PyTuple};
+use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 use smallvec::SmallVec;
 
 use crate::async_run::AsyncRun;
-use crate::call::{collect_call_deps, collect_deps, ArgSlot, CallPlan, MapTally, Naming, TaskSpec};
+use crate::call::{collect_call_deps, collect_deps, ArgSlot, CallPlan, MapTally, MappedSource, Naming, TaskSpec};
 use crate::executor::PyExecutor;
 use crate::future::{engine_error, PyFuture, PyFutureList};
 use crate::gil::{block_detached, deadline_after, detached};
@@ -25,72 +25,6 @@ pub struct PyEngine {
     names: Mutex<HashMap<String, u64>>,
 }
 
-/// One mapped input, read in order: a list or tuple by index, a range through its
-/// iterator (indexing a range makes CPython compare bounds through generic calls),
-/// anything else through the sequence protocol.
-enum MappedInput<'py> {
-    List(Bound<'py, PyList>, usize),
-    Tuple(Bound<'py, PyTuple>, usize),
-    Range(Bound<'py, PyIterator>, usize),
-    Sequence(Bound<'py, PySequence>, usize, usize),
-}
-
-impl<'py> MappedInput<'py> {
-    fn new(input: &Bound<'py, PyAny>) -> PyResult<Self> {
-        if let Ok(list) = input.cast::<PyList>() {
-            return Ok(MappedInput::List(list.clone(), 0));
-        }
-        if let Ok(tuple) = input.cast::<PyTuple>() {
-            return Ok(MappedInput::Tuple(tuple.clone(), 0));
-        }
-        if let Ok(range) = input.cast::<PyRange>() {
-            return Ok(MappedInput::Range(range.try_iter()?, range.len()?));
-        }
-        let sequence = input.cast::<PySequence>().map_err(|_| {
-            PyTypeError::new_err(format!("a mapped input must be a sequence, got {}", input.get_type()))
-        })?;
-        Ok(MappedInput::Sequence(sequence.clone(), sequence.len()?, 0))
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            MappedInput::List(list, _) => list.len(),
-            MappedInput::Tuple(tuple, _) => tuple.len(),
-            MappedInput::Range(_, len) | MappedInput::Sequence(_, len, _) => *len,
-        }
-    }
-
-    /// The next item (the engine takes them in order, once each).
-    fn next(&mut self) -> PyResult<Bound<'py, PyAny>> {
-        match self {
-            MappedInput::List(list, next) => {
-                *next += 1;
-                list.get_item(*next - 1)
-            }
-            MappedInput::Tuple(tuple, next) => {
-                *next += 1;
-                tuple.get_item(*next - 1)
-            }
-            MappedInput::Range(items, _) => items
-                .next()
-                .unwrap_or_else(|| Err(PyValueError::new_err("a mapped range ran out of items"))),
-            MappedInput::Sequence(sequence, _, next) => {
-                *next += 1;
-                sequence.get_item(*next - 1)
-            }
-        }
-    }
-
-    fn py(&self) -> Python<'py> {
-        match self {
-            MappedInput::List(list, _) => list.py(),
-            MappedInput::Tuple(tuple, _) => tuple.py(),
-            MappedInput::Range(items, _) => items.py(),
-            MappedInput::Sequence(sequence, _, _) => sequence.py(),
-        }
-    }
-}
-
 /// Map runs built and registered together (the transient payloads of one piece).
 const MAP_PIECE: usize = 8192;
 
@@ -99,30 +33,25 @@ impl PyEngine {
     /// per iterable) with its dependencies, the fixed ones plus futures inside the item.
     fn map_piece(
         &self,
+        py: Python<'_>,
         plan: &Arc<CallPlan>,
-        iterables: &mut [MappedInput<'_>],
+        sources: &[MappedSource],
         fixed_deps: &SmallVec<[Dep; 2]>,
         indices: std::ops::Range<usize>,
     ) -> PyResult<Vec<(crate::call::Call, SmallVec<[Dep; 2]>)>> {
         let shared = self.shared();
         let mut runs = Vec::with_capacity(indices.len());
         for index in indices {
-            let item = if iterables.len() == 1 {
-                iterables[0].next()?
-            } else {
-                let items = iterables
-                    .iter_mut()
-                    .map(MappedInput::next)
-                    .collect::<PyResult<Vec<_>>>()?;
-                PyTuple::new(iterables[0].py(), items)?.into_any()
-            };
-            let mut deps: SmallVec<[Dep; 2]> = fixed_deps.clone();
-            if collect_deps(&item, shared, &mut deps, false)? && deps.len() > fixed_deps.len() + 1 {
-                deps.sort_unstable_by_key(|dep| (dep.run, !dep.allow_failure));
-                deps.dedup_by_key(|dep| dep.run);
-            }
             let position = u32::try_from(index).expect("a map of fewer than 4 billion items");
-            runs.push((plan.call(Some(item.unbind()), position), deps));
+            let mut deps: SmallVec<[Dep; 2]> = fixed_deps.clone();
+            for source in sources.iter().filter(|source| source.may_hold_futures()) {
+                let item = source.item(py, position)?;
+                if collect_deps(&item, shared, &mut deps, false)? && deps.len() > fixed_deps.len() + 1 {
+                    deps.sort_unstable_by_key(|dep| (dep.run, !dep.allow_failure));
+                    deps.dedup_by_key(|dep| dep.run);
+                }
+            }
+            runs.push((plan.call(position), deps));
         }
         Ok(runs)
     }
@@ -155,6 +84,7 @@ impl PyEngine {
             spec.clone().unbind(),
             args.clone().unbind(),
             kwargs.map(|k| k.clone().unbind()),
+            Vec::new(),
             Vec::new(),
             resolve_fixed,
             naming,
@@ -189,7 +119,7 @@ impl PyEngine {
         let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
         let first = self.reserve_names(&spec.get().name, 1);
         let plan = self.plan(spec, args, kwargs, resolve_fixed, Naming::Numbered { first });
-        let run = shared.submit(plan.call(None, 0), &deps).map_err(engine_error)?;
+        let run = shared.submit(plan.call(0), &deps).map_err(engine_error)?;
         Ok(PyFuture::new(Arc::clone(shared), run))
     }
 
@@ -216,7 +146,7 @@ impl PyEngine {
             }
         };
         let plan = self.plan(spec, args, kwargs, resolve_fixed, naming);
-        let run = shared.submit_inline(plan.call(None, 0), &deps).map_err(engine_error)?;
+        let run = shared.submit_inline(plan.call(0), &deps).map_err(engine_error)?;
         let waited = block_detached(py, None, |slice| match shared.wait(run, slice, true) {
             Ok(true) => Some(Ok(())),
             Ok(false) => None,
@@ -257,7 +187,7 @@ impl PyEngine {
             }
         };
         let plan = self.plan(spec, args, kwargs, resolve_fixed, naming);
-        let run = shared.submit_inline(plan.call(None, 0), &deps).map_err(engine_error)?;
+        let run = shared.submit_inline(plan.call(0), &deps).map_err(engine_error)?;
         match shared.claim_ready(run) {
             Some(job) => Ok(AsyncRun::claimed(py, shared, job)),
             None => {
@@ -300,11 +230,14 @@ impl PyEngine {
                 }
             })
             .collect::<PyResult<Vec<_>>>()?;
-        let mut iterables = iterables.iter().map(MappedInput::new).collect::<PyResult<Vec<_>>>()?;
-        let count = iterables[0].len();
-        if iterables.iter().any(|input| input.len() != count) {
-            return Err(PyValueError::new_err("mapped iterables must have equal lengths"));
+        let py = args.py();
+        let count = iterables[0].len()?;
+        for input in &iterables {
+            if input.len()? != count {
+                return Err(PyValueError::new_err("mapped iterables must have equal lengths"));
+            }
         }
+        let sources = iterables.iter().map(MappedSource::new).collect::<PyResult<Vec<_>>>()?;
         let mut fixed_deps = SmallVec::new();
         let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut fixed_deps)?;
         let first = self.reserve_names(&spec.get().name, count);
@@ -314,6 +247,7 @@ impl PyEngine {
             args.clone().unbind(),
             kwargs.map(|k| k.clone().unbind()),
             slots,
+            sources,
             resolve_fixed,
             Naming::Numbered { first },
             Some(MapTally::new(count)),
@@ -327,7 +261,7 @@ impl PyEngine {
         let mut start = 0;
         while start < count {
             let end = count.min(start + MAP_PIECE);
-            let piece = self.map_piece(&plan, &mut iterables, &fixed_deps, start..end);
+            let piece = self.map_piece(py, &plan, plan.sources(), &fixed_deps, start..end);
             let registered = piece.and_then(|runs| {
                 shared
                     .register_reserved(range.start + start as RunId, runs)
