@@ -442,7 +442,10 @@ impl<E: Executor> Shared<E> {
                 if inline {
                     slot.flags.fetch_or(FLAG_INLINE, Ordering::Release);
                 }
-                *slot.parked.lock() = Some(Parked { payload, attempt: 0 });
+                // SAFETY: the slot is reserved by this call and still Vacant: no thread
+                // reads or claims a run before its state is published (Release) below, so
+                // its payload is written without taking the payload lock.
+                unsafe { *slot.parked.data_ptr() = Some(Parked { payload, attempt: 0 }) };
                 match self.link(&mut graph, run, &deps) {
                     Linked::Blocked => slot.become_(RunState::Blocked),
                     Linked::Ready => {

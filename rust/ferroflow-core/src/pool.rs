@@ -21,7 +21,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::engine::{Batch, Shared};
 use crate::Executor;
 
-const STALLED_AFTER: Duration = Duration::from_millis(1);
+const STALLED_AFTER: Duration = Duration::from_millis(2);
 const IDLE_EXIT: Duration = Duration::from_secs(2);
 const BATCH_TIME: Duration = Duration::from_micros(200);
 const MAX_BATCH: usize = 1024;
