@@ -26,16 +26,23 @@ EXAMPLES_DIR = ROOT / "examples"
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} \| (DEBUG|INFO|WARNING|ERROR|CRITICAL) *\| ")
 
 # Runs a script as ``__main__`` after an optional prelude (e.g. replacing
-# ``requests.get``) and an optional scaling of ``time.sleep``, so that a seed example
-# that sleeps many seconds runs its code unchanged, only on a faster clock.
+# ``requests.get``) and an optional scaling of ``time.sleep`` and ``asyncio.sleep``, so
+# that a seed example that sleeps many seconds runs its code unchanged, only on a
+# faster clock. Only the module attributes are replaced: code that looks them up at
+# call time (``time.sleep(1)``, ``await asyncio.sleep(1)``) is scaled, and
+# ``asyncio.sleep(0)`` (a bare yield to the loop) stays a bare yield.
 _WRAPPER = """
-import os, runpy, sys, time
+import asyncio, os, runpy, sys, time
 _scale, _prelude, _path = sys.argv[1], sys.argv[2], sys.argv[3]
 if _scale:
     _real_sleep = time.sleep
     def _scaled_sleep(seconds, _f=float(_scale)):
         _real_sleep(seconds * _f)
     time.sleep = _scaled_sleep
+    _real_async_sleep = asyncio.sleep
+    async def _scaled_async_sleep(delay, result=None, _f=float(_scale)):
+        return await _real_async_sleep(delay * _f, result)
+    asyncio.sleep = _scaled_async_sleep
 exec(compile(_prelude, "<prelude>", "exec"), {})
 sys.argv = [_path, *sys.argv[4:]]
 sys.path.insert(0, os.path.dirname(_path))
@@ -70,7 +77,8 @@ def run_example(
 ) -> subprocess.CompletedProcess:
     """Run ``examples/<name>.py`` with ``sys.executable`` in a subprocess.
 
-    ``time_scale`` multiplies every ``time.sleep`` in the process and ``prelude`` is
+    ``time_scale`` multiplies every ``time.sleep`` and ``asyncio.sleep`` in the
+    process and ``prelude`` is
     Python run before the script (the example's code is not touched); ``args`` are
     its command-line arguments. Returns the CompletedProcess (text stdout and stderr,
     with any "\r" kept).
