@@ -176,20 +176,20 @@ def test_submitted_coroutine_without_await_sees_a_running_loop():
     # Prefect, where a submitted async task runs in `asyncio.run`, and as it can when
     # awaited inline).
     @task
-    async def loop_user():
+    async def loop_user(x):
         return asyncio.get_running_loop() is not None, asyncio.current_task() is not None
 
     @flow
     async def async_flow():
-        return await loop_user(), await loop_user.submit(), await loop_user.map([1])
+        return await loop_user(0), await loop_user.submit(0), await loop_user.map([1])
 
     @flow
     def sync_flow():
-        return loop_user.submit().result(), loop_user.map([1]).result()
+        return loop_user.submit(0).result(), loop_user.map([1]).result()
 
     assert run(async_flow()) == ((True, True), (True, True), [(True, True)])
     assert sync_flow() == ((True, True), [(True, True)])
-    assert loop_user.submit().result() == (True, True)
+    assert loop_user.submit(0).result() == (True, True)
 
 
 # cancellation -------------------------------------------------------------------------------

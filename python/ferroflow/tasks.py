@@ -67,10 +67,31 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
 _SUSPENDING_OPS = frozenset({"GET_AWAITABLE", "SEND", "YIELD_VALUE", "GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH", "END_ASYNC_FOR"})
 
 
+# Names whose use means the coroutine wants a running loop or task even without awaiting.
+_LOOP_APIS = frozenset(
+    {
+        "get_running_loop",
+        "get_event_loop",
+        "current_task",
+        "all_tasks",
+        "create_task",
+        "ensure_future",
+        "run_coroutine_threadsafe",
+        "call_soon",
+        "call_later",
+        "call_at",
+        "run_in_executor",
+        "get_current_task",
+        "current_async_library",
+    }
+)
+
+
 def _body(fn: Callable[..., Any]) -> str:
     """What calling `fn` gives, for the engine: a value ("sync"), a coroutine that cannot
     suspend and so runs to completion in one step ("eager-coroutine": a trivial async
-    task costs what a sync one does), or one that may suspend and runs on an event loop."""
+    task costs what a sync one does), or one that may suspend, or asks for its loop or
+    task, and runs on an event loop ("coroutine")."""
     if not inspect.iscoroutinefunction(fn):
         return "sync"
     code = getattr(inspect.unwrap(fn), "__code__", None)
@@ -80,6 +101,8 @@ def _body(fn: Callable[..., Any]) -> str:
 
     if any(instruction.opname in _SUSPENDING_OPS for instruction in dis.get_instructions(code)):
         return "coroutine"
+    if _LOOP_APIS.intersection(code.co_names):
+        return "coroutine"  # it asks for its event loop or task: it gets a real one
     return "eager-coroutine"
 
 

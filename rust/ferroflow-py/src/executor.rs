@@ -44,6 +44,19 @@ impl PyExecutor {
         self.context.lock().take()
     }
 
+    /// Hands coroutine runs set aside by a batch to the flow run's event loop.
+    fn hand_over(&self, py: Python<'_>, handed_off: &mut Vec<Py<AsyncRun>>) {
+        if handed_off.is_empty() {
+            return;
+        }
+        let runs = std::mem::take(handed_off);
+        let scheduled =
+            crate::hooks::async_hooks(py).and_then(|h| h.schedule_coroutines.call1(py, (self.context(py), runs)));
+        if let Err(err) = scheduled {
+            report_hook_error(py, err);
+        }
+    }
+
     pub(crate) fn traverse_context(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
         match self.context.try_lock() {
             Some(context) => visit.call(context.as_ref()),
@@ -110,22 +123,20 @@ impl Executor for PyExecutor {
             let log_lines = hooks(py)
                 .and_then(|h| h.finished_lines_enabled.call0(py)?.extract::<bool>(py))
                 .unwrap_or(true);
+            // Coroutine runs go to the event loop together: once per stretch of them in
+            // the batch, before any other job runs (a slow sync run must not hold them).
             let mut handed_off = Vec::new();
             while let Some(job) = batch.next_job() {
+                if job.payload.plan.spec.get().body != Body::Coroutine {
+                    self.hand_over(py, &mut handed_off);
+                }
                 match job.disposition {
                     Disposition::Run => execute(py, batch, job, log_lines, &mut handed_off),
                     Disposition::NotReady { upstream } => end_unrun(py, batch, job, Final::NotReady, Some(upstream)),
                     Disposition::Cancel => end_unrun(py, batch, job, Final::Cancelled, None),
                 }
             }
-            if !handed_off.is_empty() {
-                // One hand-over per batch to the event loop, not one per coroutine.
-                let scheduled = crate::hooks::async_hooks(py)
-                    .and_then(|h| h.schedule_coroutines.call1(py, (self.context(py), handed_off)));
-                if let Err(err) = scheduled {
-                    report_hook_error(py, err);
-                }
-            }
+            self.hand_over(py, &mut handed_off);
         });
         if attached.is_none() {
             // The interpreter is finalizing: nothing can run any more; end what we took.

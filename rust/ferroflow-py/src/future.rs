@@ -300,7 +300,15 @@ impl PyFutureList {
         deadline: Option<Instant>,
         stop_on_failure: bool,
     ) -> PyResult<Result<(), Option<usize>>> {
-        hooks(py)?.warn_if_blocking_loop.call0(py)?;
+        let all_final = match &self.members {
+            Members::Range { shared, runs } => runs
+                .clone()
+                .all(|run| shared.state(run).is_some_and(RunState::is_final)),
+            Members::Items(items) => items.iter().all(|item| item.get().run_state().is_final()),
+        };
+        if !all_final {
+            hooks(py)?.warn_if_blocking_loop.call0(py)?;
+        }
         let help = deadline.is_none();
         match &self.members {
             Members::Range { shared, runs } => {
