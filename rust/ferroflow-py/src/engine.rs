@@ -71,6 +71,28 @@ impl PyEngine {
         0
     }
 
+    /// Registers a direct call: a run only the calling thread executes.
+    fn register_inline(
+        &self,
+        spec: &Bound<'_, TaskSpec>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        wait_for: Option<&Bound<'_, PyAny>>,
+        bare_name: bool,
+    ) -> PyResult<RunId> {
+        let mut deps = SmallVec::new();
+        let resolve_fixed = collect_call_deps(args, kwargs, wait_for, self.shared(), &mut deps)?;
+        let naming = if bare_name {
+            Naming::Bare
+        } else {
+            Naming::Numbered {
+                first: self.reserve_names(&spec.get().name, 1),
+            }
+        };
+        let plan = self.plan(spec, args, kwargs, resolve_fixed, naming);
+        self.shared().submit_inline(plan.call(0), &deps).map_err(engine_error)
+    }
+
     fn plan(
         &self,
         spec: &Bound<'_, TaskSpec>,
@@ -136,17 +158,7 @@ impl PyEngine {
         bare_name: bool,
     ) -> PyResult<PyFuture> {
         let shared = self.shared();
-        let mut deps = SmallVec::new();
-        let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
-        let naming = if bare_name {
-            Naming::Bare
-        } else {
-            Naming::Numbered {
-                first: self.reserve_names(&spec.get().name, 1),
-            }
-        };
-        let plan = self.plan(spec, args, kwargs, resolve_fixed, naming);
-        let run = shared.submit_inline(plan.call(0), &deps).map_err(engine_error)?;
+        let run = self.register_inline(spec, args, kwargs, wait_for, bare_name)?;
         let waited = block_detached(py, None, |slice| match shared.wait(run, slice, true) {
             Ok(true) => Some(Ok(())),
             Ok(false) => None,
@@ -177,17 +189,7 @@ impl PyEngine {
         bare_name: bool,
     ) -> PyResult<AsyncRun> {
         let shared = self.shared();
-        let mut deps = SmallVec::new();
-        let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
-        let naming = if bare_name {
-            Naming::Bare
-        } else {
-            Naming::Numbered {
-                first: self.reserve_names(&spec.get().name, 1),
-            }
-        };
-        let plan = self.plan(spec, args, kwargs, resolve_fixed, naming);
-        let run = shared.submit_inline(plan.call(0), &deps).map_err(engine_error)?;
+        let run = self.register_inline(spec, args, kwargs, wait_for, bare_name)?;
         match shared.claim_ready(run) {
             Some(job) => Ok(AsyncRun::claimed(py, shared, job)),
             None => {
