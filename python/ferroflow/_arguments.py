@@ -8,14 +8,16 @@ otherwise dominate the cost of a `.submit()`.
 
 from __future__ import annotations
 
-import inspect
 import io
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ferroflow._core import PrefectConcurrentFuture
 from ferroflow.exceptions import MappingLengthMismatch, MappingMissingIterable, ParameterBindError, ReservedArgumentError
 from ferroflow.utilities.annotations import allow_failure, opaque, quote, unmapped
+
+if TYPE_CHECKING:
+    import inspect
 
 RESERVED = ("return_state", "wait_for")
 
@@ -26,6 +28,8 @@ class Signature:
     __slots__ = ("fn", "signature", "min_positional", "max_positional", "simple")
 
     def __init__(self, fn: Callable[..., Any], owner: str) -> None:
+        import inspect  # here, not at import: `import ferroflow` stays fast
+
         self.fn = fn
         self.signature = inspect.signature(fn)
         parameters = self.signature.parameters

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Generic, Iterable, TypeVar, overload
 
 from ferroflow._arguments import Signature
@@ -51,6 +50,8 @@ class Flow(Generic[R]):
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow expects a function, got {type(fn).__name__}: {fn!r}")
+        import inspect  # here, not at import: `import ferroflow` stays fast
+
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__).replace("_", "-")
         banned = [c for c in _BANNED_NAME_CHARACTERS if c in self.name]

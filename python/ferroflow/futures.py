@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import collections.abc
-import dataclasses
 import time
 from typing import Any, Iterable, Iterator, NamedTuple
 
@@ -141,7 +140,9 @@ def _replace_futures(expr: Any, replace: Any) -> Any:
         return type(expr)(_replace_futures(item, replace) for item in expr)
     if isinstance(expr, dict):
         return {_replace_futures(k, replace): _replace_futures(v, replace) for k, v in expr.items()}
-    if dataclasses.is_dataclass(expr) and not isinstance(expr, type):
+    if hasattr(type(expr), "__dataclass_fields__") and not isinstance(expr, type):
+        import dataclasses  # only now: it imports inspect, which `import ferroflow` avoids
+
         changes = {f.name: _replace_futures(getattr(expr, f.name), replace) for f in dataclasses.fields(expr) if f.init}
         return dataclasses.replace(expr, **changes)
     return expr

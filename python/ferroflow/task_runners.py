@@ -12,7 +12,6 @@ import abc
 import atexit
 import os
 import threading
-import uuid
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ferroflow import _core
@@ -121,6 +120,8 @@ class _EngineTaskRunner(TaskRunner):
     def _start(self, context: FlowRunContext | None) -> None:
         if self._started:
             raise RuntimeError("The task runner is already started!")
+        import uuid  # here, not at import: `import ferroflow` stays fast
+
         self._engine = _core.Engine(self._worker_count, context, uuid.uuid4().bytes)
         self._started = True
 

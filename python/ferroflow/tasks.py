@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 from typing import Any, Callable, Generic, Iterable, TypeVar, overload
 
 from ferroflow import _core
@@ -92,6 +91,8 @@ def _body(fn: Callable[..., Any]) -> str:
     suspend and so runs to completion in one step ("eager-coroutine": a trivial async
     task costs what a sync one does), or one that may suspend, or asks for its loop or
     task, and runs on an event loop ("coroutine")."""
+    import inspect
+
     if not inspect.iscoroutinefunction(fn):
         return "sync"
     code = getattr(inspect.unwrap(fn), "__code__", None)
@@ -140,6 +141,8 @@ class Task(Generic[R]):
         if not callable(fn):
             raise TypeError(f"@task expects a function, got {type(fn).__name__}: {fn!r}")
         self.fn = fn
+        import inspect  # here, not at import: `import ferroflow` stays fast
+
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
         _reject_unsupported(f"Task {self.name!r}", options)
         self.description = description if description is not None else inspect.getdoc(fn)
