@@ -10,23 +10,12 @@ from __future__ import annotations
 import datetime
 import re
 
-FLOW_BEGIN = re.compile(
-    r"^(?P<ts>\d\d:\d\d:\d\d\.\d{3}) \| INFO    \| Flow run '[^']+' - Beginning flow run '[^']+' for flow '(?P<flow>[^']+)'$",
-    re.MULTILINE,
-)
+from run_lines import FLOW_BEGIN, task_done
+
 FLOW_DONE = re.compile(
     r"^(?P<ts>\d\d:\d\d:\d\d\.\d{3}) \| INFO    \| Flow run '[^']+' - Finished in state Completed\((?:'All states completed\.')?\)$",
     re.MULTILINE,
 )
-
-
-def task_done(run_name: str) -> re.Pattern:
-    return re.compile(
-        r"^\d\d:\d\d:\d\d\.\d{3} \| INFO    \| Task run "
-        + re.escape(repr(run_name))
-        + r" - Finished in state Completed\(\)$",
-        re.MULTILINE,
-    )
 
 
 def ok(proc):

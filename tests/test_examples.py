@@ -3,25 +3,14 @@ from __future__ import annotations
 
 import re
 
+from run_lines import FLOW_BEGIN, task_done
+
 import pytest
 
-FLOW_BEGIN = re.compile(
-    r"^\d\d:\d\d:\d\d\.\d{3} \| INFO    \| Flow run '[^']+' - Beginning flow run '[^']+' for flow '(?P<flow>[^']+)'",
-    re.M,
-)
 FLOW_DONE = re.compile(
     r"^\d\d:\d\d:\d\d\.\d{3} \| INFO    \| Flow run '[^']+' - Finished in state Completed\(\)$",
     re.M,
 )
-
-
-def task_done(run_name: str) -> re.Pattern:
-    return re.compile(
-        r"^\d\d:\d\d:\d\d\.\d{3} \| INFO    \| Task run "
-        + re.escape(repr(run_name))
-        + r" - Finished in state Completed\(\)$",
-        re.M,
-    )
 
 
 def ok(proc):
