@@ -9,7 +9,9 @@ fi
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet "maturin>=1.9.4,<2" "$@"
+# No "$@" here: this file is sourced, so "$@" would be the caller's arguments (main.sh's
+# size, test.sh's pytest options), not packages.
+python -m pip install --quiet "maturin>=1.9.4,<2"
 # The extension is built by maturin's PEP 517 backend, which uses the release profile;
 # the Python sources stay editable.
 (cd "$root" && python -m pip install --quiet --no-build-isolation -e ".[test]")

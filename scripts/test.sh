@@ -1,9 +1,112 @@
 #!/usr/bin/env bash
-# All the tests: the engine's (cargo test) and the user-level ones (pytest), plus one
-# smoke pass of the benchmarks. Sets everything up first.
+# All the tests. Sets everything up first and is safe to run again.
+#
+#   lint        ruff check; mypy on the package; cargo clippy (workspace lints, -D warnings)
+#   engine      cargo test
+#   stubtest    the hand-written _core.pyi matches the binary
+#   wheel       one abi3 wheel, release profile (fat LTO): it serves every interpreter
+#   pytest      the whole suite on EVERY CPython 3.10-3.13 found (PATH, ~/.pyenv/versions),
+#               each in its own venv cached under .venvs/py3.X with the wheel installed,
+#               against that installed package (scripts/pytest_installed.py checks it)
+#   benchmarks  one smoke pass (--benchmark-disable), in the development .venv
+#
+# Every step runs even when an earlier one failed; the summary at the end lists each
+# step with its time, and the exit status is 1 if any failed.
+#
+# Usage: bash scripts/test.sh [PYTEST_ARGS...]   (passed to every pytest run)
+# FERROFLOW_TEST_PYTHONS="3.10 3.13" restricts the interpreters (for development; the
+# default, and what CI runs, is all of them).
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 cd "$root"
-cargo test --workspace --release
-python -m mypy.stubtest ferroflow._core   # the hand-written _core.pyi matches the binary
-python -m pytest tests
-python -m pytest benches --benchmark-disable -q
+
+dev_python="$venv/bin/python"
+steps=()
+failed=0
+
+banner() {
+  printf '\n\033[1m==================== %s ====================\033[0m\n' "$*"
+}
+
+# step NAME COMMAND...: run it, record pass/fail and seconds; never stops the script.
+step() {
+  local name=$1 start=$SECONDS status=0
+  shift
+  banner "$name"
+  "$@" || status=$?
+  local took=$((SECONDS - start))
+  if [ "$status" -eq 0 ]; then
+    steps+=("$(printf 'ok    %4ds  %s' "$took" "$name")")
+  else
+    steps+=("$(printf 'FAIL  %4ds  %s  (exit %d)' "$took" "$name" "$status")")
+    failed=1
+  fi
+}
+
+# --- lint ------------------------------------------------------------------------------
+step "ruff check" "$dev_python" -m ruff check .
+step "mypy python/ferroflow" "$dev_python" -m mypy python/ferroflow
+step "cargo clippy" cargo clippy --workspace --all-targets --release -- -D warnings
+
+# --- engine and stubs --------------------------------------------------------------------
+step "cargo test" cargo test --workspace --release
+step "stubtest ferroflow._core" "$dev_python" -m mypy.stubtest ferroflow._core
+
+# --- the wheel ---------------------------------------------------------------------------
+wheel_dir="$root/target/test-wheel"
+build_wheel() {
+  rm -rf "$wheel_dir"
+  "$venv/bin/maturin" build --release --interpreter "$dev_python" --out "$wheel_dir"
+}
+step "maturin build --release (abi3 wheel)" build_wheel
+wheel=$(ls "$wheel_dir"/ferroflow-*.whl 2>/dev/null | head -n 1 || true)
+
+# --- pytest on every interpreter --------------------------------------------------------
+banner "interpreters"
+# shellcheck disable=SC2086
+pythons=$("$dev_python" "$root/scripts/find_pythons.py" ${FERROFLOW_TEST_PYTHONS:-}) || true
+if [ -z "$pythons" ]; then
+  steps+=("FAIL     0s  no CPython 3.10-3.13 found")
+  failed=1
+fi
+
+mkdir -p "$root/.venvs"
+# The cache of test venvs is not part of the repository.
+[ -f "$root/.venvs/.gitignore" ] || printf '*\n' >"$root/.venvs/.gitignore"
+
+# make_venv MINOR PYTHON: .venvs/pyMINOR for that interpreter, with the wheel and the test
+# extra installed. Reused when it was made from the same interpreter.
+make_venv() {
+  local minor=$1 python=$2 dir="$root/.venvs/py$1"
+  if [ -x "$dir/bin/python" ] && "$dir/bin/python" -c "import sys" 2>/dev/null \
+    && [ "$("$dir/bin/python" -c 'import sys, os; print(os.path.realpath(sys._base_executable))' 2>/dev/null)" = "$(readlink -f "$python")" ]; then
+    :
+  else
+    rm -rf "$dir"
+    "$python" -m venv "$dir" || return
+    "$dir/bin/python" -m pip install --quiet --upgrade pip || return
+  fi
+  [ -n "$wheel" ] || { echo "no wheel was built" >&2; return 1; }
+  # The dependencies and the test extra (pip skips what is already there), then this
+  # build of the wheel itself: its version does not change between builds.
+  "$dir/bin/python" -m pip install --quiet "${wheel}[test]" || return
+  "$dir/bin/python" -m pip install --quiet --force-reinstall --no-deps "$wheel"
+}
+
+run_pytest() {
+  local minor=$1 python=$2 dir="$root/.venvs/py$1"
+  make_venv "$minor" "$python" || return
+  "$dir/bin/python" "$root/scripts/pytest_installed.py" tests "$@"
+}
+
+while IFS=$'\t' read -r -u 3 minor python; do
+  [ -n "$minor" ] || continue
+  step "pytest on CPython $minor ($python)" run_pytest "$minor" "$python" "$@"
+done 3<<<"$pythons"  # fd 3: the tests must not read the list from stdin
+
+# --- benchmarks --------------------------------------------------------------------------
+step "benchmarks (smoke)" "$dev_python" -m pytest benches --benchmark-disable -q
+
+banner "summary"
+printf '%s\n' "${steps[@]}"
+printf 'total %ds\n' "$SECONDS"
+exit "$failed"
