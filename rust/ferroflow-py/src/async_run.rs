@@ -1,18 +1,21 @@
-//! A coroutine run, executed outside the engine's batches: as an asyncio task on a flow
-//! run's event loop (a submitted async task, driven by `ferroflow._async`), or inline on
-//! the caller's loop (`await task(x)`). The engine counts it Running until it ends here.
-//! Its retries happen in place: the driver sleeps on its loop between attempts.
+//! A claimed run executed outside the engine's batches: a coroutine run as an asyncio
+//! task on a flow run's event loop (a submitted async task, driven by
+//! `ferroflow._async`), or inline on the caller's loop (`await task(x)`). The engine
+//! counts it Running until it ends here, through one of `complete`, `fail`, `cancel` or
+//! `crash`. Its retries happen in place: the driver sleeps on its loop between attempts.
+
+use std::sync::Arc;
 
 use ferroflow_core::{Disposition, Final, Job, RunId, RunState};
 use parking_lot::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::call::Call;
-use crate::engine::CoreShared;
-use crate::executor::{after_failure, report_completed, report_failed_end, report_unrun, returned_value, AfterFailure};
+use crate::executor::{CoreShared, RunValue};
 use crate::future::PyFuture;
 use crate::hooks::hooks;
+use crate::plan::Call;
+use crate::report::{after_failure, report_completed, report_failed_end, report_unrun, returned, AfterFailure, Returned};
 
 #[pyclass(frozen, name = "AsyncRun", module = "ferroflow._core")]
 pub struct AsyncRun {
@@ -26,35 +29,26 @@ pub struct AsyncRun {
 impl AsyncRun {
     pub(crate) fn new(engine: &CoreShared, job: Job<Call>) -> Self {
         AsyncRun {
-            engine: std::sync::Arc::clone(engine),
+            engine: Arc::clone(engine),
             run: job.run,
             job: Mutex::new(Some(job)),
         }
     }
 
-    /// A run that ended as soon as it was claimed (it was doomed NotReady or Cancelled).
-    pub(crate) fn ended(engine: &CoreShared, run: RunId) -> Self {
-        AsyncRun {
-            engine: std::sync::Arc::clone(engine),
-            run,
-            job: Mutex::new(None),
-        }
-    }
-
     /// Claims a job for an inline call: a doomed one ends here, at once.
     pub(crate) fn claimed(py: Python<'_>, engine: &CoreShared, job: Job<Call>) -> Self {
-        let state = match job.disposition {
+        let (state, upstream) = match job.disposition {
             Disposition::Run => return AsyncRun::new(engine, job),
-            Disposition::NotReady { .. } => Final::NotReady,
-            Disposition::Cancel => Final::Cancelled,
-        };
-        let upstream = match job.disposition {
-            Disposition::NotReady { upstream } => Some(upstream),
-            _ => None,
+            Disposition::NotReady { upstream } => (Final::NotReady, Some(upstream)),
+            Disposition::Cancel => (Final::Cancelled, None),
         };
         let value = report_unrun(py, engine, &job.payload, state, upstream);
         engine.finish_claimed(job.run, state, value);
-        AsyncRun::ended(engine, job.run)
+        AsyncRun {
+            engine: Arc::clone(engine),
+            run: job.run,
+            job: Mutex::new(None),
+        }
     }
 
     fn take(&self) -> PyResult<Job<Call>> {
@@ -62,6 +56,47 @@ impl AsyncRun {
             .lock()
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("this run has already ended"))
+    }
+
+    /// Ends the run Crashed with `exception` (it could not be handed to its event loop).
+    pub(crate) fn crash_with(&self, py: Python<'_>, exception: &Bound<'_, PyAny>) {
+        let Some(job) = self.job.lock().take() else {
+            return; // already ended
+        };
+        let name = job.payload.plan.run_name(job.payload.index());
+        report_failed_end(py, &self.engine, &job.payload, &name, Final::Crashed, exception);
+        self.engine
+            .finish_claimed(job.run, Final::Crashed, RunValue::new(Some(exception.clone().unbind())));
+    }
+
+    /// Ends a failed attempt for good, recording `recorded` (its exception, or the State
+    /// the coroutine returned).
+    fn end_failed(&self, py: Python<'_>, job: Job<Call>, name: &str, state: Final, recorded: &Bound<'_, PyAny>) {
+        report_failed_end(py, &self.engine, &job.payload, name, state, recorded);
+        self.engine
+            .finish_claimed(job.run, state, RunValue::new(Some(recorded.clone().unbind())));
+    }
+
+    /// A failed attempt, by the task's retry policy: the delay before the next attempt
+    /// (the run is AwaitingRetry), or None when the run has ended.
+    fn failed_attempt(&self, py: Python<'_>, exception: &Bound<'_, PyAny>, recorded: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+        let mut job = self.take()?;
+        let name = job
+            .payload
+            .run_name(py)
+            .unwrap_or_else(|_| job.payload.plan.run_name(job.payload.index()));
+        match after_failure(py, &self.engine, &job.payload, job.attempt, exception, &name) {
+            AfterFailure::Retry(delay) => {
+                self.engine.retry_claimed(job.run, RunState::AwaitingRetry);
+                job.attempt += 1;
+                *self.job.lock() = Some(job);
+                Ok(Some(delay))
+            }
+            AfterFailure::End(state) => {
+                self.end_failed(py, job, &name, state, recorded);
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -81,44 +116,31 @@ impl AsyncRun {
     /// Ends the run with what its coroutine returned (a returned State decides, as for
     /// sync tasks). Returns the retry delay if a returned failed State calls for one.
     fn complete(&self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Option<f64>> {
-        match returned_value(py, value) {
-            Ok(value) => {
+        match returned(py, &self.engine, value) {
+            Ok(Returned::Completed(value)) => {
                 let job = self.take()?;
                 let log_lines = hooks(py)?.finished_lines_enabled.call0(py)?.extract::<bool>(py)?;
-                report_completed(
-                    py,
-                    &self.engine,
-                    &job.payload,
-                    job.payload.custom_name(py),
-                    &value,
-                    log_lines,
-                );
+                let name = job
+                    .payload
+                    .run_name(py)
+                    .unwrap_or_else(|_| job.payload.plan.run_name(job.payload.index()));
+                report_completed(py, &self.engine, &job.payload, &name, &value, log_lines);
                 self.engine
-                    .finish_claimed(job.run, Final::Completed, Some(value.unbind()));
+                    .finish_claimed(job.run, Final::Completed, RunValue::new(Some(value.unbind())));
                 Ok(None)
             }
-            Err(err) => self.fail(py, err.into_value(py).into_bound(py).into_any()),
+            Ok(Returned::FailedState { state, exception }) => self.failed_attempt(py, &exception, &state),
+            Err(err) => {
+                let exception = err.into_value(py).into_bound(py).into_any();
+                self.failed_attempt(py, &exception, &exception)
+            }
         }
     }
 
     /// Reports a failed attempt, by the task's retry policy: returns the delay before the
     /// next attempt (the run is AwaitingRetry), or None when the run has ended.
     fn fail(&self, py: Python<'_>, exception: Bound<'_, PyAny>) -> PyResult<Option<f64>> {
-        let mut job = self.take()?;
-        let name = job.payload.run_name(py);
-        match after_failure(py, &self.engine, &job.payload, job.attempt, &exception, &name) {
-            AfterFailure::Retry(delay) => {
-                self.engine.retry_claimed(job.run, RunState::AwaitingRetry);
-                job.attempt += 1;
-                *self.job.lock() = Some(job);
-                Ok(Some(delay))
-            }
-            AfterFailure::End(state) => {
-                report_failed_end(py, &self.engine, &job.payload, &name, state, &exception);
-                self.engine.finish_claimed(job.run, state, Some(exception.unbind()));
-                Ok(None)
-            }
-        }
+        self.failed_attempt(py, &exception, &exception)
     }
 
     /// The retry delay has passed: the next attempt starts.
@@ -134,6 +156,11 @@ impl AsyncRun {
         Ok(())
     }
 
+    /// Ends the run Crashed with `exception`: it could not be run where it was sent.
+    fn crash(&self, py: Python<'_>, exception: Bound<'_, PyAny>) {
+        self.crash_with(py, &exception);
+    }
+
     /// Whether the run has ended.
     #[getter]
     fn done(&self) -> bool {
@@ -142,19 +169,56 @@ impl AsyncRun {
 
     #[getter]
     fn future(&self) -> PyFuture {
-        PyFuture::new(std::sync::Arc::clone(&self.engine), self.run)
+        PyFuture::new(Arc::clone(&self.engine), self.run)
+    }
+
+    /// The submitter's `contextvars` context the run executes in (a copy is made per
+    /// run), or None for an inline call.
+    #[getter]
+    fn context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let job = self.take()?;
+        let context = job.payload.plan.context.as_ref().map(|c| c.clone_ref(py));
+        *self.job.lock() = Some(job);
+        Ok(context)
     }
 
     /// `(run_name, task, flow_run_context)`, for `get_run_logger()` inside the coroutine.
     #[getter]
     fn identity(&self, py: Python<'_>) -> PyResult<(String, Py<PyAny>, Py<PyAny>)> {
         let job = self.take()?;
-        let identity = (
-            job.payload.run_name(py),
-            job.payload.plan.spec.get().task.clone_ref(py),
-            self.engine.executor().context(py),
-        );
+        let name = job.payload.run_name(py);
+        let identity = name.map(|name| {
+            (
+                name,
+                job.payload.plan.spec.get().task.clone_ref(py),
+                self.engine.executor().context(py),
+            )
+        });
         *self.job.lock() = Some(job);
-        Ok(identity)
+        identity
+    }
+}
+
+impl Drop for AsyncRun {
+    fn drop(&mut self) {
+        // A run dropped unfinished (its driver was lost) must not stay Running forever.
+        let Some(job) = self.job.get_mut().take() else {
+            return;
+        };
+        let engine = &self.engine;
+        let ended = crate::gil::attach_worker(|py| {
+            let exception = PyRuntimeError::new_err("the coroutine run was dropped before it ended")
+                .into_value(py)
+                .into_bound(py)
+                .into_any();
+            let name = job.payload.plan.run_name(job.payload.index());
+            report_failed_end(py, engine, &job.payload, &name, Final::Crashed, &exception);
+            engine.finish_claimed(job.run, Final::Crashed, RunValue::new(Some(exception.unbind())));
+        });
+        if ended.is_none() {
+            // The interpreter is exiting: end it without Python.
+            engine.finish_claimed(job.run, Final::Crashed, RunValue::new(None));
+            std::mem::forget(job.payload);
+        }
     }
 }

@@ -3,20 +3,23 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ferroflow_core::{Dep, Engine, RunId, Shared};
+use ferroflow_core::{Dep, Engine, RunId};
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 use smallvec::SmallVec;
 
+use crate::args::{collect_call_deps, collect_deps, dedup_deps};
 use crate::async_run::AsyncRun;
-use crate::call::{collect_call_deps, collect_deps, ArgSlot, CallPlan, MapTally, MappedSource, Naming, TaskSpec};
-use crate::executor::PyExecutor;
-use crate::future::{engine_error, PyFuture, PyFutureList};
-use crate::gil::{block_detached, deadline_after, detached};
-
-pub(crate) type CoreShared = Arc<Shared<PyExecutor>>;
+use crate::errors::engine_error;
+use crate::executor::{CoreShared, PyExecutor};
+use crate::future::PyFuture;
+use crate::future_list::PyFutureList;
+use crate::gil::{deadline_after, detached, detached_from_drop, wait_detached};
+use crate::hooks::hooks;
+use crate::plan::{ArgSlot, Call, CallPlan, MapTally, MappedSource, Naming};
+use crate::spec::TaskSpec;
 
 #[pyclass(frozen, name = "Engine", module = "ferroflow._core")]
 pub struct PyEngine {
@@ -38,17 +41,16 @@ impl PyEngine {
         sources: &[MappedSource],
         fixed_deps: &SmallVec<[Dep; 2]>,
         indices: std::ops::Range<usize>,
-    ) -> PyResult<Vec<(crate::call::Call, SmallVec<[Dep; 2]>)>> {
+    ) -> PyResult<Vec<(Call, SmallVec<[Dep; 2]>)>> {
         let shared = self.shared();
         let mut runs = Vec::with_capacity(indices.len());
         for index in indices {
-            let position = u32::try_from(index).expect("a map of fewer than 4 billion items");
+            let position = run_count(index)?;
             let mut deps: SmallVec<[Dep; 2]> = fixed_deps.clone();
             for source in sources.iter().filter(|source| source.may_hold_futures()) {
                 let item = source.item(py, position)?;
-                if collect_deps(&item, shared, &mut deps, false)? && deps.len() > fixed_deps.len() + 1 {
-                    deps.sort_unstable_by_key(|dep| (dep.run, !dep.allow_failure));
-                    deps.dedup_by_key(|dep| dep.run);
+                if collect_deps(&item, shared, &mut deps)? && deps.len() > fixed_deps.len() + 1 {
+                    dedup_deps(&mut deps);
                 }
             }
             runs.push((plan.call(position), deps));
@@ -89,8 +91,10 @@ impl PyEngine {
                 first: self.reserve_names(&spec.get().name, 1),
             }
         };
-        let plan = self.plan(spec, args, kwargs, resolve_fixed, naming);
-        self.shared().submit_inline(plan.call(0), &deps).map_err(engine_error)
+        let plan = self.plan(spec, args, kwargs, resolve_fixed, naming, None);
+        self.shared()
+            .submit_inline(plan.call(0), &deps)
+            .map_err(|err| engine_error(err, self.shared().id()))
     }
 
     fn plan(
@@ -100,6 +104,7 @@ impl PyEngine {
         kwargs: Option<&Bound<'_, PyDict>>,
         resolve_fixed: bool,
         naming: Naming,
+        context: Option<Py<PyAny>>,
     ) -> Arc<CallPlan> {
         Arc::new(CallPlan::new(
             spec.py(),
@@ -111,8 +116,24 @@ impl PyEngine {
             resolve_fixed,
             naming,
             None,
+            context,
         ))
     }
+}
+
+/// A copy of the calling thread's `contextvars` context, which a submitted run executes in.
+fn submitter_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    hooks(py)?.copy_context.call0(py)
+}
+
+/// A run's place in a map, which must fit the engine's run index.
+fn run_count(count: usize) -> PyResult<u32> {
+    u32::try_from(count).map_err(|_| {
+        PyOverflowError::new_err(format!(
+            "a .map() can have at most {} runs; got {count}",
+            u32::MAX
+        ))
+    })
 }
 
 #[pymethods]
@@ -140,8 +161,11 @@ impl PyEngine {
         let mut deps = SmallVec::new();
         let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
         let first = self.reserve_names(&spec.get().name, 1);
-        let plan = self.plan(spec, args, kwargs, resolve_fixed, Naming::Numbered { first });
-        let run = shared.submit(plan.call(0), &deps).map_err(engine_error)?;
+        let context = submitter_context(spec.py())?;
+        let plan = self.plan(spec, args, kwargs, resolve_fixed, Naming::Numbered { first }, Some(context));
+        let run = shared
+            .submit(plan.call(0), &deps)
+            .map_err(|err| engine_error(err, shared.id()))?;
         Ok(PyFuture::new(Arc::clone(shared), run))
     }
 
@@ -159,20 +183,12 @@ impl PyEngine {
     ) -> PyResult<PyFuture> {
         let shared = self.shared();
         let run = self.register_inline(spec, args, kwargs, wait_for, bare_name)?;
-        let waited = block_detached(py, None, |slice| match shared.wait(run, slice, true) {
-            Ok(true) => Some(Ok(())),
-            Ok(false) => None,
-            Err(err) => Some(Err(err)),
-        });
-        match waited {
-            Ok(Some(Ok(()))) => Ok(PyFuture::new(Arc::clone(shared), run)),
-            Ok(Some(Err(err))) => Err(engine_error(err)),
-            Ok(None) => unreachable!("an unbounded wait ends only when the run is final"),
-            Err(interrupt) => {
-                shared.cancel(run); // interrupted while its upstreams ran: it never starts
-                Err(interrupt)
-            }
+        let waited = wait_detached(py, shared.id(), None, |slice| Ok(shared.wait(run, slice, true)?.then_some(())));
+        if let Err(interrupt) = waited {
+            shared.cancel(run); // interrupted while its upstreams ran: it never starts
+            return Err(interrupt);
         }
+        Ok(PyFuture::new(Arc::clone(shared), run))
     }
 
     /// Registers a direct call of a task that may suspend and claims it for the caller,
@@ -239,6 +255,7 @@ impl PyEngine {
                 return Err(PyValueError::new_err("mapped iterables must have equal lengths"));
             }
         }
+        let runs = run_count(count)?;
         let sources = iterables.iter().map(MappedSource::new).collect::<PyResult<Vec<_>>>()?;
         let mut fixed_deps = SmallVec::new();
         let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut fixed_deps)?;
@@ -253,24 +270,23 @@ impl PyEngine {
             resolve_fixed,
             Naming::Numbered { first },
             Some(MapTally::new(count)),
+            Some(submitter_context(py)?),
         ));
         // All runs are reserved first (one contiguous range, the future list's), then
         // built and registered piece by piece: workers start on the first piece at once,
         // and no payload vector for the whole map is ever held.
-        let range = shared
-            .reserve(u32::try_from(count).expect("a map of fewer than 4 billion items"))
-            .map_err(engine_error)?;
+        let range = shared.reserve(runs).map_err(|err| engine_error(err, shared.id()))?;
         let mut start = 0;
         while start < count {
             let end = count.min(start + MAP_PIECE);
             let piece = self.map_piece(py, &plan, plan.sources(), &fixed_deps, start..end);
             let registered = piece.and_then(|runs| {
                 shared
-                    .register_reserved(range.start + start as RunId, runs)
-                    .map_err(engine_error)
+                    .register_reserved(range.start + run_count(start)?, runs)
+                    .map_err(|err| engine_error(err, shared.id()))
             });
             if let Err(err) = registered {
-                shared.release_reserved(range.start + start as RunId..range.end);
+                shared.release_reserved(range.start + run_count(start)?..range.end);
                 return Err(err);
             }
             start = end;
@@ -283,8 +299,8 @@ impl PyEngine {
     #[pyo3(signature = (timeout=None))]
     fn wait_idle(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let shared = self.shared();
-        let done = block_detached(py, deadline_after(timeout)?, |slice| {
-            shared.wait_idle(slice, true).then_some(())
+        let done = wait_detached(py, shared.id(), deadline_after(timeout)?, |slice| {
+            Ok(shared.wait_idle(slice, true).then_some(()))
         })?;
         Ok(done.is_some())
     }
@@ -338,6 +354,6 @@ impl PyEngine {
 impl Drop for PyEngine {
     fn drop(&mut self) {
         // Workers attach to finish their batches, so they must be joined detached.
-        Python::attach(|py| py.detach(|| self.engine.shutdown()));
+        detached_from_drop(|| self.engine.shutdown());
     }
 }

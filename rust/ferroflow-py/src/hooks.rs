@@ -25,7 +25,15 @@ pub(crate) struct Hooks {
     pub warn_if_blocking_loop: Py<PyAny>,
     pub state_type: Py<PyType>,
     pub uuid_type: Py<PyType>,
-    pub dataclass_replace: Py<PyAny>,
+    /// `copy.copy`: the first step of copying a container subclass or a dataclass while
+    /// resolving arguments (its fields are replaced afterwards, so cycles keep their shape).
+    pub shallow_copy: Py<PyAny>,
+    /// `object.__setattr__`, which also sets fields of frozen dataclasses.
+    pub object_setattr: Py<PyAny>,
+    /// `contextvars.copy_context`: each submitted run executes in a copy of its submitter's context.
+    pub copy_context: Py<PyAny>,
+    /// `types.GenericAlias`, for `PrefectConcurrentFuture[int]` and friends.
+    pub generic_alias: Py<PyAny>,
 }
 
 static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
@@ -49,7 +57,10 @@ pub(crate) fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
                 .cast_into::<PyType>()?
                 .unbind(),
             uuid_type: py.import("uuid")?.getattr("UUID")?.cast_into::<PyType>()?.unbind(),
-            dataclass_replace: py.import("dataclasses")?.getattr("replace")?.unbind(),
+            shallow_copy: py.import("copy")?.getattr("copy")?.unbind(),
+            object_setattr: py.import("builtins")?.getattr("object")?.getattr("__setattr__")?.unbind(),
+            copy_context: py.import("contextvars")?.getattr("copy_context")?.unbind(),
+            generic_alias: py.import("types")?.getattr("GenericAlias")?.unbind(),
         })
     })
 }
@@ -77,6 +88,37 @@ pub(crate) fn async_hooks(py: Python<'_>) -> PyResult<&AsyncHooks> {
             await_future_list: get("await_future_list")?,
         })
     })
+}
+
+/// The annotation classes of `ferroflow.utilities.annotations`.
+pub(crate) struct Annotations {
+    pub unmapped: Py<PyType>,
+    pub allow_failure: Py<PyType>,
+    pub quote: Py<PyType>,
+    pub opaque: Py<PyType>,
+}
+
+static ANNOTATIONS: PyOnceLock<Annotations> = PyOnceLock::new();
+
+pub(crate) fn annotations(py: Python<'_>) -> PyResult<&Annotations> {
+    ANNOTATIONS.get_or_try_init(py, || {
+        let module = py.import("ferroflow.utilities.annotations")?;
+        let class = |name: &str| -> PyResult<Py<PyType>> { Ok(module.getattr(name)?.cast_into::<PyType>()?.unbind()) };
+        Ok(Annotations {
+            unmapped: class("unmapped")?,
+            allow_failure: class("allow_failure")?,
+            quote: class("quote")?,
+            opaque: class("opaque")?,
+        })
+    })
+}
+
+/// `call_done_callback(flow_run_context, fn, future)`: calls a future's done-callback as
+/// part of the future's flow run (work it submits goes to that flow run's runner).
+static DONE_CALLBACK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+pub(crate) fn call_done_callback(py: Python<'_>) -> PyResult<&Py<PyAny>> {
+    DONE_CALLBACK.get_or_try_init(py, || Ok(py.import("ferroflow.context")?.getattr("call_done_callback")?.unbind()))
 }
 
 /// Reports an error raised by a hook itself: it must not take a run down with it.

@@ -1,14 +1,31 @@
 //! ferroflow's Python bindings (`ferroflow._core`): the only Rust that touches the
 //! interpreter. The engine lives in `ferroflow-core`; this crate implements its executor
 //! for Python callables and exposes engines, task specs and futures to Python.
+//!
+//! Modules, from the bottom up (each uses only those above it in this list):
+//! `hooks` (the Python functions the engine calls back), `executor` (what an engine's
+//! runs share), `current` (the run a thread executes), `errors`, `gil` (every attach and
+//! detach), `ids`, `future`, `future_list`, `completions`, `args` (the one walk over
+//! arguments), `spec`, `plan` (a call's arguments), `report` (retries, returned States,
+//! log lines), `async_run` (claimed runs executed elsewhere), `execute` (batches), and
+//! `engine` (the engine as Python sees it).
 
+mod args;
 mod async_run;
-mod call;
+mod completions;
+mod current;
 mod engine;
+mod errors;
+mod execute;
 mod executor;
 mod future;
+mod future_list;
 mod gil;
 mod hooks;
+mod ids;
+mod plan;
+mod report;
+mod spec;
 
 use pyo3::prelude::*;
 
@@ -17,13 +34,21 @@ mod _core {
     use super::*;
 
     #[pymodule_export]
+    use crate::args::{contains_futures, futures_in, replace_futures};
+    #[pymodule_export]
     use crate::async_run::AsyncRun;
     #[pymodule_export]
-    use crate::call::{contains_futures, TaskSpec};
+    use crate::completions::Completions;
     #[pymodule_export]
     use crate::engine::PyEngine;
     #[pymodule_export]
-    use crate::future::{Completions, FutureListIter, PyFuture, PyFutureList};
+    use crate::future::PyFuture;
+    #[pymodule_export]
+    use crate::future_list::{FutureListIter, PyFutureList};
+    #[pymodule_export]
+    use crate::gil::mark_interpreter_exiting;
+    #[pymodule_export]
+    use crate::spec::TaskSpec;
 
     /// `(future, run_name, task, flow_run_context)` of a run being executed.
     type CurrentRun = (Py<PyFuture>, String, Py<PyAny>, Py<PyAny>);
@@ -31,16 +56,13 @@ mod _core {
     /// The run the calling thread executes, or None.
     #[pyfunction]
     fn current_run(py: Python<'_>) -> PyResult<Option<CurrentRun>> {
-        crate::executor::with_current(|current| {
+        crate::current::with_current(|current| {
             current
                 .map(|running| {
-                    let future = Py::new(py, PyFuture::new(running.engine(), running.run))?;
-                    Ok((
-                        future,
-                        running.run_name(),
-                        running.plan().spec.get().task.clone_ref(py),
-                        running.engine().executor().context(py),
-                    ))
+                    let engine = running.engine();
+                    let context = engine.executor().context(py);
+                    let future = Py::new(py, PyFuture::new(engine, running.run()))?;
+                    Ok((future, running.run_name(), running.task(py), context))
                 })
                 .transpose()
         })
@@ -54,6 +76,12 @@ mod _core {
 
     #[pymodule_init]
     fn init(module: &Bound<'_, PyModule>) -> PyResult<()> {
-        module.add("__version__", env!("CARGO_PKG_VERSION"))
+        module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        // Registered when `_core` is first imported, before ferroflow's runners register
+        // their own exit hook: atexit runs hooks last-in first-out, so this one runs
+        // after the runners have shut down, and marks the interpreter as exiting.
+        let exiting = module.getattr("mark_interpreter_exiting")?;
+        module.py().import("atexit")?.call_method1("register", (exiting,))?;
+        Ok(())
     }
 }

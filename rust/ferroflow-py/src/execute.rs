@@ -1,0 +1,226 @@
+//! How the engine executes Python runs: a batch of runs under one interpreter attach.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferroflow_core::{Batch, Disposition, Executor, Final, Job, RunId};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
+
+use crate::async_run::AsyncRun;
+use crate::current;
+use crate::executor::{PyExecutor, RunValue};
+use crate::gil::attach_worker;
+use crate::hooks::{async_hooks, hooks, report_hook_error};
+use crate::plan::{Call, CallPlan};
+use crate::report::{after_failure, report_completed, report_failed_end, report_unrun, returned, AfterFailure, Returned};
+use crate::spec::Body;
+
+impl Executor for PyExecutor {
+    type Payload = Call;
+    type Value = RunValue;
+
+    fn run_batch(&self, batch: &mut Batch<'_, Self>) {
+        let attached = attach_worker(|py| {
+            let mut stretch = Stretch {
+                log_lines: hooks(py)
+                    .and_then(|h| h.finished_lines_enabled.call0(py)?.extract::<bool>(py))
+                    .unwrap_or(true),
+                handed_off: Vec::new(),
+                contexts: Vec::new(),
+            };
+            while let Some(job) = batch.next_job() {
+                // Coroutine runs go to the event loop together: once per stretch of them
+                // in the batch, before any other job runs (a slow sync run must not hold them).
+                if job.payload.plan.spec.get().body != Body::Coroutine {
+                    self.hand_over(py, &mut stretch.handed_off);
+                }
+                match job.disposition {
+                    Disposition::Run => execute(py, batch, job, &mut stretch),
+                    Disposition::NotReady { upstream } => end_unrun(py, batch, job, Final::NotReady, Some(upstream)),
+                    Disposition::Cancel => end_unrun(py, batch, job, Final::Cancelled, None),
+                }
+            }
+            self.hand_over(py, &mut stretch.handed_off);
+        });
+        if attached.is_none() {
+            // The interpreter is exiting: nothing can run any more; end what we took.
+            while let Some(job) = batch.next_job() {
+                let run = job.run;
+                std::mem::forget(job.payload); // its Python objects cannot be released now
+                batch.finish(run, Final::Crashed, RunValue::new(None));
+            }
+        }
+    }
+
+    fn abandoned(&self, _run: RunId) -> RunValue {
+        RunValue::new(None)
+    }
+}
+
+impl PyExecutor {
+    /// Hands coroutine runs set aside by a batch to the flow run's event loop; if that
+    /// fails, they end Crashed with the error (nothing may stay Running).
+    fn hand_over(&self, py: Python<'_>, handed_off: &mut Vec<Py<AsyncRun>>) {
+        if handed_off.is_empty() {
+            return;
+        }
+        let runs = std::mem::take(handed_off);
+        let runs_list = pyo3::types::PyList::new(py, &runs);
+        let scheduled = runs_list.and_then(|list| {
+            async_hooks(py).and_then(|h| h.schedule_coroutines.call1(py, (self.context(py), list)))
+        });
+        if let Err(err) = scheduled {
+            let exception = err.into_value(py).into_any();
+            for run in runs {
+                run.get().crash_with(py, exception.bind(py));
+            }
+        }
+    }
+}
+
+/// What a batch keeps between its jobs.
+struct Stretch {
+    /// Whether INFO lines of task runs are emitted (asked once per batch).
+    log_lines: bool,
+    /// Coroutine runs to hand to the event loop.
+    handed_off: Vec<Py<AsyncRun>>,
+    /// This batch's copy of each submitter context met so far (by plan): runs of one map
+    /// share a copy within a batch; threads never share one (a context can be entered
+    /// by one thread at a time).
+    contexts: Vec<(*const CallPlan, Py<PyAny>)>,
+}
+
+impl Stretch {
+    fn context_for<'py>(&mut self, py: Python<'py>, plan: &Arc<CallPlan>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(context) = &plan.context else {
+            return Ok(None);
+        };
+        let key = Arc::as_ptr(plan);
+        if let Some((_, copy)) = self.contexts.iter().find(|(k, _)| *k == key) {
+            return Ok(Some(copy.bind(py).clone()));
+        }
+        let copy = context.bind(py).call_method0(pyo3::intern!(py, "copy"))?;
+        self.contexts.push((key, copy.clone().unbind()));
+        Ok(Some(copy))
+    }
+}
+
+fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, stretch: &mut Stretch) {
+    let engine = batch.engine();
+    let call = &job.payload;
+    let spec = call.plan.spec.get();
+    if spec.body == Body::Coroutine {
+        // It may suspend: it runs as an asyncio task on the flow run's event loop, which
+        // ends it; the batch hands it over with the others at its end.
+        let job = batch.defer(job);
+        let run = job.run;
+        match Py::new(py, AsyncRun::new(engine, job)) {
+            Ok(async_run) => stretch.handed_off.push(async_run),
+            Err(err) => {
+                report_hook_error(py, err);
+                engine.finish_claimed(run, Final::Crashed, RunValue::new(None));
+            }
+        }
+        return;
+    }
+    let outcome = call.custom_name(py).and_then(|custom_name| {
+        let _executing = current::enter(engine, &*call.plan, job.run, call.index(), custom_name.clone());
+        let returned = call_function(py, call, spec.body, stretch);
+        Ok((custom_name, returned))
+    });
+    let (name, called) = match outcome {
+        Ok((custom_name, returned)) => (custom_name.unwrap_or_else(|| call.plan.run_name(call.index())), returned),
+        // Its `task_run_name` failed: the run fails with that error, under its plain name.
+        Err(err) => (call.plan.run_name(call.index()), Err(err)),
+    };
+    let (exception, recorded) = match called.and_then(|value| returned(py, engine, value)) {
+        Ok(Returned::Completed(value)) => {
+            report_completed(py, engine, call, &name, &value, stretch.log_lines);
+            batch.finish(job.run, Final::Completed, RunValue::new(Some(value.unbind())));
+            return;
+        }
+        Ok(Returned::FailedState { state, exception }) => (exception, state),
+        Err(err) => {
+            let exception = err.into_value(py).into_bound(py).into_any();
+            (exception.clone(), exception)
+        }
+    };
+    match after_failure(py, engine, call, job.attempt, &exception, &name) {
+        AfterFailure::Retry(delay) => batch.retry(job, Duration::from_secs_f64(delay)),
+        AfterFailure::End(state) => {
+            report_failed_end(py, engine, call, &name, state, &recorded);
+            batch.finish(job.run, state, RunValue::new(Some(recorded.unbind())));
+        }
+    }
+}
+
+/// Calls the task's function with the run's arguments, in the submitter's context when
+/// it has one; an eager coroutine is driven to its end here.
+fn call_function<'py>(py: Python<'py>, call: &Call, body: Body, stretch: &mut Stretch) -> PyResult<Bound<'py, PyAny>> {
+    let spec = call.plan.spec.get();
+    let (args, kwargs) = call.arguments(py)?;
+    let context = stretch.context_for(py, &call.plan)?;
+    let func = spec.func.bind(py);
+    let called = match &context {
+        None => func.call(args, kwargs.as_ref())?,
+        Some(context) => {
+            let mut with_func = Vec::with_capacity(args.len() + 1);
+            with_func.push(func.clone());
+            with_func.extend(args.iter());
+            let run_args = PyTuple::new(py, with_func)?;
+            context.call_method(pyo3::intern!(py, "run"), run_args, kwargs.as_ref())?
+        }
+    };
+    match body {
+        Body::EagerCoroutine => run_to_completion(py, &called, context.as_ref()),
+        _ => Ok(called),
+    }
+}
+
+/// Runs a coroutine that cannot suspend (its code has no `await`, `async for` or `async
+/// with`) in one step, here, without an event loop: a trivial async task costs what a
+/// sync one does. In the submitter's context when it has one.
+fn run_to_completion<'py>(
+    py: Python<'py>,
+    coroutine: &Bound<'py, PyAny>,
+    context: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let Some(context) = context else {
+        return drive_eager(coroutine);
+    };
+    static DRIVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let drive = DRIVE.get_or_try_init(py, || Ok::<_, PyErr>(wrap_pyfunction!(drive_eager, py)?.into_any().unbind()))?;
+    context.call_method1(pyo3::intern!(py, "run"), (drive, coroutine))
+}
+
+/// Drives a coroutine that cannot suspend with one send.
+#[pyfunction]
+fn drive_eager<'py>(coroutine: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = coroutine.py();
+    let mut result: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: attached; `coroutine` and `None` are live objects; PyIter_Send (stable ABI
+    // since 3.10) stores a new reference in `result` for RETURN and NEXT, none on ERROR.
+    let sent = unsafe { pyo3::ffi::PyIter_Send(coroutine.as_ptr(), pyo3::ffi::Py_None(), &raw mut result) };
+    match sent {
+        // SAFETY: on RETURN `result` is a new, non-null reference to the return value.
+        pyo3::ffi::PySendResult::PYGEN_RETURN => Ok(unsafe { Bound::from_owned_ptr(py, result) }),
+        pyo3::ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
+        pyo3::ffi::PySendResult::PYGEN_NEXT => {
+            // SAFETY: on NEXT `result` is a new reference to the yielded value; drop it.
+            drop(unsafe { Bound::from_owned_ptr(py, result) });
+            let _ = coroutine.call_method0(pyo3::intern!(py, "close"));
+            Err(PyRuntimeError::new_err(
+                "ferroflow ran a coroutine without an event loop because its code has no await, and it suspended anyway",
+            ))
+        }
+    }
+}
+
+/// Ends a run that never executes (an upstream did not complete, or it was cancelled).
+fn end_unrun(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, state: Final, upstream: Option<RunId>) {
+    let value = report_unrun(py, batch.engine(), &job.payload, state, upstream);
+    batch.finish(job.run, state, value);
+}

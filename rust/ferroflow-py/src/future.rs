@@ -1,0 +1,218 @@
+//! A task run's future: a thin handle (engine + run index) that answers from memory and
+//! blocks detached.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferroflow_core::{RunId, RunState};
+use pyo3::exceptions::PyTimeoutError;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+use crate::executor::CoreShared;
+use crate::gil::{attach_worker, deadline_after, wait_detached};
+use crate::hooks::{call_done_callback, hooks, report_hook_error};
+use crate::ids::run_uuid;
+
+/// A task run's future (Prefect's `PrefectConcurrentFuture`).
+#[pyclass(frozen, name = "PrefectConcurrentFuture", module = "ferroflow.futures")]
+pub struct PyFuture {
+    pub(crate) shared: CoreShared,
+    pub(crate) run: RunId,
+}
+
+impl PyFuture {
+    pub(crate) fn new(shared: CoreShared, run: RunId) -> Self {
+        PyFuture { shared, run }
+    }
+
+    pub(crate) fn run_state(&self) -> RunState {
+        self.shared.state(self.run).unwrap_or(RunState::Vacant)
+    }
+
+    pub(crate) fn describe(&self, py: Python<'_>) -> String {
+        run_uuid(py, &self.shared, self.run).map_or_else(|_| format!("run {}", self.run), |id| format!("task run {id}"))
+    }
+
+    /// The run's `State` object, built from the engine's state and outcome.
+    pub(crate) fn state_object<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.run_state();
+        let (value, finished_at) = match self.shared.outcome(self.run) {
+            #[allow(clippy::cast_precision_loss)] // microseconds since 1970 fit f64's 53 bits
+            Some(outcome) => (outcome.value.get(py), Some(outcome.finished_at_micros as f64 / 1e6)),
+            None => (None, None),
+        };
+        let id = run_uuid(py, &self.shared, self.run)?;
+        hooks(py)?
+            .make_state
+            .bind(py)
+            .call1((state.name(), value, finished_at, id))
+    }
+
+    /// The value of a run that completed: its result (a State it returned gives that
+    /// State's result). `None` if the run did not complete.
+    fn completed_value<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(outcome) = self.shared.outcome(self.run) else {
+            return Ok(None);
+        };
+        if !outcome.state.state().is_success() {
+            return Ok(None);
+        }
+        let value = outcome.value.get(py).unwrap_or_else(|| py.None().into_bound(py));
+        if self.shared.executor().may_hold_returned_states() && value.is_instance(hooks(py)?.state_type.bind(py))? {
+            return value.call_method0(pyo3::intern!(py, "result")).map(Some);
+        }
+        Ok(Some(value))
+    }
+
+    /// What a dependent receives for this (final) run: its result, or for a failure that
+    /// the dependent allows, the exception.
+    pub(crate) fn value_for_dependent<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(value) = self.completed_value(py)? {
+            return Ok(value);
+        }
+        match self.state_object(py)?.call_method1(pyo3::intern!(py, "result"), (false,)) {
+            Ok(value) => Ok(value),
+            Err(err) => Ok(err.into_value(py).into_bound(py).into_any()),
+        }
+    }
+
+    /// Blocks until final or `deadline`; helps run the run itself when waiting unboundedly.
+    pub(crate) fn wait_until(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
+        if self.run_state().is_final() {
+            return Ok(true);
+        }
+        hooks(py)?.warn_if_blocking_loop.call0(py)?;
+        let help = deadline.is_none();
+        let shared = &self.shared;
+        let finished = wait_detached(py, shared.id(), deadline, |slice| {
+            Ok(shared.wait(self.run, slice, help)?.then_some(()))
+        })?;
+        Ok(finished.is_some())
+    }
+
+    /// The run's result, raising its exception (or `UnfinishedRun`) as `State.result` does.
+    pub(crate) fn final_result<'py>(&self, py: Python<'py>, raise_on_failure: bool) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(value) = self.completed_value(py)? {
+            return Ok(value);
+        }
+        self.state_object(py)?
+            .call_method1(pyo3::intern!(py, "result"), (raise_on_failure,))
+    }
+}
+
+/// Calls a done-callback `fn(future)` as part of the future's flow run, from whichever
+/// thread finished the run; never once the interpreter is exiting.
+pub(crate) fn call_back(callback: &Py<PyAny>, future: &Py<PyFuture>) {
+    attach_worker(|py| {
+        let context = future.get().shared.executor().context(py);
+        let called = match call_done_callback(py) {
+            Ok(hook) => hook.call1(py, (context, callback, future)),
+            Err(_) => callback.call1(py, (future,)), // FIXME(integration): until the hook lands
+        };
+        if let Err(err) = called {
+            report_hook_error(py, err);
+        }
+    });
+}
+
+#[pymethods]
+impl PyFuture {
+    #[getter]
+    fn task_run_id(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        run_uuid(py, &self.shared, self.run)
+    }
+
+    /// Whether the run is final (as `concurrent.futures.Future.done`).
+    fn done(&self) -> bool {
+        self.run_state().is_final()
+    }
+
+    /// The run's state, answered from memory.
+    #[getter]
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.state_object(py)
+    }
+
+    /// Blocks until the run is final or `timeout` seconds pass; never raises on timeout.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        self.wait_until(py, deadline_after(timeout)?)?;
+        Ok(())
+    }
+
+    /// Waits, then returns the result, or raises the run's exception.
+    #[pyo3(signature = (timeout=None, raise_on_failure=true))]
+    fn result<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        raise_on_failure: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if !self.wait_until(py, deadline_after(timeout)?)? {
+            let id = run_uuid(py, &self.shared, self.run)?;
+            return Err(PyTimeoutError::new_err(format!(
+                "Task run {} did not complete within {} seconds",
+                id.bind(py),
+                timeout.unwrap_or_default()
+            )));
+        }
+        self.final_result(py, raise_on_failure)
+    }
+
+    /// Calls `fn(future)` once the run is final (at once if it already is), as part of
+    /// the future's flow run.
+    fn add_done_callback(slf: Bound<'_, Self>, r#fn: Py<PyAny>) -> PyResult<()> {
+        let future = slf.clone().unbind();
+        let me = slf.get();
+        me.shared
+            .on_done(me.run, Box::new(move |_| call_back(&r#fn, &future)))
+            .map_err(|err| crate::errors::engine_error(err, me.shared.id()))
+    }
+
+    /// `await future`: waits without blocking the event loop, then gives the result.
+    fn __await__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        crate::hooks::async_hooks(py)?
+            .await_future
+            .bind(py)
+            .call1((slf,))?
+            .call_method0(pyo3::intern!(py, "__await__"))
+    }
+
+    /// `PrefectConcurrentFuture[int]`, as type hints write it.
+    #[classmethod]
+    fn __class_getitem__<'py>(cls: &Bound<'py, PyType>, item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        hooks(cls.py())?.generic_alias.bind(cls.py()).call1((cls, item))
+    }
+
+    /// Cancels the run if it has not started (an awaiting coroutine was cancelled).
+    /// Returns whether it was cancelled.
+    fn _cancel_if_pending(&self) -> bool {
+        self.shared.cancel(self.run)
+    }
+
+    /// The engine's run index (ferroflow's own; stable within a flow run).
+    #[getter]
+    fn _run_index(&self) -> RunId {
+        self.run
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<PyFuture>()
+            .is_ok_and(|o| Arc::ptr_eq(&o.get().shared, &self.shared) && o.get().run == self.run)
+    }
+
+    fn __hash__(&self) -> u64 {
+        (self.shared.id() as u64).rotate_left(32) ^ u64::from(self.run)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let id = run_uuid(py, &self.shared, self.run).map_or_else(|_| "?".into(), |id| id.to_string());
+        format!(
+            "PrefectConcurrentFuture(task_run_id={id}, state={})",
+            self.run_state().name()
+        )
+    }
+}

@@ -1,0 +1,312 @@
+//! What a run executes: the arguments of one `.submit`, direct call or `.map` ([`CallPlan`],
+//! shared by all runs of a map) and a run's own share of them ([`Call`]).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferroflow_core::Final;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyRange, PyString, PyTuple};
+
+use crate::args::resolve;
+use crate::current::RunIdentity;
+use crate::hooks::hooks;
+use crate::spec::TaskSpec;
+
+/// Where a mapped value goes in the call.
+pub(crate) enum ArgSlot {
+    Position(usize),
+    Keyword(Py<PyString>),
+}
+
+/// How a run is named in log lines.
+pub(crate) enum Naming {
+    /// The bare task name (a direct call outside any flow, as in Prefect).
+    Bare,
+    /// `name-<first + index>`, numbers reserved for this plan within the flow run.
+    Numbered { first: u64 },
+}
+
+/// Counts of a map's runs by final state, for its one summary line.
+pub(crate) struct MapTally {
+    remaining: AtomicUsize,
+    counts: [AtomicUsize; 7],
+    started: Instant,
+    /// Runs that did not complete and were logged one by one (capped).
+    logged: AtomicUsize,
+}
+
+/// Most runs of one map that get a line of their own for not completing.
+const MAP_LINES_PER_MAP: usize = 20;
+
+const FINALS: [Final; 7] = [
+    Final::Completed,
+    Final::Cached,
+    Final::Failed,
+    Final::TimedOut,
+    Final::Crashed,
+    Final::Cancelled,
+    Final::NotReady,
+];
+
+impl MapTally {
+    pub(crate) fn new(runs: usize) -> Self {
+        MapTally {
+            remaining: AtomicUsize::new(runs),
+            counts: Default::default(),
+            started: Instant::now(),
+            logged: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts one final run; returns the counts once the last run of the map is in.
+    pub(crate) fn count(&self, state: Final) -> Option<Vec<(&'static str, usize)>> {
+        let index = FINALS
+            .iter()
+            .position(|f| *f == state)
+            .expect("every final state is counted");
+        self.counts[index].fetch_add(1, Ordering::Relaxed);
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return None;
+        }
+        Some(
+            FINALS
+                .iter()
+                .zip(&self.counts)
+                .map(|(f, c)| (f.state().name(), c.load(Ordering::Relaxed)))
+                .filter(|(_, c)| *c > 0)
+                .collect(),
+        )
+    }
+
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub(crate) fn may_log_one(&self) -> bool {
+        self.logged.fetch_add(1, Ordering::Relaxed) < MAP_LINES_PER_MAP
+    }
+}
+
+/// The arguments of one `.submit()`, direct call, or `.map()` (shared by its runs).
+pub(crate) struct CallPlan {
+    pub(crate) spec: Py<TaskSpec>,
+    args: Py<PyTuple>,
+    kwargs: Option<Py<PyDict>>,
+    mapped: Vec<ArgSlot>,
+    /// The fixed arguments hold futures or annotations that must be replaced per run.
+    resolve_fixed: bool,
+    /// One positional argument, mapped, and nothing else: the call is `fn(item)`.
+    only_item_is_argument: bool,
+    /// Where a map's runs take their values from, one per mapped slot (empty otherwise).
+    sources: Vec<MappedSource>,
+    naming: Naming,
+    pub(crate) tally: Option<MapTally>,
+    /// The submitter's `contextvars` context (a copy), which its runs execute in; `None`
+    /// for a direct call, which executes in its caller's own context.
+    pub(crate) context: Option<Py<PyAny>>,
+}
+
+/// Where the runs of a map find their values: the input sequence, which the plan keeps
+/// (a tuple, or a list the map copied), or a range's arithmetic. A run takes its value by
+/// index when it executes, so a registered run holds no object of its own, and the ints
+/// of `map(range(n))` exist only while their runs execute.
+pub(crate) enum MappedSource {
+    Items(Py<PyAny>),
+    Range { start: i64, step: i64 },
+}
+
+impl MappedSource {
+    /// A list or tuple as is; a range by its start and step when they fit 64 bits.
+    pub(crate) fn new(input: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if input.is_instance_of::<PyList>() || input.is_instance_of::<PyTuple>() {
+            return Ok(MappedSource::Items(input.clone().unbind()));
+        }
+        if input.is_instance_of::<PyRange>() {
+            let bounds = (
+                input.getattr("start")?.extract::<i64>(),
+                input.getattr("step")?.extract::<i64>(),
+                input.getattr("stop")?.extract::<i64>(),
+            );
+            if let (Ok(start), Ok(step), Ok(_)) = bounds {
+                return Ok(MappedSource::Range { start, step });
+            }
+        }
+        // Anything else (a range past 64 bits, a sequence type): its items, once.
+        Ok(MappedSource::Items(
+            PyList::new(input.py(), input.try_iter()?.collect::<PyResult<Vec<_>>>()?)?
+                .into_any()
+                .unbind(),
+        ))
+    }
+
+    /// The value of the run at `index`.
+    pub(crate) fn item<'py>(&self, py: Python<'py>, index: u32) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            MappedSource::Items(items) => {
+                let items = items.bind(py);
+                match items.cast::<PyList>() {
+                    Ok(list) => list.get_item(index as usize),
+                    Err(_) => items.cast::<PyTuple>()?.get_item(index as usize),
+                }
+            }
+            MappedSource::Range { start, step } => Ok((i128::from(*start) + i128::from(*step) * i128::from(index))
+                .into_pyobject(py)?
+                .into_any()),
+        }
+    }
+
+    /// Whether the values can hold futures (a range's ints cannot).
+    pub(crate) fn may_hold_futures(&self) -> bool {
+        matches!(self, MappedSource::Items(_))
+    }
+}
+
+/// One run's payload: its plan, and its index in it (0 for a submit).
+pub struct Call {
+    pub(crate) plan: Arc<CallPlan>,
+    /// The run's place in its map: its values and its name follow from it.
+    index: u32,
+}
+
+impl CallPlan {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        py: Python<'_>,
+        spec: Py<TaskSpec>,
+        args: Py<PyTuple>,
+        kwargs: Option<Py<PyDict>>,
+        mapped: Vec<ArgSlot>,
+        sources: Vec<MappedSource>,
+        resolve_fixed: bool,
+        naming: Naming,
+        tally: Option<MapTally>,
+        context: Option<Py<PyAny>>,
+    ) -> Self {
+        let only_item_is_argument = kwargs.is_none()
+            && !resolve_fixed
+            && matches!(mapped.as_slice(), [ArgSlot::Position(0)])
+            && sources.len() == 1
+            && args.bind(py).len() == 1;
+        CallPlan {
+            spec,
+            args,
+            kwargs,
+            mapped,
+            resolve_fixed,
+            only_item_is_argument,
+            sources,
+            naming,
+            tally,
+            context,
+        }
+    }
+
+    pub(crate) fn call(self: &Arc<Self>, index: u32) -> Call {
+        Call {
+            plan: Arc::clone(self),
+            index,
+        }
+    }
+
+    pub(crate) fn sources(&self) -> &[MappedSource] {
+        &self.sources
+    }
+
+    /// The value for mapped slot `slot` of the run at `index`.
+    pub(crate) fn mapped_value<'py>(&self, py: Python<'py>, slot: usize, index: u32) -> PyResult<Bound<'py, PyAny>> {
+        self.sources[slot].item(py, index)
+    }
+
+    pub(crate) fn is_map(&self) -> bool {
+        self.tally.is_some()
+    }
+
+    /// `inc-3` for the run at `index` of this plan, or the bare task name.
+    pub(crate) fn run_name(&self, index: u32) -> String {
+        let name = &self.spec.get().name;
+        match self.naming {
+            Naming::Bare => name.clone(),
+            Naming::Numbered { first } => format!("{name}-{}", first + u64::from(index)),
+        }
+    }
+}
+
+impl Call {
+    pub(crate) fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The run's name in log lines: a custom `task_run_name`, or the plan's naming.
+    /// Fails when the task's `task_run_name` fails (the run then fails with that error).
+    pub(crate) fn run_name(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.custom_name(py)?.unwrap_or_else(|| self.plan.run_name(self.index)))
+    }
+
+    /// The custom `task_run_name` of this run, if the task has one.
+    pub(crate) fn custom_name(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let spec = self.plan.spec.get();
+        let Some(custom) = spec.custom_name.as_ref() else {
+            return Ok(None);
+        };
+        let (args, kwargs) = self.arguments(py)?;
+        let name = hooks(py)?.run_name.call1(py, (&spec.task, custom, args, kwargs))?;
+        Ok(Some(name.extract::<String>(py)?))
+    }
+
+    /// The positional and keyword arguments of this run, futures replaced by values.
+    pub(crate) fn arguments<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+        let plan = &*self.plan;
+        let fixed = plan.args.bind(py);
+        let mut kwargs = plan.kwargs.as_ref().map(|k| k.bind(py).clone());
+        if plan.mapped.is_empty() && !plan.resolve_fixed {
+            return Ok((fixed.clone(), kwargs));
+        }
+        // The common map, `task.map(xs)`: the run's own value is the only argument.
+        if plan.only_item_is_argument {
+            let value = plan.mapped_value(py, 0, self.index)?;
+            return Ok((PyTuple::new(py, [resolve(&value)?])?, kwargs));
+        }
+        let mut args: Vec<Bound<'py, PyAny>> = fixed.iter().collect();
+        if plan.resolve_fixed {
+            for arg in &mut args {
+                *arg = resolve(arg)?;
+            }
+            if let Some(k) = &kwargs {
+                kwargs = Some(resolve(k.as_any())?.cast_into::<PyDict>()?);
+            }
+        }
+        {
+            for (position, slot) in plan.mapped.iter().enumerate() {
+                let value = resolve(&plan.mapped_value(py, position, self.index)?)?;
+                match slot {
+                    ArgSlot::Position(i) => args[*i] = value,
+                    ArgSlot::Keyword(name) => {
+                        let dict = match &kwargs {
+                            Some(k) if !plan.resolve_fixed => k.copy()?,
+                            Some(k) => k.clone(),
+                            None => PyDict::new(py),
+                        };
+                        dict.set_item(name.bind(py), value)?;
+                        kwargs = Some(dict);
+                    }
+                }
+            }
+        }
+        Ok((PyTuple::new(py, args)?, kwargs))
+    }
+}
+
+impl RunIdentity for CallPlan {
+    fn run_name(&self, index: u32) -> String {
+        CallPlan::run_name(self, index)
+    }
+
+    fn task(&self, py: Python<'_>) -> Py<PyAny> {
+        self.spec.get().task.clone_ref(py)
+    }
+}
