@@ -311,3 +311,91 @@ def test_map_errors_outside_a_flow():
         pair_sum.map([1], [1, 2])
     with pytest.raises(MappingMissingIterable):
         pair_sum.map(1, 2)
+
+
+# the old sequence protocol (issue 7, item 12) ----------------------------------------------
+
+
+class OldSequence:
+    """Only __len__ and __getitem__ (raising IndexError at the end): iter() works on it."""
+
+    def __init__(self, *items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+class GetItemOnly:
+    """Only __getitem__: iter() still works (the sequence protocol needs no __len__)."""
+
+    def __getitem__(self, index):
+        if index >= 3:
+            raise IndexError(index)
+        return index * 10
+
+
+def test_map_over_an_object_with_only_len_and_getitem():
+    assert in_flow(lambda: inc.map(OldSequence(1, 2, 3)).result()) == [2, 3, 4]
+
+
+def test_map_over_an_object_with_only_getitem():
+    assert in_flow(lambda: inc.map(GetItemOnly()).result()) == [1, 11, 21]
+
+
+def test_old_sequence_is_zipped_with_a_list():
+    assert in_flow(lambda: add.map(OldSequence(1, 2), [10, 20]).result()) == [11, 22]
+
+
+def test_old_sequence_length_mismatch():
+    with pytest.raises(MappingLengthMismatch):
+        in_flow(lambda: add.map(OldSequence(1, 2), [10, 20, 30]))
+
+
+def test_old_sequence_outside_a_flow():
+    assert inc.map(OldSequence(5)).result() == [6]
+
+
+def test_unmapped_old_sequence_is_passed_whole():
+    seq = OldSequence(1, 2)
+    assert in_flow(lambda: pair.map([1, 2], unmapped(seq)).result()) == [(1, seq), (2, seq)]
+
+
+def test_object_whose_iter_is_none_is_static():
+    class NotIterable:
+        __iter__ = None
+
+        def __getitem__(self, index):
+            return index
+
+    value = NotIterable()
+    with pytest.raises(MappingMissingIterable):
+        in_flow(lambda: show.map(value))
+
+
+# Prefect's messages (issue 7, item 21) -----------------------------------------------------
+
+
+def test_missing_iterable_message_is_prefect_s():
+    with pytest.raises(MappingMissingIterable) as info:
+        pair_sum.map(1, 2)
+    message = str(info.value)
+    assert message.startswith(
+        "No iterable parameters were received. Parameters for map must include at least one iterable. "
+        "Parameters: {'left': 1, 'right': 2}"
+    ), message
+    assert "pair_sum" in message
+
+
+def test_length_mismatch_message_is_prefect_s():
+    with pytest.raises(MappingLengthMismatch) as info:
+        pair_sum.map([1], [1, 2])
+    message = str(info.value)
+    assert message.startswith(
+        "Received iterable parameters with different lengths. Parameters for map must all be the same length. "
+        "Got lengths: {'left': 1, 'right': 2}"
+    ), message
+    assert "pair_sum" in message

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ferroflow._core import PrefectConcurrentFuture
 from ferroflow.exceptions import MappingLengthMismatch, MappingMissingIterable, ParameterBindError, ReservedArgumentError
 from ferroflow.utilities.annotations import allow_failure, opaque, quote, unmapped
+from ferroflow.utilities.text import safe_repr
 
 if TYPE_CHECKING:
     import inspect
@@ -85,8 +86,17 @@ _IMMUTABLE_SEQUENCES = (tuple, range)
 
 
 def _is_mappable(value: Any) -> bool:
-    """Prefect's rule: iterable, except strings, bytes and files."""
-    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, io.IOBase))
+    """Prefect's rule (`isiterable`): whatever `iter()` accepts, the old sequence protocol
+    (`__getitem__` alone) included, except strings, bytes and files."""
+    if isinstance(value, (str, bytes, io.IOBase)):
+        return False
+    if isinstance(value, Iterable):  # the ABC check: no iterator is made for the common cases
+        return True
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
 
 
 class MapCall:
@@ -151,11 +161,13 @@ def split_map(task_name: str, signature: Signature, args: tuple, kwargs: dict[st
             call_args.append(fixed)
     if not iterables:
         raise MappingMissingIterable(
-            f"Task {task_name!r}: no iterable parameters were received. Parameters for map must include at least one iterable. Parameters: {dict(bound.arguments)}"
+            "No iterable parameters were received. Parameters for map must include at least one iterable. "
+            f"Parameters: {safe_repr(dict(bound.arguments))} (task {task_name!r})"
         )
     if len(set(lengths.values())) > 1:
         raise MappingLengthMismatch(
-            f"Task {task_name!r}: received iterable parameters with different lengths. Parameters for map must all be the same length. Got lengths: {lengths}"
+            "Received iterable parameters with different lengths. Parameters for map must all be the same length. "
+            f"Got lengths: {lengths} (task {task_name!r})"
         )
     return MapCall(tuple(call_args), call_kwargs, slots, iterables)
 

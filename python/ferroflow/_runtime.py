@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ferroflow import states
-from ferroflow.exceptions import CancelledRun
+from ferroflow.exceptions import CancelledRun, FailedRun, TaskRunNameError
 from ferroflow.logging import flow_run_logger, get_logger, task_run_logger
+from ferroflow.utilities.text import safe_repr
 
 _task_runs = logging.getLogger("ferroflow.task_runs")
 
@@ -35,9 +36,16 @@ _TYPES = {
 
 def make_state(name: str, value: Any, finished_at: float | None, task_run_id: Any) -> states.State:
     """The `State` of a run: `value` is its result, its exception, or (NotReady) the id
-    of the upstream run that stopped it."""
+    of the upstream run that stopped it.
+
+    A run whose function returned a State (Completed or Failed) has that State as its
+    value: the run's state is a copy of it (type, name, message, data; a state of another
+    run is aggregated first, as Prefect's `return_value_to_state` does), with this run's
+    id and end time."""
     details = states.StateDetails(task_run_id=task_run_id)
     timestamp = None if finished_at is None else datetime.fromtimestamp(finished_at, tz=timezone.utc)
+    if isinstance(value, states.State) and name in ("Completed", "Failed"):
+        return _returned_state_copy(value, task_run_id, timestamp)
     if name == "NotReady":
         return states.NotReady(value, state_details=details, timestamp=timestamp)
     if name in ("Failed", "TimedOut") and isinstance(value, BaseException):
@@ -57,6 +65,15 @@ def make_state(name: str, value: Any, finished_at: float | None, task_run_id: An
     return states.State(_TYPES[name], name=name, data=value, state_details=details, timestamp=timestamp)
 
 
+def _returned_state_copy(value: states.State, task_run_id: Any, timestamp: datetime | None) -> states.State:
+    final = states.return_value_to_state(value)  # a hand-made state is itself; a run's is aggregated
+    copy = final.model_copy()  # the user's object is left as it is
+    copy.state_details.task_run_id = task_run_id
+    if timestamp is not None:
+        copy.timestamp = timestamp
+    return copy
+
+
 def _task_logger(context: Any, task: Any, run_name: str) -> logging.LoggerAdapter:
     if context is None:
         return task_run_logger(run_name, task_name=task.name)
@@ -74,21 +91,32 @@ def task_finished(context: Any, task: Any, run_name: str, state_name: str, value
     _task_logger(context, task, run_name).log(level, f"Finished in state {state}")
 
 
-def task_failed(context: Any, task: Any, run_name: str, exception: BaseException, attempt: int, retries: int, delay: float | None) -> None:
-    """The line of a failed attempt: a retry to come, retries exhausted, or a crash."""
+def task_failed(
+    context: Any, task: Any, run_name: str, exception: BaseException | states.State, attempt: int, retries: int, delay: float | None
+) -> None:
+    """The line of a failed attempt: a retry to come, retries exhausted, or a crash.
+
+    `exception` may be the failed State the task returned (Prefect words that line
+    "Task run failed with state: ..."). Exceptions whose `__repr__` raises are shown by
+    their class name."""
     logger = _task_logger(context, task, run_name)
-    if not isinstance(exception, Exception):
+    if isinstance(exception, states.State):
+        failure: BaseException | None = None
+        prefix = f"Task run failed with state: {exception!r}"
+    elif not isinstance(exception, Exception):
         crashed = states.exception_to_crashed_state(exception)
         logger.error(f"Crash detected! {crashed.message}")
         return
-    prefix = f"Task run failed with exception: {exception!r}"
+    else:
+        failure = exception
+        prefix = f"Task run failed with exception: {safe_repr(exception)}"
     if delay is not None:
         when = "immediately" if delay == 0 else f"{delay:g} second(s) from now"
         logger.info(f"{prefix} - Retry {attempt + 1}/{retries} will start {when}")
     elif retries:
-        logger.error(f"{prefix} - Retries are exhausted", exc_info=exception)
+        logger.error(f"{prefix} - Retries are exhausted", exc_info=failure)
     else:
-        logger.error(prefix, exc_info=exception)
+        logger.error(prefix, exc_info=failure)
 
 
 def map_finished(context: Any, task: Any, counts: list[tuple[str, int]], elapsed: float) -> None:
@@ -103,17 +131,35 @@ def map_finished(context: Any, task: Any, counts: list[tuple[str, int]], elapsed
 
 def run_name(task: Any, name_fn: Any, args: tuple, kwargs: dict | None) -> str:
     """A custom `task_run_name`: a template formatted with the call's parameters, or a
-    callable taking no arguments or `parameters=`."""
+    callable taking no arguments or `parameters=`.
+
+    Raises what the run must fail with, naming the task: `TaskRunNameError` (a
+    ValueError; `__cause__` is the original error) when the template cannot be formatted
+    or the callable raises, `TypeError` when the callable returns a non-string."""
     parameters = task.bind_parameters(args, kwargs or {})
     if isinstance(name_fn, str):
-        return name_fn.format(**parameters)
-    if _takes_parameters(name_fn):
-        name = name_fn(parameters=parameters)
-    else:
-        name = name_fn()
+        try:
+            return name_fn.format(**parameters)
+        except Exception as exc:
+            raise TaskRunNameError(
+                f"Task {task.name!r}: task_run_name {name_fn!r} could not be formatted: {states.format_exception(exc)}"
+            ) from exc
+    try:
+        name = name_fn(parameters=parameters) if _takes_parameters(name_fn) else name_fn()
+    except Exception as exc:
+        raise TaskRunNameError(
+            f"Task {task.name!r}: task_run_name callable {_callable_name(name_fn)} raised {states.format_exception(exc)}"
+        ) from exc
     if not isinstance(name, str):
-        raise TypeError(f"Callable {name_fn!r} for 'task_run_name' returned type {type(name).__name__} but a string is required.")
+        raise TypeError(
+            f"Task {task.name!r}: callable {_callable_name(name_fn)} for 'task_run_name' returned type "
+            f"{type(name).__name__} but a string is required."
+        )
     return name
+
+
+def _callable_name(fn: Any) -> str:
+    return repr(getattr(fn, "__qualname__", None) or type(fn).__name__)
 
 
 def _takes_parameters(fn: Any) -> bool:
@@ -122,10 +168,20 @@ def _takes_parameters(fn: Any) -> bool:
 
 
 def returned_state(state: states.State) -> tuple[bool, Any]:
-    """A task that returns a State ends in it: (completed, its result or exception)."""
-    if state.is_completed():
-        return True, state.data
-    return False, states.get_state_exception(state)
+    """A task that returns a State ends in it: (completed, its result or exception).
+
+    A hand-made state is used as it is; the state of another run is aggregated first
+    (Prefect's `return_value_to_state`: a completed run's state completes, any other
+    fails). Completed: `(True, data)`; otherwise `(False, exception)`, the exception the
+    state stands for (its data if an exception, else `FailedRun(message)`, ...)."""
+    final = states.return_value_to_state(state)
+    if final.is_completed():
+        return True, final.data
+    if final.type in (states.StateType.FAILED, states.StateType.CRASHED, states.StateType.CANCELLED):
+        return False, states.get_state_exception(final)
+    # A non-final state (Pending, Running, Paused, ...) returned by hand: no result to have.
+    message = f"Task run returned a non-final state {final}; it has no result."
+    return False, FailedRun(message)
 
 
 def finished_lines_enabled() -> bool:

@@ -29,6 +29,7 @@ __all__ = [
     "InvalidNameError",
     "MappingLengthMismatch",
     "MappingMissingIterable",
+    "TaskRunNameError",
     "ExternalSignal",
     "TerminationSignal",
 ]
@@ -147,6 +148,12 @@ class MappingLengthMismatch(PrefectException):
 
 class MappingMissingIterable(PrefectException):
     """`Task.map` got no iterable argument to map over."""
+
+
+class TaskRunNameError(PrefectException, ValueError):
+    """A task's `task_run_name` template could not be formatted with a run's parameters,
+    or its callable raised (ferroflow's own name: Prefect lets the raw error through).
+    The run fails with it; `__cause__` is the original error."""
 
 
 class ExternalSignal(BaseException):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import abc
 import collections.abc
 import time
-from typing import Any, Iterable, Iterator, NamedTuple
+from types import GenericAlias
+from typing import Any, Generic, Iterable, Iterator, NamedTuple, TypeVar, cast
 
-from ferroflow._core import Completions, PrefectConcurrentFuture, PrefectFutureList, contains_futures
-from ferroflow.utilities.annotations import quote
+from ferroflow._core import Completions, PrefectConcurrentFuture, PrefectFutureList, replace_futures
 
 __all__ = [
     "PrefectFuture",
@@ -29,8 +29,13 @@ __all__ = [
 ]
 
 
-class PrefectFuture(abc.ABC):
-    """A task run's result, to come."""
+R = TypeVar("R")  # the run's result
+F = TypeVar("F")  # the wrapped future's type
+
+
+class PrefectFuture(abc.ABC, Generic[R]):
+    """A task run's result, to come. Generic over the result, as Prefect's
+    (`PrefectFuture[int]`); the thread-pool future is registered as a subclass."""
 
     @property
     @abc.abstractmethod
@@ -44,17 +49,17 @@ class PrefectFuture(abc.ABC):
     def wait(self, timeout: float | None = None) -> None: ...
 
     @abc.abstractmethod
-    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any: ...
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R: ...
 
     @abc.abstractmethod
     def add_done_callback(self, fn: Any) -> None: ...
 
 
-class PrefectTaskRunFuture(PrefectFuture):
+class PrefectTaskRunFuture(PrefectFuture[R]):
     """A future of a task run (as opposed to a flow run)."""
 
 
-class PrefectWrappedFuture(PrefectTaskRunFuture):
+class PrefectWrappedFuture(PrefectTaskRunFuture[R], Generic[R, F]):
     """A future that wraps another runner's future (Prefect's base of the concurrent one)."""
 
 
@@ -68,6 +73,10 @@ collections.abc.Sequence.register(PrefectFutureList)
 class DoneAndNotDoneFutures(NamedTuple):
     done: set
     not_done: set
+
+
+# `DoneAndNotDoneFutures[int]`, as Prefect's generic NamedTuple (which needs 3.11).
+DoneAndNotDoneFutures.__class_getitem__ = classmethod(GenericAlias)  # type: ignore[method-assign,assignment]
 
 
 def _check_timeout(timeout: float | None) -> None:
@@ -87,7 +96,7 @@ def wait(futures: Iterable[PrefectFuture], timeout: float | None = None) -> Done
     done = {f for f in unique if f.state.is_final()}
     pending = [f for f in unique if f not in done]
     if pending:
-        completions = Completions(pending)
+        completions = Completions(cast("list[PrefectConcurrentFuture]", pending))
         deadline = time.monotonic() + timeout
         while completions.remaining:
             position = completions.next(max(0.0, deadline - time.monotonic()))
@@ -113,39 +122,13 @@ def as_completed(futures: Iterable[PrefectFuture], timeout: float | None = None)
             pending.append(future)
     if not pending:
         return
-    completions = Completions(pending)
+    completions = Completions(cast("list[PrefectConcurrentFuture]", pending))
     deadline = None if timeout is None else time.monotonic() + timeout
     while completions.remaining:
         position = completions.next(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if position is None:
             raise _AsCompletedTimeout(f"{completions.remaining} (of {len(unique)}) futures unfinished")
         yield pending[position]
-
-
-def _replace_futures(expr: Any, replace: Any) -> Any:
-    """Copies `expr` with every future replaced by `replace(future)`, through lists,
-    tuples, sets, dicts and dataclasses, but not inside `quote`."""
-    if isinstance(expr, PrefectConcurrentFuture):
-        return replace(expr)
-    if isinstance(expr, quote):
-        return expr
-    if isinstance(expr, PrefectFutureList):
-        return [replace(future) for future in expr]
-    if isinstance(expr, list):
-        return [_replace_futures(item, replace) for item in expr]
-    if isinstance(expr, tuple):
-        items = [_replace_futures(item, replace) for item in expr]
-        return type(expr)._make(items) if hasattr(type(expr), "_make") else type(expr)(items)
-    if isinstance(expr, (set, frozenset)):
-        return type(expr)(_replace_futures(item, replace) for item in expr)
-    if isinstance(expr, dict):
-        return {_replace_futures(k, replace): _replace_futures(v, replace) for k, v in expr.items()}
-    if hasattr(type(expr), "__dataclass_fields__") and not isinstance(expr, type):
-        import dataclasses  # only now: it imports inspect, which `import ferroflow` avoids
-
-        changes = {f.name: _replace_futures(getattr(expr, f.name), replace) for f in dataclasses.fields(expr) if f.init}
-        return dataclasses.replace(expr, **changes)
-    return expr
 
 
 def _final_state(future: PrefectFuture) -> Any:
@@ -155,9 +138,9 @@ def _final_state(future: PrefectFuture) -> Any:
 
 def resolve_futures_to_states(expr: Any) -> Any:
     """A copy of `expr` with every future waited for and replaced by its final State."""
-    if not contains_futures(expr):
-        return expr  # a flow returning a million results must not pay a walk in Python
-    return _replace_futures(expr, _final_state)
+    # The engine's one argument walk: a flow returning a million plain results pays no
+    # walk in Python; cycles and shared sub-structures are copied once, keeping their shape.
+    return replace_futures(expr, _final_state)
 
 
 def resolve_futures_to_results(expr: Any) -> Any:
@@ -169,6 +152,4 @@ def resolve_futures_to_results(expr: Any) -> Any:
             raise Exception("At least one result did not complete successfully")
         return state.result()
 
-    if not contains_futures(expr):
-        return expr
-    return _replace_futures(expr, result)
+    return replace_futures(expr, result)

@@ -12,8 +12,8 @@ import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from types import GeneratorType, GenericAlias
-from typing import Any, Iterable
+from types import GeneratorType, TracebackType
+from typing import Any, Generic, Iterable, TypeVar
 
 from ferroflow.exceptions import (
     CancelledRun,
@@ -24,6 +24,7 @@ from ferroflow.exceptions import (
     UnfinishedRun,
 )
 from ferroflow.utilities.annotations import BaseAnnotation
+from ferroflow.utilities.text import safe_repr, safe_str
 
 __all__ = [
     "StateType",
@@ -49,6 +50,7 @@ __all__ = [
     "InfrastructurePending",
     "NotReady",
     "exception_to_failed_state",
+    "format_exception",
     "exception_to_crashed_state",
     "return_value_to_state",
     "get_state_exception",
@@ -57,6 +59,8 @@ __all__ = [
 ]
 
 _UTC = timezone.utc
+
+R = TypeVar("R")
 
 
 class StateType(str, Enum):
@@ -157,13 +161,13 @@ def _as_details(value: StateDetails | dict[str, Any] | None) -> StateDetails:
     return value
 
 
-class State:
-    """The state of a task or flow run: a type, a display name, a message and the data."""
+class State(Generic[R]):
+    """The state of a task or flow run: a type, a display name, a message and the data.
+
+    Generic over the result type, as Prefect's model (`State[int]`); `Generic` adds no
+    per-instance cost (no `__new__`, empty `__slots__`)."""
 
     __slots__ = ("type", "name", "message", "data", "timestamp", "_state_details", "_id")
-
-    # `State[int]` in annotations, as with Prefect's generic model, without typing.Generic's cost.
-    __class_getitem__ = classmethod(GenericAlias)
 
     def __init__(
         self,
@@ -305,7 +309,7 @@ class State:
             return True
         if type(other) is not type(self):
             return NotImplemented
-        return self._key() == other._key()  # type: ignore[attr-defined]
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
         details = self._state_details
@@ -338,8 +342,8 @@ class State:
 
     def __repr__(self) -> str:
         return (
-            f"{self.name}(message={self.message!r}, type={self.type.value}, "
-            f"result={self.data!r})"
+            f"{self.name}(message={safe_repr(self.message)}, type={self.type.value}, "
+            f"result={safe_repr(self.data)})"
         )
 
     def __str__(self) -> str:
@@ -501,8 +505,19 @@ _FAILED_PREFIXES = {
 }
 
 
-def _format_exception(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+def format_exception(exc: BaseException, tb: TracebackType | None = None) -> str:
+    """`"ValueError: boom"`, as Prefect's; with `tb`, the whole traceback. An exception
+    whose `__str__` raises is shown by its class name alone."""
+    if tb is not None:
+        import traceback  # only here: traceback is slow to import
+
+        formatted = "".join(traceback.format_exception(type(exc), exc, tb))
+        module = type(exc).__module__
+        if module.startswith("ferroflow."):  # as Prefect trims its own module paths
+            formatted = formatted.replace(f"{module}.{type(exc).__name__}", type(exc).__name__)
+        return formatted
+    text = safe_str(exc)
+    return type(exc).__name__ if text is None else f"{type(exc).__name__}: {text}"
 
 
 def exception_to_failed_state(
@@ -528,7 +543,7 @@ def exception_to_failed_state(
             ) from None
     if prefix and not prefix.endswith(" "):
         prefix += " "
-    state = Failed(data=exc, message=prefix + _format_exception(exc), **kwargs)
+    state = Failed(data=exc, message=prefix + format_exception(exc), **kwargs)
     state.state_details.retriable = False
     return state
 
@@ -545,7 +560,7 @@ def exception_to_crashed_state(exc: BaseException) -> State:
     elif isinstance(exc, SystemExit):
         message = "Execution was aborted by Python system exit call."
     else:
-        message = f"Execution was interrupted by an unexpected exception: {_format_exception(exc)}"
+        message = f"Execution was interrupted by an unexpected exception: {format_exception(exc)}"
     return Crashed(message=message, data=exc)
 
 
@@ -623,7 +638,7 @@ def get_state_exception(state: State) -> BaseException:
                 return get_state_exception(inner)
         raise ValueError("Failed state result was an iterable of states but none were failed.")
     raise TypeError(
-        f"Unexpected result for failed state: {result!r} —— "
+        f"Unexpected result for failed state: {safe_repr(result)} —— "
         f"{type(result).__name__} cannot be resolved into an exception"
     )
 

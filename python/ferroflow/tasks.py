@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Generic, Iterable, TypeVar, overload
+from typing import Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
 
 from ferroflow import _core
 from ferroflow._arguments import Signature, split_map
 from ferroflow.context import FlowRunContext, current_tags
 from ferroflow.task_runners import current_runner
 from ferroflow.utilities.annotations import NotSet
+from ferroflow.utilities.callables import BOUND, bind_method, copy_metadata, rewrap_method, unwrap_method
 
 __all__ = ["Task", "task", "exponential_backoff"]
 
-R = TypeVar("R")
+P = ParamSpec("P")  # the task's parameters
+R = TypeVar("R")  # what it returns
 
 #: Most retry delays a task may list (Prefect's bound).
 MAX_RETRY_DELAYS = 50
@@ -107,27 +109,89 @@ def _body(fn: Callable[..., Any]) -> str:
     return "eager-coroutine"
 
 
-def _delays(retries: int, retry_delay_seconds: Any, name: str) -> list[float]:
-    """The retry delays as a list, the last one repeating (callables expanded now, as Prefect)."""
+def _retries(retries: Any, owner: str) -> int:
+    """`retries` checked: None (0) or an int >= 0."""
+    if retries is None:
+        return 0
+    import operator
+
+    try:
+        if isinstance(retries, bool):
+            raise TypeError
+        count = operator.index(retries)
+    except TypeError:
+        raise TypeError(f"{owner}: retries must be an int, got {type(retries).__name__}: {retries!r}") from None
+    if count < 0:
+        raise ValueError(f"{owner}: retries must be >= 0, got {count}")
+    return count
+
+
+_DELAY_KINDS = "a number of seconds, a list of them, or a callable returning a list"
+
+
+def _delay(value: Any, owner: str) -> float:
+    """One retry delay checked: a real number of seconds, finite and >= 0."""
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: retry_delay_seconds must be {_DELAY_KINDS}; got {type(value).__name__}: {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{owner}: retry_delay_seconds must be finite and >= 0, got {value!r}")
+    return seconds
+
+
+def _delays(retries: int, retry_delay_seconds: Any, owner: str) -> list[float]:
+    """The retry delays as a list, the last one repeating (callables expanded now, as
+    Prefect); every delay checked, so a string is an error rather than its characters."""
     if retry_delay_seconds is None:
         return []
     if callable(retry_delay_seconds):
         retry_delay_seconds = retry_delay_seconds(retries)
-    if isinstance(retry_delay_seconds, (int, float)):
-        return [float(retry_delay_seconds)]
-    delays = [float(d) for d in retry_delay_seconds]
+    if isinstance(retry_delay_seconds, (str, bytes, bytearray)):
+        raise TypeError(
+            f"{owner}: retry_delay_seconds must be {_DELAY_KINDS}; got {type(retry_delay_seconds).__name__}: "
+            f"{retry_delay_seconds!r}"
+        )
+    try:
+        items = iter(retry_delay_seconds)
+    except TypeError:
+        return [_delay(retry_delay_seconds, owner)]  # a number, or a TypeError naming the option
+    delays = [_delay(d, owner) for d in items]
     if len(delays) > MAX_RETRY_DELAYS:
-        raise ValueError(f"Task {name!r}: can not configure more than {MAX_RETRY_DELAYS} retry delays per task.")
+        raise ValueError(f"{owner}: can not configure more than {MAX_RETRY_DELAYS} retry delays per task.")
     return delays
 
 
-class Task(Generic[R]):
+def _tags(tags: Any, owner: str) -> set[str]:
+    """`tags` checked: an iterable of strings (a lone string is not split into letters)."""
+    if tags is None:
+        return set()
+    if isinstance(tags, (str, bytes)):
+        raise TypeError(f"{owner}: tags must be an iterable of strings, got a single {type(tags).__name__}: {tags!r}")
+    try:
+        tag_set = set(tags)
+    except TypeError:
+        raise TypeError(f"{owner}: tags must be an iterable of strings, got {type(tags).__name__}: {tags!r}") from None
+    for tag in tag_set:
+        if not isinstance(tag, str):
+            raise TypeError(f"{owner}: tags must be strings, got {type(tag).__name__}: {tag!r}")
+    return tag_set
+
+
+class Task(Generic[P, R]):
     """A function run as a task: called directly it runs at once, `.submit()` and
-    `.map()` hand it to the flow's task runner and return futures."""
+    `.map()` hand it to the flow's task runner and return futures.
+
+    Generic over the function's parameters and return type, as Prefect's
+    (`Task[[int], str]`). It carries the function's `__name__`, `__qualname__`,
+    `__doc__`, `__module__` and `__wrapped__`. Methods, classmethods and staticmethods
+    can be tasks (`@task` above `@classmethod`); they bind through `__get__`."""
 
     def __init__(
         self,
-        fn: Callable[..., R],
+        fn: Callable[P, R] | classmethod[Any, P, R] | staticmethod[P, R],
         name: str | None = None,
         description: str | None = None,
         tags: Iterable[str] | None = None,
@@ -138,23 +202,27 @@ class Task(Generic[R]):
         log_prints: bool | None = False,
         **options: Any,
     ) -> None:
+        fn, self._method_kind = unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@task expects a function, got {type(fn).__name__}: {fn!r}")
-        self.fn = fn
+        copy_metadata(self, fn)  # first: the task's own attributes below win
+        self.fn: Callable[..., R] = fn
         import inspect  # here, not at import: `import ferroflow` stays fast
 
-        self.name = name or getattr(fn, "__name__", type(fn).__name__)
-        _reject_unsupported(f"Task {self.name!r}", options)
+        fn_name = getattr(fn, "__name__", type(fn).__name__)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Task {fn_name!r}: name must be a string, got {type(name).__name__}: {name!r}")
+        self.name: str = name or fn_name
+        owner = f"Task {self.name!r}"
+        _reject_unsupported(owner, options)
         self.description = description if description is not None else inspect.getdoc(fn)
-        self.tags = set(tags or ()) | current_tags()
+        self.tags = _tags(tags, owner) | current_tags()
         self.version = version
         if task_run_name is not None and not (isinstance(task_run_name, str) or callable(task_run_name)):
-            raise TypeError(f"Task {self.name!r}: task_run_name must be a string or a callable, got {type(task_run_name).__name__}")
+            raise TypeError(f"{owner}: task_run_name must be a string or a callable, got {type(task_run_name).__name__}")
         self.task_run_name = task_run_name
-        self.retries = retries or 0
-        if self.retries < 0:
-            raise ValueError(f"Task {self.name!r}: retries must be >= 0, got {retries}")
-        self._delays = _delays(self.retries, retry_delay_seconds, self.name)
+        self.retries = _retries(retries, owner)
+        self._delays = _delays(self.retries, retry_delay_seconds, owner)
         # As Prefect shows it: a number stays a number, a list or a callable becomes a list.
         if retry_delay_seconds is None:
             self.retry_delay_seconds: float | list[float] = 0
@@ -181,12 +249,16 @@ class Task(Generic[R]):
         """What the engine reads of this task on every run."""
         return _core.TaskSpec(self, self.fn, self.name, self.retries, self._delays, self.task_run_name, _body(self.fn))
 
-    def __get__(self, instance: Any, owner: Any = None) -> Task[R]:
-        """A task defined on a class binds like a method."""
-        if instance is None:
+    def __get__(self, instance: Any, owner: Any = None) -> Task[P, R]:
+        """A task defined on a class binds like a method: to the instance, or for a
+        classmethod to the class (read on the class or an instance); a staticmethod, or
+        a method read on its class, is the task itself."""
+        bound_fn = bind_method(self.fn, self._method_kind, instance, owner)
+        if bound_fn is None:
             return self
         bound = copy.copy(self)
-        bound.fn = self.fn.__get__(instance, owner)
+        bound.fn = bound_fn
+        bound._method_kind = BOUND
         bound._signature = Signature(bound.fn, "task")
         bound._spec = bound._make_spec()
         return bound
@@ -203,10 +275,10 @@ class Task(Generic[R]):
         retry_delay_seconds: Any = NotSet,
         log_prints: Any = NotSet,
         **options: Any,
-    ) -> Task[R]:
+    ) -> Task[P, R]:
         """A copy of the task with some options changed; the rest are inherited."""
         return Task(
-            self.fn,
+            rewrap_method(self.fn, self._method_kind),
             name=name or self.name,
             description=description or self.description,
             tags=tags if tags is not None else self.tags,
@@ -272,9 +344,9 @@ class Task(Generic[R]):
 
 
 @overload
-def task(__fn: Callable[..., R]) -> Task[R]: ...
+def task(__fn: Callable[P, R]) -> Task[P, R]: ...
 @overload
-def task(**options: Any) -> Callable[[Callable[..., R]], Task[R]]: ...
+def task(**options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
 def task(__fn: Callable[..., R] | None = None, **options: Any) -> Any:
