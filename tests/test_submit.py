@@ -527,7 +527,7 @@ def test_a_run_waiting_on_its_own_future_fails_instead_of_hanging(gate, call_wit
     def f():
         box["fut"] = selfish.submit()
         gate.set()
-        with pytest.raises(RuntimeError, match="selfish-0. waits on its own future"):
+        with pytest.raises(RuntimeError, match=r"selfish-0. waits on its own future"):
             box["fut"].result()
         return box["fut"].state.name
 

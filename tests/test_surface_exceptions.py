@@ -109,7 +109,8 @@ def test_log_lines_fall_back_to_the_class_name(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert any("Task run failed with exception: Unprintable - Retry 1/1" in line for line in lines), lines
     assert any("Task run failed with exception: Unprintable - Retries are exhausted" in line for line in lines), lines
-    assert any("Finished in state Failed('Task run encountered an exception Unprintable')" in line for line in lines), lines
+    finished = "Finished in state Failed('Task run encountered an exception Unprintable')"
+    assert any(finished in line for line in lines), lines
 
 
 def test_format_exception_is_prefect_s_and_safe():

@@ -93,7 +93,15 @@ def test_callable_delays_are_checked_after_expansion():
 
 @pytest.mark.parametrize(
     ("delay", "shown"),
-    [(None, 0), (0, 0), (2, 2), (0.5, 0.5), ([1, 2], [1.0, 2.0]), ((1, 2), [1.0, 2.0]), (lambda n: [3] * n, [3.0, 3.0])],
+    [
+        (None, 0),
+        (0, 0),
+        (2, 2),
+        (0.5, 0.5),
+        ([1, 2], [1.0, 2.0]),
+        ((1, 2), [1.0, 2.0]),
+        (lambda n: [3] * n, [3.0, 3.0]),
+    ],
 )
 def test_valid_delays(delay, shown):
     assert decorate(retries=2, retry_delay_seconds=delay).retry_delay_seconds == shown

@@ -11,7 +11,6 @@ from ferroflow import Task, flow, get_run_logger, task
 from ferroflow.exceptions import MissingContextError, ReservedArgumentError
 from ferroflow.tasks import exponential_backoff
 
-
 # decorator and attributes ----------------------------------------------------------
 
 

@@ -9,11 +9,16 @@ otherwise dominate the cost of a `.submit()`.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ferroflow._core import PrefectConcurrentFuture
-from ferroflow.exceptions import MappingLengthMismatch, MappingMissingIterable, ParameterBindError, ReservedArgumentError
+from ferroflow.exceptions import (
+    MappingLengthMismatch,
+    MappingMissingIterable,
+    ParameterBindError,
+    ReservedArgumentError,
+)
 from ferroflow.utilities.annotations import allow_failure, opaque, quote, unmapped
 from ferroflow.utilities.text import safe_repr
 
@@ -36,13 +41,17 @@ class Signature:
         parameters = self.signature.parameters
         for reserved in RESERVED:
             if reserved in parameters:
-                raise ReservedArgumentError(f"'{reserved}' is a reserved argument name and cannot be used in {owner} '{getattr(fn, '__name__', fn)}'.")
+                raise ReservedArgumentError(
+                    f"'{reserved}' is a reserved argument name and cannot be used in {owner} "
+                    f"'{getattr(fn, '__name__', fn)}'."
+                )
         kinds = [p.kind for p in parameters.values()]
         positional = [p for p in parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         self.max_positional = len(positional)
         self.min_positional = sum(1 for p in positional if p.default is p.empty)
         # No *args, **kwargs or required keyword-only parameters: arity alone decides.
-        self.simple = all(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds)
+        positional_kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        self.simple = all(k in positional_kinds for k in kinds)
 
     def check(self, args: tuple, kwargs: dict[str, Any]) -> None:
         """Raises ParameterBindError, naming the function and parameter, if the call cannot bind."""
@@ -104,7 +113,13 @@ class MapCall:
 
     __slots__ = ("args", "kwargs", "slots", "iterables")
 
-    def __init__(self, args: tuple, kwargs: dict[str, Any], slots: list[int | str], iterables: list[list[Any] | tuple[Any, ...] | range]) -> None:
+    def __init__(
+        self,
+        args: tuple,
+        kwargs: dict[str, Any],
+        slots: list[int | str],
+        iterables: list[list[Any] | tuple[Any, ...] | range],
+    ) -> None:
         self.args = args
         self.kwargs = kwargs
         self.slots = slots

@@ -78,7 +78,9 @@ def _task_logger(context: Any, task: Any, run_name: str) -> logging.LoggerAdapte
     if context is None:
         return task_run_logger(run_name, task_name=task.name)
     flow_run = context.flow_run
-    return task_run_logger(run_name, task_name=task.name, flow_run_name=flow_run.name, flow_name=context.flow.name, flow_run_id=flow_run.id)
+    return task_run_logger(
+        run_name, task_name=task.name, flow_run_name=flow_run.name, flow_name=context.flow.name, flow_run_id=flow_run.id
+    )
 
 
 def task_finished(context: Any, task: Any, run_name: str, state_name: str, value: Any, upstream_id: Any) -> None:
@@ -92,7 +94,13 @@ def task_finished(context: Any, task: Any, run_name: str, state_name: str, value
 
 
 def task_failed(
-    context: Any, task: Any, run_name: str, exception: BaseException | states.State, attempt: int, retries: int, delay: float | None
+    context: Any,
+    task: Any,
+    run_name: str,
+    exception: BaseException | states.State,
+    attempt: int,
+    retries: int,
+    delay: float | None,
 ) -> None:
     """The line of a failed attempt: a retry to come, retries exhausted, or a crash.
 
@@ -125,7 +133,11 @@ def map_finished(context: Any, task: Any, counts: list[tuple[str, int]], elapsed
     summary = ", ".join(f"{count} {name}" for name, count in counts) or "no runs"
     completed = all(name in ("Completed", "Cached") for name, _ in counts)
     message = f"Mapped task {task.name!r}: {total} runs finished in {elapsed:.3f}s: {summary}"
-    logger = get_logger("task_runs") if context is None else flow_run_logger(context.flow_run.name, context.flow.name, context.flow_run.id)
+    logger: logging.Logger | logging.LoggerAdapter
+    if context is None:
+        logger = get_logger("task_runs")
+    else:
+        logger = flow_run_logger(context.flow_run.name, context.flow.name, context.flow_run.id)
     logger.log(logging.INFO if completed else logging.ERROR, message)
 
 
@@ -148,7 +160,8 @@ def run_name(task: Any, name_fn: Any, args: tuple, kwargs: dict | None) -> str:
         name = name_fn(parameters=parameters) if _takes_parameters(name_fn) else name_fn()
     except Exception as exc:
         raise TaskRunNameError(
-            f"Task {task.name!r}: task_run_name callable {_callable_name(name_fn)} raised {states.format_exception(exc)}"
+            f"Task {task.name!r}: task_run_name callable {_callable_name(name_fn)} raised "
+            f"{states.format_exception(exc)}"
         ) from exc
     if not isinstance(name, str):
         raise TypeError(
@@ -201,6 +214,7 @@ def warn_if_blocking_loop() -> None:
         return
     _warned_blocking = True
     get_logger().warning(
-        "A future's .result() or .wait() was called inside a running event loop: it blocks the loop until the run finishes. "
+        "A future's .result() or .wait() was called inside a running event loop: "
+        "it blocks the loop until the run finishes. "
         "In async code, `await` the future instead."
     )

@@ -6,32 +6,33 @@ block errors have no meaning without a Prefect API and are left out.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ferroflow.states import State
 
 __all__ = [
-    "PrefectException",
-    "FerroflowException",
-    "CrashedRun",
-    "FailedRun",
     "CancelledRun",
-    "PausedRun",
-    "UnfinishedRun",
-    "MissingResult",
-    "ParameterTypeError",
-    "ParameterBindError",
-    "SignatureMismatchError",
-    "UpstreamTaskError",
-    "MissingContextError",
-    "ReservedArgumentError",
+    "CrashedRun",
+    "ExternalSignal",
+    "FailedRun",
+    "FerroflowException",
     "InvalidNameError",
     "MappingLengthMismatch",
     "MappingMissingIterable",
+    "MissingContextError",
+    "MissingResult",
+    "ParameterBindError",
+    "ParameterTypeError",
+    "PausedRun",
+    "PrefectException",
+    "ReservedArgumentError",
+    "SignatureMismatchError",
     "TaskRunNameError",
-    "ExternalSignal",
     "TerminationSignal",
+    "UnfinishedRun",
+    "UpstreamTaskError",
 ]
 
 

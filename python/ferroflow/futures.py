@@ -10,22 +10,23 @@ from __future__ import annotations
 import abc
 import collections.abc
 import time
+from collections.abc import Iterable, Iterator
 from types import GenericAlias
-from typing import Any, Generic, Iterable, Iterator, NamedTuple, TypeVar, cast
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from ferroflow._core import Completions, PrefectConcurrentFuture, PrefectFutureList, replace_futures
 
 __all__ = [
+    "DoneAndNotDoneFutures",
+    "PrefectConcurrentFuture",
     "PrefectFuture",
+    "PrefectFutureList",
     "PrefectTaskRunFuture",
     "PrefectWrappedFuture",
-    "PrefectConcurrentFuture",
-    "PrefectFutureList",
-    "DoneAndNotDoneFutures",
-    "wait",
     "as_completed",
-    "resolve_futures_to_states",
     "resolve_futures_to_results",
+    "resolve_futures_to_states",
+    "wait",
 ]
 
 

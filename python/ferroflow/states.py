@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from types import GeneratorType, TracebackType
-from typing import Any, Generic, Iterable, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ferroflow.exceptions import (
     CancelledRun,
@@ -27,35 +28,35 @@ from ferroflow.utilities.annotations import BaseAnnotation
 from ferroflow.utilities.text import safe_repr, safe_str
 
 __all__ = [
-    "StateType",
     "TERMINAL_STATES",
-    "StateDetails",
-    "State",
-    "StateGroup",
-    "Scheduled",
-    "Pending",
-    "Running",
-    "Completed",
-    "Failed",
-    "Crashed",
-    "Cancelling",
-    "Cancelled",
-    "Paused",
-    "Suspended",
-    "AwaitingRetry",
     "AwaitingConcurrencySlot",
-    "Retrying",
-    "Late",
-    "Submitting",
+    "AwaitingRetry",
+    "Cancelled",
+    "Cancelling",
+    "Completed",
+    "Crashed",
+    "Failed",
     "InfrastructurePending",
+    "Late",
     "NotReady",
+    "Paused",
+    "Pending",
+    "Retrying",
+    "Running",
+    "Scheduled",
+    "State",
+    "StateDetails",
+    "StateGroup",
+    "StateType",
+    "Submitting",
+    "Suspended",
+    "exception_to_crashed_state",
     "exception_to_failed_state",
     "format_exception",
-    "exception_to_crashed_state",
-    "return_value_to_state",
     "get_state_exception",
-    "raise_state_exception",
     "is_state_iterable",
+    "raise_state_exception",
+    "return_value_to_state",
 ]
 
 _UTC = timezone.utc

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ferroflow import _core
 from ferroflow._arguments import Signature, split_map
@@ -12,7 +13,7 @@ from ferroflow.task_runners import current_runner
 from ferroflow.utilities.annotations import NotSet
 from ferroflow.utilities.callables import BOUND, bind_method, copy_metadata, rewrap_method, unwrap_method
 
-__all__ = ["Task", "task", "exponential_backoff"]
+__all__ = ["Task", "exponential_backoff", "task"]
 
 P = ParamSpec("P")  # the task's parameters
 R = TypeVar("R")  # what it returns
@@ -65,7 +66,9 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
 
 
 # Bytecode that can suspend a coroutine: `await`, `async for`, `async with`.
-_SUSPENDING_OPS = frozenset({"GET_AWAITABLE", "SEND", "YIELD_VALUE", "GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH", "END_ASYNC_FOR"})
+_SUSPENDING_OPS = frozenset(
+    {"GET_AWAITABLE", "SEND", "YIELD_VALUE", "GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH", "END_ASYNC_FOR"}
+)
 
 
 # Names whose use means the coroutine wants a running loop or task even without awaiting.
@@ -219,7 +222,9 @@ class Task(Generic[P, R]):
         self.tags = _tags(tags, owner) | current_tags()
         self.version = version
         if task_run_name is not None and not (isinstance(task_run_name, str) or callable(task_run_name)):
-            raise TypeError(f"{owner}: task_run_name must be a string or a callable, got {type(task_run_name).__name__}")
+            raise TypeError(
+                f"{owner}: task_run_name must be a string or a callable, got {type(task_run_name).__name__}"
+            )
         self.task_run_name = task_run_name
         self.retries = _retries(retries, owner)
         self._delays = _delays(self.retries, retry_delay_seconds, owner)
@@ -298,7 +303,9 @@ class Task(Generic[P, R]):
         if self.isgenerator:
             raise NotImplementedError(f"Task {self.name!r} is a generator; ferroflow does not run generator tasks yet")
 
-    def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> Any:
+    def __call__(
+        self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> Any:
         """Runs the task now, in the calling thread, and returns its result (or its
         final State with `return_state=True`, which never raises the task's error).
 
@@ -319,7 +326,9 @@ class Task(Generic[P, R]):
             return future.state
         return future.result()
 
-    def submit(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> Any:
+    def submit(
+        self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> Any:
         """Hands a run to the task runner and returns its future at once."""
         if self.isgenerator:
             self._no_generators()
@@ -330,7 +339,14 @@ class Task(Generic[P, R]):
             return future.state
         return future
 
-    def map(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, deferred: bool = False, **kwargs: Any) -> Any:
+    def map(
+        self,
+        *args: Any,
+        return_state: bool = False,
+        wait_for: Iterable[Any] | None = None,
+        deferred: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         """One run per element of the iterable arguments, zipped; returns their futures."""
         self._no_generators()
         if deferred:

@@ -125,7 +125,8 @@ def test_run_name_callable_failure_names_the_task():
     def namer():
         raise RuntimeError("down")
 
-    with pytest.raises(TaskRunNameError, match=r"Task 'sq': task_run_name callable '.*namer' raised RuntimeError: down"):
+    expected = r"Task 'sq': task_run_name callable '.*namer' raised RuntimeError: down"
+    with pytest.raises(TaskRunNameError, match=expected):
         _runtime.run_name(sq, namer, (3,), None)
 
 

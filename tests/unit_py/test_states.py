@@ -304,7 +304,7 @@ def test_result_of_not_ready_is_the_reference_message():
 
 def test_result_of_paused_state_raises_paused_run():
     state = Paused()
-    with pytest.raises(PausedRun, match="Run is paused, its result is not available.") as info:
+    with pytest.raises(PausedRun, match=r"Run is paused, its result is not available\.") as info:
         state.result(raise_on_failure=False)
     assert info.value.state is state
 

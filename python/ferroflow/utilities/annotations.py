@@ -11,7 +11,7 @@ import warnings
 from operator import itemgetter
 from typing import TypeVar
 
-__all__ = ["BaseAnnotation", "unmapped", "allow_failure", "quote", "Quote", "opaque", "NotSet"]
+__all__ = ["BaseAnnotation", "NotSet", "Quote", "allow_failure", "opaque", "quote", "unmapped"]
 
 T = TypeVar("T")
 

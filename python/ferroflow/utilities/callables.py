@@ -21,11 +21,21 @@ so a copy made in a class body stays a classmethod or staticmethod.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import WRAPPER_ASSIGNMENTS
 from types import MethodType
-from typing import Any, Callable
+from typing import Any
 
-__all__ = ["BOUND", "CLASSMETHOD", "FUNCTION", "STATICMETHOD", "bind_method", "copy_metadata", "rewrap_method", "unwrap_method"]
+__all__ = [
+    "BOUND",
+    "CLASSMETHOD",
+    "FUNCTION",
+    "STATICMETHOD",
+    "bind_method",
+    "copy_metadata",
+    "rewrap_method",
+    "unwrap_method",
+]
 
 FUNCTION = "function"
 CLASSMETHOD = "classmethod"
