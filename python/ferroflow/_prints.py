@@ -1,14 +1,17 @@
-"""`log_prints`: while a run that logs its prints is executing, `print` becomes a log line.
+"""`print` while ferroflow runs tasks: one write per call, and `log_prints`.
 
-`builtins.print` is swapped once, process-wide, the first time any task or flow asks for
-it; each print then asks which run the calling thread executes and whether that run (or,
-for a task that does not say, its flow run) logs its prints.
+`builtins.print` is swapped once, process-wide, the first time a task runner starts
+worker threads or a task or flow asks for `log_prints`. Each print then asks which run
+the calling thread executes and whether that run (or, for a task that does not say, its
+flow run) logs its prints; a print that is not logged is written in one piece, so lines
+printed by concurrent tasks never merge.
 """
 
 from __future__ import annotations
 
 import logging
-from ferroflow.context import TaskRunContext, _current_flow_run
+
+from ferroflow.context import TaskRunContext, current_flow_run_context
 from ferroflow.logging import install_print_capture, task_run_logger
 
 
@@ -22,8 +25,14 @@ def _print_logger() -> logging.LoggerAdapter | None:
         if flow_context is None:
             return task_run_logger(run_name, task_name=task.name)
         flow_run = flow_context.flow_run
-        return task_run_logger(run_name, task_name=task.name, flow_run_name=flow_run.name, flow_name=flow_context.flow.name, flow_run_id=flow_run.id)
-    flow_context = _current_flow_run.get()
+        return task_run_logger(
+            run_name,
+            task_name=task.name,
+            flow_run_name=flow_run.name,
+            flow_name=flow_context.flow.name,
+            flow_run_id=flow_run.id,
+        )
+    flow_context = current_flow_run_context()
     if flow_context is not None and flow_context.log_prints:
         return flow_context.logger
     return None

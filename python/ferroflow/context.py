@@ -5,22 +5,21 @@ Task runs are known to the engine instead: whichever thread executes a run (a wo
 or the flow's own thread for a direct call), `ferroflow._core.current_run()` names it,
 along with the flow run it belongs to. So code inside a task reaches its flow run
 without any context being copied into worker threads.
+
+This module sits low in the package: it knows runs and flow runs, not the engine that
+executes them nor the event loops where coroutine runs execute (those belong to a flow
+run's task runner). The flow, task and runner a context carries are held, not imported.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any
 
 from ferroflow import _core
 from ferroflow.exceptions import MissingContextError
-
-if TYPE_CHECKING:
-    from ferroflow.flows import Flow
-    from ferroflow.task_runners import TaskRunner
-    from ferroflow.tasks import Task
 
 __all__ = ["FlowRun", "FlowRunContext", "TaskRun", "TaskRunContext", "get_run_context", "tags"]
 
@@ -54,7 +53,16 @@ class TaskRun:
         return f"TaskRun(id={self.id}, name={self.name!r})"
 
 
-_current_flow_run: ContextVar[FlowRunContext | None] = ContextVar("ferroflow_flow_run", default=None)
+class _OutsideFlows:
+    """Set as the current flow run where code must run outside flows although the thread
+    executes a run of one (a done-callback of a future made outside flows)."""
+
+    __slots__ = ()
+
+
+_OUTSIDE = _OutsideFlows()
+
+_current_flow_run: ContextVar[FlowRunContext | _OutsideFlows | None] = ContextVar("ferroflow_flow_run", default=None)
 
 #: The coroutine run the current asyncio task executes (an `AsyncRun`), if any: async
 #: runs execute on event loops, outside the engine's threads, so they are found here.
@@ -64,17 +72,15 @@ current_async_run: ContextVar[Any] = ContextVar("ferroflow_async_run", default=N
 class FlowRunContext:
     """What a running flow knows: the flow, its run record, its task runner, its options."""
 
-    __slots__ = ("flow", "flow_run", "task_runner", "log_prints", "parameters", "logger", "_run_loop", "_run_loop_lock")
+    __slots__ = ("flow", "flow_run", "task_runner", "log_prints", "parameters", "logger")
 
-    def __init__(self, flow: Flow, flow_run: FlowRun, task_runner: TaskRunner, log_prints: bool, logger: Any) -> None:
-        self.flow = flow
+    def __init__(self, flow: Any, flow_run: FlowRun, task_runner: Any, log_prints: bool, logger: Any) -> None:
+        self.flow = flow  # a ferroflow.flows.Flow
         self.flow_run = flow_run
-        self.task_runner = task_runner
+        self.task_runner = task_runner  # a ferroflow.task_runners.TaskRunner
         self.log_prints = log_prints
         self.parameters = flow_run.parameters
         self.logger = logger
-        self._run_loop: Any = None
-        self._run_loop_lock = threading.Lock()
 
     @classmethod
     def get(cls) -> FlowRunContext | None:
@@ -82,28 +88,12 @@ class FlowRunContext:
         a task run (executed by the engine, or a coroutine on an event loop)."""
         context = _current_flow_run.get()
         if context is not None:
-            return context
+            return None if isinstance(context, _OutsideFlows) else context
         current = _core.current_run()
         if current is not None:
             return current[3]
         async_run = current_async_run.get()
         return None if async_run is None else async_run.identity[2]
-
-    def run_loop(self) -> Any:
-        """The event loop where this flow run's submitted coroutines run, made on first use."""
-        with self._run_loop_lock:
-            if self._run_loop is None:
-                from ferroflow._async import RunLoop
-
-                self._run_loop = RunLoop(f"ferroflow-loop-{self.flow_run.name}")
-            return self._run_loop
-
-    def close_run_loop(self) -> None:
-        """Stops the flow run's loop, if it made one; its runs have ended by then."""
-        with self._run_loop_lock:
-            loop, self._run_loop = self._run_loop, None
-        if loop is not None:
-            loop.close()
 
     @contextmanager
     def entered(self) -> Iterator[FlowRunContext]:
@@ -119,7 +109,7 @@ class TaskRunContext:
 
     __slots__ = ("task", "task_run", "flow_run_context", "future")
 
-    def __init__(self, task: Task, task_run: TaskRun, flow_run_context: FlowRunContext | None, future: Any) -> None:
+    def __init__(self, task: Any, task_run: TaskRun, flow_run_context: FlowRunContext | None, future: Any) -> None:
         self.task = task
         self.task_run = task_run
         self.flow_run_context = flow_run_context
@@ -130,7 +120,7 @@ class TaskRunContext:
         return None if self.flow_run_context is None else self.flow_run_context.flow_run
 
     @property
-    def flow(self) -> Flow | None:
+    def flow(self) -> Any:
         return None if self.flow_run_context is None else self.flow_run_context.flow
 
     @property
@@ -151,6 +141,23 @@ class TaskRunContext:
         future, name, task, flow_context = current
         flow_run_id = None if flow_context is None else flow_context.flow_run.id
         return cls(task, TaskRun(future.task_run_id, name, flow_run_id), flow_context, future)
+
+
+def call_in_flow_run(context: FlowRunContext | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """Calls `fn(*args)` with `context` as the current flow run (None: outside flows),
+    whatever run the calling thread executes: work `fn` submits goes to that flow run."""
+    token = _current_flow_run.set(_OUTSIDE if context is None else context)
+    try:
+        return fn(*args)
+    finally:
+        _current_flow_run.reset(token)
+
+
+def current_flow_run_context() -> FlowRunContext | None:
+    """The flow run the calling thread is in by its own context (the flow function's
+    thread), not through a task run it executes."""
+    context = _current_flow_run.get()
+    return None if isinstance(context, _OutsideFlows) else context
 
 
 def get_run_context() -> TaskRunContext | FlowRunContext:

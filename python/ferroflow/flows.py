@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterable, TypeVar, overload
+from collections.abc import Callable, Iterable
+from functools import update_wrapper
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ferroflow._arguments import Signature
+from ferroflow._flow_engine import call_async_flow, run_flow
+from ferroflow._prints import enable_print_capture
 from ferroflow.exceptions import InvalidNameError
 from ferroflow.task_runners import TaskRunner, ThreadPoolTaskRunner
 from ferroflow.tasks import _reject_unsupported
@@ -12,6 +16,7 @@ from ferroflow.utilities.annotations import NotSet
 
 __all__ = ["Flow", "flow"]
 
+P = ParamSpec("P")
 R = TypeVar("R")
 
 _BANNED_NAME_CHARACTERS = ("/", "%", "&", ">", "<")
@@ -31,12 +36,46 @@ _FLOW_NOT_YET = {
 }
 
 
-class Flow(Generic[R]):
-    """A function run as a flow: each call is a flow run with its own task runner."""
+def _check_options(owner: str, **options: Any) -> None:
+    """Prefect's pydantic checks of the flow options, as plain TypeErrors and ValueErrors
+    naming the option and the flow, raised where the flow is decorated."""
+    retries = options["retries"]
+    if retries is not None:
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise TypeError(f"{owner}: retries must be an int, got {type(retries).__name__} {retries!r}")
+        if retries < 0:
+            raise ValueError(f"{owner}: retries must be >= 0, got {retries}")
+    delay = options["retry_delay_seconds"]
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise TypeError(
+                f"{owner}: retry_delay_seconds must be a number of seconds, got {type(delay).__name__} {delay!r}"
+            )
+        if not delay >= 0:
+            raise ValueError(f"{owner}: retry_delay_seconds must be >= 0, got {delay}")
+    for option in ("version", "description"):
+        if options[option] is not None and not isinstance(options[option], str):
+            raise TypeError(
+                f"{owner}: {option} must be a string, got {type(options[option]).__name__} {options[option]!r}"
+            )
+    run_name = options["flow_run_name"]
+    if run_name is not None and not (isinstance(run_name, str) or callable(run_name)):
+        raise TypeError(
+            f"{owner}: flow_run_name must be a string or a callable, got {type(run_name).__name__} {run_name!r}"
+        )
+    for option in ("validate_parameters", "log_prints"):
+        value = options[option]
+        if not (value is None or isinstance(value, bool)):
+            raise TypeError(f"{owner}: {option} must be True or False, got {type(value).__name__} {value!r}")
+
+
+class Flow(Generic[P, R]):
+    """A function run as a flow: each call is a flow run with its own task runner.
+    It looks like its function (`__name__`, `__doc__`, `__wrapped__`, ...), as in Prefect."""
 
     def __init__(
         self,
-        fn: Callable[..., R],
+        fn: Callable[P, R],
         name: str | None = None,
         version: str | None = None,
         flow_run_name: str | Callable[[], str] | None = None,
@@ -53,16 +92,31 @@ class Flow(Generic[R]):
         import inspect  # here, not at import: `import ferroflow` stays fast
 
         self.fn = fn
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"@flow: name must be a string, got {type(name).__name__} {name!r}")
         self.name = name or getattr(fn, "__name__", type(fn).__name__).replace("_", "-")
         banned = [c for c in _BANNED_NAME_CHARACTERS if c in self.name]
         if banned:
-            raise InvalidNameError(f"Flow name {self.name!r} contains an invalid character {banned[0]!r}; flow names may not contain {' '.join(_BANNED_NAME_CHARACTERS)}")
+            raise InvalidNameError(
+                f"Flow name {self.name!r} contains an invalid character {banned[0]!r}; "
+                f"flow names may not contain {' '.join(_BANNED_NAME_CHARACTERS)}"
+            )
         for option, value in options.items():
             if option in _FLOW_NOT_YET:
                 if value is not _FLOW_NOT_YET[option]:
                     raise NotImplementedError(f"Flow {self.name!r} option {option!r} is not supported by ferroflow yet")
             else:
                 _reject_unsupported(f"Flow {self.name!r}", {option: value})
+        _check_options(
+            f"Flow {self.name!r}",
+            retries=retries,
+            retry_delay_seconds=retry_delay_seconds,
+            version=version,
+            description=description,
+            flow_run_name=flow_run_name,
+            validate_parameters=validate_parameters,
+            log_prints=log_prints,
+        )
         self.version = version
         self.flow_run_name = flow_run_name
         self.retries = retries or 0
@@ -78,9 +132,8 @@ class Flow(Generic[R]):
         self.isasync = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
         self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
         self._signature = Signature(fn, "flow")
+        update_wrapper(self, fn)
         if log_prints:
-            from ferroflow._prints import enable_print_capture
-
             enable_print_capture()
 
     def __repr__(self) -> str:
@@ -99,7 +152,7 @@ class Flow(Generic[R]):
         validate_parameters: bool | None = None,
         log_prints: Any = NotSet,
         **options: Any,
-    ) -> Flow[R]:
+    ) -> Flow[P, R]:
         """A copy of the flow with some options changed; the rest are inherited."""
         return Flow(
             self.fn,
@@ -110,7 +163,9 @@ class Flow(Generic[R]):
             retry_delay_seconds=retry_delay_seconds if retry_delay_seconds is not None else self.retry_delay_seconds,
             task_runner=task_runner or self.task_runner.duplicate(),
             description=description or self.description,
-            validate_parameters=validate_parameters if validate_parameters is not None else self.should_validate_parameters,
+            validate_parameters=validate_parameters
+            if validate_parameters is not None
+            else self.should_validate_parameters,
             log_prints=self.log_prints if log_prints is NotSet else log_prints,
             **options,
         )
@@ -120,25 +175,29 @@ class Flow(Generic[R]):
         args, kwargs = self._signature.to_call(parameters)
         return self._signature.parameters(args, kwargs)
 
-    def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> Any:
+    def __call__(
+        self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> Any:
         """Runs the flow: returns its result, or its final State with `return_state=True`.
         An async flow returns a coroutine, as in Prefect: `await` it or `asyncio.run` it."""
-        from ferroflow._flow_engine import run_flow, run_flow_async
-
         if self.isasync:
-            from ferroflow._async import FlowCall
-
-            return FlowCall(self.fn.__name__, lambda: run_flow_async(self, args, kwargs, return_state=return_state, wait_for=wait_for))
+            return call_async_flow(self, args, kwargs, return_state=return_state, wait_for=wait_for)
         return run_flow(self, args, kwargs, return_state=return_state, wait_for=wait_for)
 
 
-@overload
-def flow(__fn: Callable[..., R]) -> Flow[R]: ...
-@overload
-def flow(**options: Any) -> Callable[[Callable[..., R]], Flow[R]]: ...
+class _FlowDecorator(Protocol):
+    """What `flow(**options)` gives: a decorator generic over the function it gets."""
+
+    def __call__(self, fn: Callable[P, R], /) -> Flow[P, R]: ...
 
 
-def flow(__fn: Callable[..., R] | None = None, **options: Any) -> Any:
+@overload
+def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
+@overload
+def flow(**options: Any) -> _FlowDecorator: ...
+
+
+def flow(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
     """Makes a function a flow; usable bare (`@flow`) or with options (`@flow(retries=1)`)."""
     if __fn is not None:
         return Flow(__fn, **options)

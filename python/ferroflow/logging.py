@@ -15,36 +15,34 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, MutableMapping
+from typing import Any
 
+from ferroflow.context import FlowRunContext, TaskRunContext
 from ferroflow.exceptions import MissingContextError
 
 __all__ = [
-    "STANDARD_FORMAT",
-    "FLOW_RUN_FORMAT",
-    "TASK_RUN_FORMAT",
     "DATE_FORMAT",
+    "FLOW_RUN_FORMAT",
+    "STANDARD_FORMAT",
+    "TASK_RUN_FORMAT",
     "RunFormatter",
-    "StderrHandler",
     "RunLoggerAdapter",
-    "get_logger",
-    "task_run_logger",
-    "flow_run_logger",
-    "get_run_logger",
+    "StderrHandler",
     "disable_run_logger",
-    "print_as_log",
+    "flow_run_logger",
+    "get_logger",
+    "get_run_logger",
     "install_print_capture",
+    "print_as_log",
+    "task_run_logger",
 ]
 
 # Prefect's console formats (logging.yml), verbatim.
 STANDARD_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s"
-FLOW_RUN_FORMAT = (
-    "%(asctime)s.%(msecs)03d | %(levelname)-7s | Flow run %(flow_run_name)r - %(message)s"
-)
-TASK_RUN_FORMAT = (
-    "%(asctime)s.%(msecs)03d | %(levelname)-7s | Task run %(task_run_name)r - %(message)s"
-)
+FLOW_RUN_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | Flow run %(flow_run_name)r - %(message)s"
+TASK_RUN_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | Task run %(task_run_name)r - %(message)s"
 DATE_FORMAT = "%H:%M:%S"
 
 _ROOT_NAME = "ferroflow"
@@ -88,7 +86,7 @@ class StderrHandler(logging.StreamHandler):
         logging.Handler.__init__(self)  # StreamHandler's __init__ would assign `stream`
 
     @property
-    def stream(self) -> Any:  # type: ignore[override]
+    def stream(self) -> Any:
         return sys.stderr
 
 
@@ -124,12 +122,10 @@ class RunLoggerAdapter(logging.LoggerAdapter):
     `PrefectLogAdapter` merges them, and so does this one.
     """
 
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         extra = kwargs.get("extra")
         # No copy when the call brings no extra: makeRecord only reads it.
-        kwargs["extra"] = {**self.extra, **extra} if extra else self.extra  # type: ignore
+        kwargs["extra"] = {**self.extra, **extra} if extra else self.extra  # type: ignore[dict-item]
         return msg, kwargs
 
     def getChild(self, suffix: str, extra: dict[str, Any] | None = None) -> RunLoggerAdapter:
@@ -194,9 +190,7 @@ _null_logger = logging.Logger("ferroflow.null")
 _null_logger.disabled = True
 
 
-def get_run_logger(
-    context: Any = None, **kwargs: Any
-) -> logging.Logger | logging.LoggerAdapter:
+def get_run_logger(context: Any = None, **kwargs: Any) -> logging.Logger | logging.LoggerAdapter:
     """The logger of the current task run, else of the current flow run.
 
     `context` picks a run context explicitly instead of the active one; `kwargs`
@@ -204,8 +198,6 @@ def get_run_logger(
     unless `disable_run_logger()` is active, when a logger that drops everything is
     returned (so `my_task.fn()` can be unit-tested).
     """
-    from ferroflow.context import FlowRunContext, TaskRunContext
-
     if context is None:
         task_ctx = TaskRunContext.get()
         flow_ctx = None if task_ctx is not None else FlowRunContext.get()
@@ -254,7 +246,7 @@ def disable_run_logger() -> Iterator[None]:
             logger.disabled = True
         yield
     finally:
-        for logger, was_disabled in zip(loggers, previous):
+        for logger, was_disabled in zip(loggers, previous, strict=True):
             logger.disabled = was_disabled
 
 
@@ -265,22 +257,41 @@ _original_print: Callable[..., None] = builtins.print
 _print_resolver: Callable[[], logging.Logger | logging.LoggerAdapter | None] | None = None
 
 
+def _print_in_one_write(args: tuple, kwargs: dict[str, Any]) -> None:
+    """`print`, except that the whole line (sep and end included) reaches the stream in
+    one `write`, so lines printed by concurrent threads never merge. Formatting (and its
+    errors) is print's own; `file=` and `flush=` keep their meaning."""
+    if getattr(_original_print, "__module__", None) != "builtins":
+        return _original_print(*args, **kwargs)  # someone else's print: leave it alone
+    file = kwargs.pop("file", None)
+    flush = kwargs.pop("flush", False)
+    if file is None:
+        file = sys.stdout
+        if file is None:  # no console (pythonw): print does nothing either
+            return _original_print(*args, **kwargs)
+    buffer = io.StringIO()
+    _original_print(*args, file=buffer, **kwargs)
+    file.write(buffer.getvalue())
+    if flush:
+        file.flush()
+
+
 def print_as_log(*args: Any, **kwargs: Any) -> None:
     """`print`, except that while the current run logs its prints it becomes one INFO record.
 
     The run's logger comes from the resolver given to `install_print_capture`.
     Prints to a file other than stdout/stderr, and every print when the resolver
-    returns None, go to the real `print` unchanged.
+    returns None, are printed as `print` does, in one write to the stream.
     """
     resolver = _print_resolver
     if resolver is None:
-        return _original_print(*args, **kwargs)
+        return _print_in_one_write(args, kwargs)
     file = kwargs.get("file")
     if file is not None and file is not sys.stdout and file is not sys.stderr:
-        return _original_print(*args, **kwargs)
+        return _print_in_one_write(args, kwargs)
     logger = resolver()
     if logger is None:
-        return _original_print(*args, **kwargs)
+        return _print_in_one_write(args, kwargs)
     # Let print itself do sep/end/str(); Prefect then strips the trailing whitespace.
     buffer = io.StringIO()
     kwargs["file"] = buffer
@@ -294,8 +305,9 @@ def install_print_capture(
     """Route prints through `resolver()`'s logger, by swapping `builtins.print` once.
 
     `resolver` is called on every print and returns the current run's logger, or None
-    to leave the print alone. The swap is process-wide and happens once; calling
-    again only replaces the resolver, and the real `print` is kept for pass-through.
+    to leave the print alone (it is then written in one piece). The swap is process-wide
+    and happens once; calling again only replaces the resolver, and the real `print` is
+    kept for pass-through.
     """
     global _original_print, _print_resolver
     with _print_lock:

@@ -4,6 +4,12 @@
 them on native worker threads of ferroflow's engine; `SequentialTaskRunner` (Prefect 2's,
 dropped by Prefect 3) runs each at once in the submitting thread, in order. A flow run
 uses a fresh `duplicate()` of its flow's runner, so a configured runner is a template.
+
+The engine is always the scheduler (`ferroflow._bridge.RunnerEngine`): dependencies,
+states, retries, futures and waiting are its. A runner configures it (`_worker_count`,
+`_sequential`) and decides only where a claimed run executes that the engine hands over
+instead of running it on its own threads (`_execute`, the one extension point: coroutine
+runs go to the runner's event loop; a process pool, Dask or Ray runner sends them away).
 """
 
 from __future__ import annotations
@@ -12,18 +18,22 @@ import abc
 import atexit
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ferroflow import _core
 from ferroflow._arguments import split_map
+from ferroflow._bridge import ClaimedRun, RunnerEngine, after_fork_in_child
+from ferroflow._core import PrefectConcurrentFuture
+from ferroflow._loop import RunLoop
 from ferroflow.context import FlowRunContext
 from ferroflow.logging import get_logger
 
 if TYPE_CHECKING:
     from ferroflow._arguments import MapCall
-    from ferroflow.tasks import Task
 
-__all__ = ["TaskRunner", "ThreadPoolTaskRunner", "ConcurrentTaskRunner", "SequentialTaskRunner"]
+__all__ = ["ConcurrentTaskRunner", "SequentialTaskRunner", "TaskRunner", "ThreadPoolTaskRunner"]
+
+F = TypeVar("F")
 
 #: Threads a pool may grow to when `max_workers` is not given. The pool starts with one
 #: thread and grows only while queued runs wait and every running one is blocked or slow,
@@ -31,44 +41,91 @@ __all__ = ["TaskRunner", "ThreadPoolTaskRunner", "ConcurrentTaskRunner", "Sequen
 #: Prefect's default is one thread per task).
 DEFAULT_MAX_WORKERS = 256
 
-_MAX_WORKERS_ENV = ("FERROFLOW_THREAD_POOL_MAX_WORKERS", "PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS", "PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS")
+_MAX_WORKERS_ENV = (
+    "FERROFLOW_THREAD_POOL_MAX_WORKERS",
+    "PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS",
+    "PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS",
+)
 
 
 def _default_max_workers() -> int:
     for variable in _MAX_WORKERS_ENV:
-        value = os.environ.get(variable)
-        if value:
-            return int(value)
+        raw = os.environ.get(variable)
+        if raw:
+            try:
+                value = int(raw)
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise ValueError(
+                    f"{variable}={raw!r}: the thread pool's max_workers must be a whole number of at least 1"
+                )
+            return value
     return DEFAULT_MAX_WORKERS
 
 
-class TaskRunner(abc.ABC):
-    """The interface of Prefect's task runners: a context manager with `submit` and `map`."""
+def _check_max_workers(runner: str, max_workers: Any) -> int | None:
+    if max_workers is None:
+        return None
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+        raise TypeError(
+            f"{runner}: max_workers must be an int or None, got {type(max_workers).__name__} {max_workers!r}"
+        )
+    if max_workers < 1:
+        raise ValueError(f"{runner}: max_workers must be at least 1, got {max_workers}")
+    return max_workers
+
+
+class TaskRunner(abc.ABC, Generic[F]):
+    """The interface of Prefect's task runners: a context manager with `submit` and `map`.
+
+    A subclass gives configuration: `duplicate()`, `_worker_count` (the engine's worker
+    threads; 0: a run executes in the thread that waits for it), `_sequential`, equality.
+    A runner that executes runs elsewhere overrides `_execute(runs)`: it receives batches
+    of claimed runs and reports each end through the run object.
+    """
+
+    #: Whether each submitted run executes at once, in the submitting thread, in order.
+    _sequential = False
 
     def __init__(self) -> None:
         self.logger = get_logger(f"task_runner.{self.name}")
         self._started = False
+        self._engine: RunnerEngine | None = None
+        self._context: FlowRunContext | None = None
+        self._loop: RunLoop | None = None
+        self._loop_lock = threading.Lock()
 
     @property
     def name(self) -> str:
         return type(self).__name__.lower().replace("taskrunner", "")
 
     @abc.abstractmethod
-    def duplicate(self) -> TaskRunner:
+    def duplicate(self) -> TaskRunner[F]:
         """A fresh, unstarted runner with the same configuration."""
 
+    @property
     @abc.abstractmethod
-    def submit(self, task: Task, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None, dependencies: Any = None) -> Any:
-        """Runs `task` with `parameters` (by name); returns its future."""
+    def _worker_count(self) -> int:
+        """Worker threads of the engine; 0 means runs execute in the threads that wait."""
 
-    def map(self, task: Task, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None) -> Any:
+    # -- Prefect's API ---------------------------------------------------------------
+
+    def submit(
+        self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None, dependencies: Any = None
+    ) -> F:
+        """Runs `task` with `parameters` (by name); returns its future."""
+        args, kwargs = task._signature.to_call(parameters)
+        return self._submit(task, args, kwargs, wait_for)
+
+    def map(self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None) -> Any:
         """One run of `task` per element of the iterable `parameters`, zipped."""
         if not self._started:
             raise RuntimeError("The task runner must be started before submitting work.")
         args, kwargs = task._signature.to_call(parameters)
         return self._map(task, split_map(task.name, task._signature, args, kwargs), wait_for)
 
-    def __enter__(self) -> TaskRunner:
+    def __enter__(self) -> TaskRunner[F]:
         if self._started:
             raise RuntimeError("The task runner is already started!")
         self._start(None)
@@ -77,96 +134,94 @@ class TaskRunner(abc.ABC):
     def __exit__(self, *exc_info: Any) -> None:
         self._stop()
 
-    @abc.abstractmethod
-    def _start(self, context: FlowRunContext | None) -> None: ...
+    # -- the extension point: where claimed runs execute -------------------------------
 
-    @abc.abstractmethod
-    def _stop(self) -> None: ...
+    def _execute(self, runs: list[ClaimedRun]) -> None:
+        """Executes runs the engine claimed and handed over, and reports each end through
+        the run. Here: coroutine runs, as asyncio tasks on this runner's event loop.
+        Called from an engine thread; an exception ends the batch's runs Crashed."""
+        self._run_loop().start(runs)
 
-    @abc.abstractmethod
-    def _submit(self, task: Task, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None) -> Any: ...
+    def _run_loop(self) -> RunLoop:
+        """The event loop of this runner's coroutine runs, made on first use."""
+        with self._loop_lock:
+            if self._loop is None or self._loop.loop.is_closed():
+                context = self._context
+                self._loop = RunLoop(
+                    "ferroflow-event-loop" if context is None else f"ferroflow-loop-{context.flow_run.name}"
+                )
+            return self._loop
 
-    @abc.abstractmethod
-    def _map(self, task: Task, call: MapCall, wait_for: Iterable[Any] | None) -> Any: ...
+    # -- life: started by a flow run (or `with`), stopped when its runs have ended ---------
 
-    @abc.abstractmethod
-    def _call(self, task: Task, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool) -> Any: ...
-
-    @abc.abstractmethod
-    def _wait_all(self) -> None:
-        """Blocks until every run submitted so far has finished."""
-
-    @abc.abstractmethod
-    def _idle(self) -> bool:
-        """Whether every run submitted so far has finished."""
-
-    @abc.abstractmethod
-    def _cancel_pending(self) -> int:
-        """Cancels every run that has not started; returns how many."""
-
-
-class _EngineTaskRunner(TaskRunner):
-    """A runner backed by a ferroflow engine with a given number of worker threads."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._engine: _core.Engine | None = None
-
-    @property
-    @abc.abstractmethod
-    def _worker_count(self) -> int:
-        """Worker threads of the engine; 0 means runs execute in the threads that wait."""
-
-    def _start(self, context: FlowRunContext | None) -> None:
+    def _start(self, context: FlowRunContext | None) -> RunnerEngine:
         if self._started:
             raise RuntimeError("The task runner is already started!")
-        import uuid  # here, not at import: `import ferroflow` stays fast
-
-        self._engine = _core.Engine(self._worker_count, context, uuid.uuid4().bytes)
+        self._context = context
+        self._engine = RunnerEngine(self._worker_count, context, self._execute, sequential=self._sequential)
         self._started = True
+        return self._engine
 
     def _stop(self) -> None:
-        if self._engine is not None:
-            try:
-                self._engine.wait_idle()
-            finally:
-                self._engine.shutdown()
-        self._started = False
+        """Waits for every run, then stops the engine's workers and the event loop."""
+        engine = self._engine
+        try:
+            if engine is not None:
+                try:
+                    engine.wait_all()
+                finally:
+                    engine.shutdown()
+        finally:
+            self._close_loop()
+            self._started = False
 
-    def _running_engine(self) -> _core.Engine:
+    def _interrupt_pending(self) -> int:
+        """Runs that have not started end Cancelled; returns how many."""
+        return 0 if self._engine is None else self._engine.cancel_pending()
+
+    def _interrupt(self) -> int:
+        """Ctrl-C: runs that have not started end Cancelled, and so do coroutine runs
+        waiting out a retry delay; running ones finish. Returns how many had not started."""
+        cancelled = self._interrupt_pending()
+        with self._loop_lock:
+            loop = self._loop
+        if loop is not None:
+            loop.interrupt()
+        return cancelled
+
+    def _close_loop(self) -> None:
+        with self._loop_lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.close()
+
+    # -- the engine operations tasks perform (each one call into the bridge) -------------
+
+    def _running_engine(self) -> RunnerEngine:
         engine = self._engine
         if engine is None:
             raise RuntimeError("The task runner must be started before submitting work.")
         return engine
 
-    def submit(self, task: Task, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None, dependencies: Any = None) -> Any:
-        args, kwargs = task._signature.to_call(parameters)
-        return self._submit(task, args, kwargs, wait_for)
-
-    def _submit(self, task: Task, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None) -> Any:
+    def _submit(self, task: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None) -> Any:
         engine = self._engine or self._running_engine()  # the hot path: one attribute read
-        return engine.submit(task._spec, args, kwargs or None, wait_for)
+        return engine.submit(task._spec, args, kwargs, wait_for)
 
-    def _map(self, task: Task, call: MapCall, wait_for: Iterable[Any] | None) -> Any:
-        return self._running_engine().map(task._spec, call.args, call.kwargs or None, call.slots, call.iterables, wait_for)
+    def _map(self, task: Any, call: MapCall, wait_for: Iterable[Any] | None) -> Any:
+        return self._running_engine().map(task._spec, call, wait_for)
 
-    def _call(self, task: Task, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool) -> Any:
-        return self._running_engine().call(task._spec, args, kwargs or None, wait_for, bare_name)
+    def _call(
+        self, task: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool
+    ) -> Any:
+        return self._running_engine().call(task._spec, args, kwargs, wait_for, bare_name)
 
-    def _claim_call(self, task: Task, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool) -> Any:
-        return self._running_engine().claim_call(task._spec, args, kwargs or None, wait_for, bare_name)
-
-    def _wait_all(self) -> None:
-        self._running_engine().wait_idle()
-
-    def _idle(self) -> bool:
-        return self._running_engine().unfinished == 0
-
-    def _cancel_pending(self) -> int:
-        return self._running_engine().cancel_pending()
+    def _claim_call(
+        self, task: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool
+    ) -> ClaimedRun:
+        return self._running_engine().claim_call(task._spec, args, kwargs, wait_for, bare_name)
 
 
-class ThreadPoolTaskRunner(_EngineTaskRunner):
+class ThreadPoolTaskRunner(TaskRunner[PrefectConcurrentFuture]):
     """Runs tasks on native worker threads; at most `max_workers` at once.
 
     The pool grows toward `max_workers` only while runs wait and the running ones are
@@ -175,9 +230,7 @@ class ThreadPoolTaskRunner(_EngineTaskRunner):
 
     def __init__(self, max_workers: int | None = None) -> None:
         super().__init__()
-        if max_workers is not None and max_workers < 1:
-            raise ValueError(f"max_workers must be at least 1, got {max_workers}")
-        self._max_workers = max_workers
+        self._max_workers = _check_max_workers(type(self).__name__, max_workers)
 
     @property
     def max_workers(self) -> int:
@@ -191,7 +244,7 @@ class ThreadPoolTaskRunner(_EngineTaskRunner):
         return type(self)(max_workers=self._max_workers)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.max_workers == self.max_workers  # type: ignore[attr-defined]
+        return type(other) is type(self) and other.max_workers == self.max_workers
 
     def __hash__(self) -> int:
         return hash((type(self), self.max_workers))
@@ -210,9 +263,11 @@ class ThreadPoolTaskRunner(_EngineTaskRunner):
 ConcurrentTaskRunner = ThreadPoolTaskRunner
 
 
-class SequentialTaskRunner(_EngineTaskRunner):
+class SequentialTaskRunner(TaskRunner[PrefectConcurrentFuture]):
     """Prefect 2's sequential runner: each submitted run executes at once, in the
     submitting thread, one at a time and in submission order."""
+
+    _sequential = True
 
     @property
     def _worker_count(self) -> int:
@@ -226,16 +281,6 @@ class SequentialTaskRunner(_EngineTaskRunner):
 
     def __hash__(self) -> int:
         return hash(type(self))
-
-    def _submit(self, task: Task, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None) -> Any:
-        future = super()._submit(task, args, kwargs, wait_for)
-        future.wait()  # an engine without workers runs it here, now
-        return future
-
-    def _map(self, task: Task, call: MapCall, wait_for: Iterable[Any] | None) -> Any:
-        futures = super()._map(task, call, wait_for)
-        futures.wait()
-        return futures
 
 
 # -- the runner used where no flow run is active ----------------------------------------
@@ -254,7 +299,7 @@ def default_runner() -> ThreadPoolTaskRunner:
     runner = _default_runner
     if runner is not None and runner._engine is not None:
         engine = runner._engine
-        if not (engine.runs >= _DEFAULT_RUNNER_RECYCLE_AT and engine.unfinished == 0):
+        if not (engine.runs >= _DEFAULT_RUNNER_RECYCLE_AT and engine.idle):
             return runner
     with _default_lock:
         if _default_runner is runner:
@@ -274,16 +319,26 @@ def current_runner() -> TaskRunner:
 
 
 def _shutdown_default_runner() -> None:
+    """At exit: runs of the process-wide runner that have not started end Cancelled (one
+    line says how many), running ones finish. A Ctrl-C meanwhile stops the wait quietly:
+    coroutine runs are cancelled and the process exits without a traceback."""
     global _default_runner
     with _default_lock:
         runner, _default_runner = _default_runner, None
-    if runner is not None:
+    if runner is None:
+        return
+    try:
+        cancelled = runner._interrupt_pending()
+        if cancelled:
+            runner.logger.warning(f"{cancelled} task run(s) that had not started were cancelled at exit")
         runner._stop()
+    except KeyboardInterrupt:
+        runner._interrupt()
 
 
 def _after_fork_in_child() -> None:
     global _default_runner, _default_lock
-    _core.after_fork_in_child()
+    after_fork_in_child()
     _default_lock = threading.Lock()
     _default_runner = None
 

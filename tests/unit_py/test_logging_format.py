@@ -359,6 +359,10 @@ def contexts(monkeypatch):
     module.TaskRunContext = TaskRunContext
     module.FlowRunContext = FlowRunContext
     monkeypatch.setitem(sys.modules, "ferroflow.context", module)
+    # ferroflow.logging imports its contexts at import (the package is layered: contexts
+    # below logging), so the stand-ins replace its names too.
+    monkeypatch.setattr(fflog, "TaskRunContext", TaskRunContext)
+    monkeypatch.setattr(fflog, "FlowRunContext", FlowRunContext)
     return module
 
 

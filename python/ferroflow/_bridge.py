@@ -1,0 +1,176 @@
+"""The bridge to `ferroflow._core`: the one place where Python operates an engine.
+
+Every started task runner has one `RunnerEngine`: the flow run's single source of truth
+for its runs (dependencies, states, retries, futures, waiting). A runner only configures
+it (how many worker threads; whether a submitted run executes at once in the submitting
+thread) and says where the runs execute that the engine hands over instead of running
+them on its threads: the engine *claims* such runs and passes them, a batch at a time, to
+the runner's `execute` callable; the runner reports each end through the run object
+(`run.start()` gives the call, then `run.complete(value)`, `run.fail(exception)`,
+`run.cancel()` or `run.crash(exception)`). Coroutine runs travel this way today (to an
+event loop); a process pool, Dask or Ray runner uses the same seam.
+
+The bindings call, by name:
+- `ferroflow._async.schedule_coroutines(context, runs)`, which is `hand_over` below;
+- `call_done_callback(flow_run_context, fn, future)` for every done-callback of a future;
+- `worker_thread_started()` once on each engine worker thread, before it runs any task.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ferroflow import _core
+from ferroflow._prints import enable_print_capture
+from ferroflow.context import FlowRunContext, call_in_flow_run
+from ferroflow.logging import get_logger
+
+__all__ = [
+    "ClaimedRun",
+    "RunnerEngine",
+    "after_fork_in_child",
+    "call_done_callback",
+    "crash",
+    "hand_over",
+    "worker_thread_started",
+]
+
+#: A run the engine has claimed and handed over to execute elsewhere; it stays Running in
+#: the engine until one of its ending methods is called.
+ClaimedRun = _core.AsyncRun
+
+#: Where a batch of claimed runs goes: a runner's `_execute`.
+Execute = Callable[[list[ClaimedRun]], None]
+
+# Engines by the first 12 bytes of their seed, which begin every id of their runs: how a
+# handed-over batch finds its engine (and so its runner) whatever flow run it belongs to.
+_engines: weakref.WeakValueDictionary[bytes, RunnerEngine] = weakref.WeakValueDictionary()
+_ID_PREFIX = 12
+
+
+class RunnerEngine:
+    """One started runner's engine, and every operation a runner, a task or a flow run
+    performs on it."""
+
+    __slots__ = ("core", "context", "sequential", "_execute", "__weakref__")
+
+    def __init__(
+        self, workers: int, context: FlowRunContext | None, execute: Execute, *, sequential: bool = False
+    ) -> None:
+        import uuid  # here, not at import: `import ferroflow` stays fast
+
+        seed = uuid.uuid4().bytes
+        self.core = _core.Engine(workers, context, seed)
+        self.context = context
+        #: Whether a submitted run executes at once, in the submitting thread (no workers).
+        self.sequential = sequential
+        self._execute = execute
+        _engines[seed[:_ID_PREFIX]] = self
+        if workers:
+            # Tasks print from several threads now: each print must reach its stream in
+            # one write, so concurrent lines never merge.
+            enable_print_capture()
+
+    # -- registering runs ------------------------------------------------------------
+
+    def submit(self, spec: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None) -> Any:
+        future = self.core.submit(spec, args, kwargs or None, wait_for)
+        if self.sequential:
+            future.wait()  # an engine without workers runs it here, now
+        return future
+
+    def map(self, spec: Any, call: Any, wait_for: Iterable[Any] | None) -> Any:
+        futures = self.core.map(spec, call.args, call.kwargs or None, call.slots, call.iterables, wait_for)
+        if self.sequential:
+            futures.wait()
+        return futures
+
+    def call(
+        self, spec: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool
+    ) -> Any:
+        """A direct call: the run executes in the calling thread, now."""
+        return self.core.call(spec, args, kwargs or None, wait_for, bare_name)
+
+    def claim_call(
+        self, spec: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool
+    ) -> ClaimedRun:
+        """A direct call of a coroutine task: the caller drives the claimed run."""
+        return self.core.claim_call(spec, args, kwargs or None, wait_for, bare_name)
+
+    # -- the runs' ends --------------------------------------------------------------
+
+    def hand_over(self, runs: list[ClaimedRun]) -> None:
+        """Gives claimed runs to the runner; if that fails, they end Crashed with the error
+        (nothing may stay Running)."""
+        try:
+            self._execute(runs)
+        except BaseException as exc:
+            for run in runs:
+                if not run.done:
+                    crash(run, exc)
+
+    def wait_all(self) -> None:
+        """Blocks until every run registered so far has ended."""
+        self.core.wait_idle()
+
+    @property
+    def idle(self) -> bool:
+        return self.core.unfinished == 0
+
+    @property
+    def runs(self) -> int:
+        return self.core.runs
+
+    def cancel_pending(self) -> int:
+        """Ends every run that has not started Cancelled; returns how many."""
+        return self.core.cancel_pending()
+
+    def shutdown(self) -> None:
+        self.core.shutdown()
+
+
+def hand_over(runs: list[ClaimedRun]) -> None:
+    """Hands a batch of claimed runs (all of one engine) to that engine's runner."""
+    if not runs:
+        return
+    engine = _engines.get(runs[0].future.task_run_id.bytes[:_ID_PREFIX])
+    if engine is not None:
+        engine.hand_over(runs)
+        return
+    error = RuntimeError("ferroflow: claimed runs were handed over by an engine that no runner owns")
+    for run in runs:
+        crash(run, error)
+
+
+def crash(run: ClaimedRun, exc: BaseException) -> None:
+    """Ends a claimed run Crashed with `exc`: it could not be handed over or driven."""
+    end = getattr(run, "crash", None)
+    try:
+        if end is not None:
+            end(exc)
+        else:  # bindings older than `AsyncRun.crash`: the run must end all the same
+            run.cancel()
+    except BaseException as error:  # it ended meanwhile: say so, never raise here
+        get_logger().error(f"Could not end a task run Crashed after {exc!r}: {error!r}")
+
+
+def call_done_callback(flow_run_context: FlowRunContext | None, fn: Callable[[Any], Any], future: Any) -> Any:
+    """Calls a future's done-callback `fn(future)` in the flow run of that future
+    (`None`: outside flows): work the callback submits belongs to that flow run."""
+    return call_in_flow_run(flow_run_context, fn, future)
+
+
+def after_fork_in_child() -> None:
+    """In a forked child: the parent's engine threads do not exist here."""
+    _core.after_fork_in_child()
+    _engines.clear()
+
+
+def worker_thread_started() -> None:
+    """An engine worker thread is about to run tasks. Threads a task starts are then
+    non-daemon by default, as on Prefect's pool threads: the interpreter waits for them at
+    exit instead of killing them (and the work they submit) silently."""
+    threading.current_thread()._daemonic = False  # type: ignore[attr-defined]
