@@ -16,14 +16,14 @@ use crate::errors::engine_error;
 use crate::executor::{CoreShared, PyExecutor};
 use crate::future::PyFuture;
 use crate::future_list::PyFutureList;
-use crate::gil::{deadline_after, detached, detached_from_drop, wait_detached};
+use crate::gil::{deadline_after, detached, detached_from_drop, draining, wait_detached};
 use crate::hooks::hooks;
 use crate::plan::{ArgSlot, Call, CallPlan, MapTally, MappedSource, Naming};
 use crate::spec::TaskSpec;
 
 #[pyclass(frozen, name = "Engine", module = "ferroflow._core")]
 pub struct PyEngine {
-    engine: Engine<PyExecutor>,
+    engine: Arc<Engine<PyExecutor>>,
     /// Next number of each task name's runs (`inc-0`, `inc-1`, ...) in this flow run.
     names: Mutex<HashMap<String, u64>>,
 }
@@ -121,6 +121,49 @@ impl PyEngine {
     }
 }
 
+/// Every engine alive in the process, so that the exit can shut them all down before
+/// finalization (see `gil.rs`).
+mod live_engines {
+    use std::sync::{Arc, Weak};
+
+    use ferroflow_core::Engine;
+    use parking_lot::Mutex;
+    use pyo3::prelude::*;
+
+    use crate::executor::PyExecutor;
+    use crate::gil;
+
+    static LIVE: Mutex<Vec<Weak<Engine<PyExecutor>>>> = Mutex::new(Vec::new());
+
+    pub(super) fn register(engine: Engine<PyExecutor>) -> Arc<Engine<PyExecutor>> {
+        let engine = Arc::new(engine);
+        let mut live = LIVE.lock();
+        if live.len() >= 64 && live.len().is_power_of_two() {
+            live.retain(|weak| weak.strong_count() > 0); // amortised: engines come and go per flow run
+        }
+        live.push(Arc::downgrade(&engine));
+        engine
+    }
+
+    /// The last step of the exit, from `atexit`: cancels what has not started in every
+    /// live engine, lets running runs finish, joins every worker; then no engine thread
+    /// enters Python again.
+    #[pyfunction]
+    pub(crate) fn shut_down_engines_at_exit(py: Python<'_>) {
+        gil::begin_exit();
+        loop {
+            let engines: Vec<Arc<Engine<PyExecutor>>> = LIVE.lock().drain(..).filter_map(|weak| weak.upgrade()).collect();
+            if engines.is_empty() {
+                break; // (a run finishing may have made an engine meanwhile: go round again)
+            }
+            gil::detached(py, || engines.iter().for_each(|engine| engine.shutdown()));
+        }
+        gil::mark_exited();
+    }
+}
+
+pub(crate) use live_engines::shut_down_engines_at_exit;
+
 /// A copy of the calling thread's `contextvars` context, which a submitted run executes in.
 fn submitter_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     hooks(py)?.copy_context.call0(py)
@@ -143,7 +186,7 @@ impl PyEngine {
     #[pyo3(signature = (max_workers, context, seed))]
     fn new(max_workers: usize, context: Py<PyAny>, seed: [u8; 16]) -> Self {
         PyEngine {
-            engine: Engine::new(PyExecutor::new(seed, context), max_workers),
+            engine: live_engines::register(Engine::new(PyExecutor::new(seed, context), max_workers)),
             names: Mutex::new(HashMap::new()),
         }
     }
@@ -166,6 +209,9 @@ impl PyEngine {
         let run = shared
             .submit(plan.call(0), &deps)
             .map_err(|err| engine_error(err, shared.id()))?;
+        if draining() {
+            shared.cancel(run); // the interpreter is exiting: it ends Cancelled, logged
+        }
         Ok(PyFuture::new(Arc::clone(shared), run))
     }
 
@@ -183,6 +229,9 @@ impl PyEngine {
     ) -> PyResult<PyFuture> {
         let shared = self.shared();
         let run = self.register_inline(spec, args, kwargs, wait_for, bare_name)?;
+        if draining() {
+            shared.cancel(run); // the interpreter is exiting: it ends Cancelled, logged
+        }
         let waited = wait_detached(py, shared.id(), None, |slice| Ok(shared.wait(run, slice, true)?.then_some(())));
         if let Err(interrupt) = waited {
             shared.cancel(run); // interrupted while its upstreams ran: it never starts
@@ -290,6 +339,9 @@ impl PyEngine {
                 return Err(err);
             }
             start = end;
+        }
+        if draining() {
+            shared.cancel_pending(); // the interpreter is exiting: they end Cancelled, logged
         }
         Ok(PyFutureList::from_range(Arc::clone(shared), range))
     }

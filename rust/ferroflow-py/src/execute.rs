@@ -24,6 +24,7 @@ impl Executor for PyExecutor {
 
     fn run_batch(&self, batch: &mut Batch<'_, Self>) {
         let attached = attach_worker(|py| {
+            adopt_as_non_daemon(py);
             let mut stretch = Stretch {
                 log_lines: hooks(py)
                     .and_then(|h| h.finished_lines_enabled.call0(py)?.extract::<bool>(py))
@@ -57,6 +58,27 @@ impl Executor for PyExecutor {
 
     fn abandoned(&self, _run: RunId) -> RunValue {
         RunValue::new(None)
+    }
+}
+
+/// Python sees an engine thread as a "dummy" thread, which is a daemon, so threads a
+/// task starts would be daemons too and be killed at exit with their work (Prefect's
+/// pool threads are ordinary, non-daemon threads). Once per thread, the first time it
+/// runs tasks, its `threading` record is made non-daemon, as a pool thread's would be.
+fn adopt_as_non_daemon(py: Python<'_>) {
+    thread_local! {
+        static ADOPTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if ADOPTED.with(std::cell::Cell::get) {
+        return;
+    }
+    ADOPTED.with(|adopted| adopted.set(true));
+    let adopted = py
+        .import(pyo3::intern!(py, "threading"))
+        .and_then(|threading| threading.call_method0(pyo3::intern!(py, "current_thread")))
+        .and_then(|thread| thread.setattr(pyo3::intern!(py, "_daemonic"), false));
+    if let Err(err) = adopted {
+        report_hook_error(py, err);
     }
 }
 

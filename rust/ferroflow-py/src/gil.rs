@@ -10,14 +10,16 @@
 //! - Threads the engine made (workers) and the callbacks they run enter Python only
 //!   through [`attach_worker`], which refuses once the interpreter is exiting.
 //!
-//! Exiting: CPython 3.10–3.13 ends a thread that tries to take the GIL during
-//! finalization with `pthread_exit`, which unwinds through Rust frames and aborts the
-//! process. PyO3's own check for that exists only on 3.13+ builds (we are abi3), so
-//! ferroflow keeps its own: `ferroflow` marks the interpreter exiting from `atexit`
-//! (after its runners have shut down, before finalization starts); from then on worker
-//! threads never attach, and a Python thread other than the one finalizing that comes
-//! back from a detached wait parks forever instead of re-attaching (as CPython 3.14 does
-//! for daemon threads), since it could only be killed mid-Rust.
+//! Exiting: CPython 3.10–3.13 ends a thread that takes the GIL during finalization with
+//! `pthread_exit`, which unwinds through Rust frames and aborts the process (a worker in
+//! `time.sleep` inside a task is enough). PyO3's own check exists only on 3.13+ builds
+//! (we are abi3), and it could not help a thread already inside Python anyway. So ferroflow
+//! leaves no engine thread running at finalization: from `atexit` it first *drains*
+//! (every run registered from then on is cancelled, with its logged line), then shuts
+//! every live engine down (unstarted runs cancelled, running ones finish, workers joined),
+//! then marks the interpreter *exited*: from then on no engine thread attaches, and a
+//! Python thread other than the finalizing one that comes back from a detached wait parks
+//! forever instead of re-attaching (as CPython 3.14 does for daemon threads).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,8 +32,11 @@ use crate::errors::engine_error;
 /// Longest a detached wait goes without checking for signals.
 const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 
-static EXITING: AtomicBool = AtomicBool::new(false);
-/// The thread that marked the interpreter exiting (it finalizes): it may still attach.
+/// The interpreter is exiting: runs registered from now on are cancelled.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+/// Every engine has been shut down: no engine thread may attach any more.
+static EXITED: AtomicBool = AtomicBool::new(false);
+/// The thread that runs the exit (it finalizes): it may still attach.
 static FINALIZING_THREAD: AtomicU64 = AtomicU64::new(0);
 
 fn thread_key() -> u64 {
@@ -44,23 +49,31 @@ fn thread_key() -> u64 {
     KEY.with(|key| *key)
 }
 
-/// Called from `atexit`, after ferroflow's runners have shut down: no engine thread may
-/// enter Python from now on.
+/// The exit begins (see the module docs): runs registered from now on are cancelled.
 #[pyfunction]
-pub(crate) fn mark_interpreter_exiting() {
+pub(crate) fn begin_exit() {
     FINALIZING_THREAD.store(thread_key(), Ordering::Release);
-    EXITING.store(true, Ordering::Release);
+    DRAINING.store(true, Ordering::Release);
 }
 
-/// Whether the interpreter is exiting (see the module docs).
-pub(crate) fn interpreter_exiting() -> bool {
-    EXITING.load(Ordering::Acquire)
+/// Whether the exit has begun: a new run is cancelled as soon as it is registered.
+pub(crate) fn draining() -> bool {
+    DRAINING.load(Ordering::Acquire)
 }
 
-/// A Python thread is about to re-attach: if the interpreter is exiting and this is not
+/// Every engine is shut down: no engine thread may enter Python from now on.
+pub(crate) fn mark_exited() {
+    EXITED.store(true, Ordering::Release);
+}
+
+fn exited() -> bool {
+    EXITED.load(Ordering::Acquire)
+}
+
+/// A Python thread is about to re-attach: if the interpreter has exited and this is not
 /// the finalizing thread, it would be killed inside Rust; park it for good instead.
 fn park_if_exiting() {
-    if interpreter_exiting() && FINALIZING_THREAD.load(Ordering::Acquire) != thread_key() {
+    if exited() && FINALIZING_THREAD.load(Ordering::Acquire) != thread_key() {
         loop {
             std::thread::park();
         }
@@ -116,9 +129,9 @@ pub(crate) fn detached_from_drop(f: impl Fn() + Send + Sync) {
 }
 
 /// Attaches a thread the engine made (a worker running a batch, or a thread running
-/// done-callbacks). `None` once the interpreter is exiting, when no Python code may run.
+/// done-callbacks). `None` once the interpreter has exited, when no Python code may run.
 pub(crate) fn attach_worker<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> {
-    if interpreter_exiting() {
+    if exited() {
         return None;
     }
     Python::try_attach(f)

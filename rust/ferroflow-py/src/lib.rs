@@ -46,7 +46,9 @@ mod _core {
     #[pymodule_export]
     use crate::future_list::{FutureListIter, PyFutureList};
     #[pymodule_export]
-    use crate::gil::mark_interpreter_exiting;
+    use crate::engine::shut_down_engines_at_exit;
+    #[pymodule_export]
+    use crate::gil::begin_exit;
     #[pymodule_export]
     use crate::spec::TaskSpec;
 
@@ -79,8 +81,9 @@ mod _core {
         module.add("__version__", env!("CARGO_PKG_VERSION"))?;
         // Registered when `_core` is first imported, before ferroflow's runners register
         // their own exit hook: atexit runs hooks last-in first-out, so this one runs
-        // after the runners have shut down, and marks the interpreter as exiting.
-        let exiting = module.getattr("mark_interpreter_exiting")?;
+        // after the runners' (which log what they cancel) and leaves no engine thread
+        // running at finalization (see `gil.rs`).
+        let exiting = module.getattr("shut_down_engines_at_exit")?;
         module.py().import("atexit")?.call_method1("register", (exiting,))?;
         Ok(())
     }
