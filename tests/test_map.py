@@ -399,3 +399,15 @@ def test_length_mismatch_message_is_prefect_s():
         "Got lengths: {'left': 1, 'right': 2}"
     ), message
     assert "pair_sum" in message
+
+
+def test_mapped_input_longer_than_a_map_can_be_is_an_overflow_error_before_copying():
+    class Huge:
+        def __len__(self):
+            return 2**32
+
+        def __getitem__(self, index):
+            raise AssertionError("must not be read")
+
+    with pytest.raises(OverflowError, match=r"Task 'inc': .* at most 4294967295 runs; parameter 'x' has 4294967296"):
+        inc.map(Huge())

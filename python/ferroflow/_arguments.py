@@ -93,6 +93,22 @@ class Signature:
 # Mapped inputs the engine reads by index as they are (they cannot change meanwhile).
 _IMMUTABLE_SEQUENCES = (tuple, range)
 
+#: The most runs one `.map` can have: the engine indexes runs with a u32.
+MAX_MAP_RUNS = 2**32 - 1
+
+
+def _check_map_size(task_name: str, name: str, value: Any) -> None:
+    """An OverflowError, before anything is copied, for a mapped input that knows it holds
+    more items than a map can have (a list of them would not fit in memory anyway)."""
+    try:
+        size = len(value)
+    except TypeError:  # the bare sequence protocol, an iterator: its items are counted as read
+        return
+    if size > MAX_MAP_RUNS:
+        raise OverflowError(
+            f"Task {task_name!r}: a .map() can have at most {MAX_MAP_RUNS} runs; parameter {name!r} has {size} items"
+        )
+
 
 def _is_mappable(value: Any) -> bool:
     """Prefect's rule (`isiterable`): whatever `iter()` accepts, the old sequence protocol
@@ -156,6 +172,7 @@ def split_map(task_name: str, signature: Signature, args: tuple, kwargs: dict[st
             fixed: Any = inner.unwrap()
             values = None
         elif _is_mappable(inner):
+            _check_map_size(task_name, name, inner)
             fixed = None
             if wrapper is not None:
                 values = [wrapper(item) for item in inner]
