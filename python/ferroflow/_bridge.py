@@ -12,7 +12,6 @@ event loop); a process pool, Dask or Ray runner uses the same seam.
 
 The bindings call, by name:
 - `ferroflow._async.schedule_coroutines(context, runs)`, which is `hand_over` below;
-- `call_done_callback(flow_run_context, fn, future)` for every done-callback of a future;
 - `worker_thread_started()` once on each engine worker thread, before it runs any task.
 """
 
@@ -25,14 +24,14 @@ from typing import Any
 
 from ferroflow import _core
 from ferroflow._prints import enable_print_capture
-from ferroflow.context import FlowRunContext, call_in_flow_run
+from ferroflow.context import FlowRunContext
 from ferroflow.logging import get_logger
 
 __all__ = [
     "ClaimedRun",
     "RunnerEngine",
     "after_fork_in_child",
-    "call_done_callback",
+    "begin_exit",
     "crash",
     "hand_over",
     "worker_thread_started",
@@ -157,10 +156,12 @@ def crash(run: ClaimedRun, exc: BaseException) -> None:
         get_logger().error(f"Could not end a task run Crashed after {exc!r}: {error!r}")
 
 
-def call_done_callback(flow_run_context: FlowRunContext | None, fn: Callable[[Any], Any], future: Any) -> Any:
-    """Calls a future's done-callback `fn(future)` in the flow run of that future
-    (`None`: outside flows): work the callback submits belongs to that flow run."""
-    return call_in_flow_run(flow_run_context, fn, future)
+def begin_exit() -> None:
+    """The interpreter exits: every run registered from now on is cancelled, with its
+    logged line (the bindings stop every engine from their own exit hook, after ours)."""
+    begin = getattr(_core, "begin_exit", None)
+    if begin is not None:
+        begin()
 
 
 def after_fork_in_child() -> None:

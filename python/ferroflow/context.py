@@ -153,6 +153,12 @@ def call_in_flow_run(context: FlowRunContext | None, fn: Callable[..., Any], *ar
         _current_flow_run.reset(token)
 
 
+def call_done_callback(flow_run_context: FlowRunContext | None, fn: Callable[[Any], Any], future: Any) -> Any:
+    """Called by the bindings for every done-callback of a future: `fn(future)` runs in
+    the flow run of that future (None: outside flows), so work it submits belongs there."""
+    return call_in_flow_run(flow_run_context, fn, future)
+
+
 def current_flow_run_context() -> FlowRunContext | None:
     """The flow run the calling thread is in by its own context (the flow function's
     thread), not through a task run it executes."""

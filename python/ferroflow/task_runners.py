@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ferroflow._arguments import split_map
-from ferroflow._bridge import ClaimedRun, RunnerEngine, after_fork_in_child
+from ferroflow._bridge import ClaimedRun, RunnerEngine, after_fork_in_child, begin_exit
 from ferroflow._core import PrefectConcurrentFuture
 from ferroflow._loop import RunLoop
 from ferroflow.context import FlowRunContext
@@ -319,19 +319,20 @@ def current_runner() -> TaskRunner:
 
 
 def _shutdown_default_runner() -> None:
-    """At exit: runs of the process-wide runner that have not started end Cancelled (one
-    line says how many), running ones finish. A Ctrl-C meanwhile stops the wait quietly:
-    coroutine runs are cancelled and the process exits without a traceback."""
-    global _default_runner
-    with _default_lock:
-        runner, _default_runner = _default_runner, None
-    if runner is None:
+    """At exit: from now on every new run is cancelled (with its logged line); runs of
+    the process-wide runner that have not started end Cancelled (one line says how many);
+    running ones finish (the bindings' own exit hook then stops every engine). A Ctrl-C
+    meanwhile stops the wait quietly: no traceback."""
+    begin_exit()
+    runner = _default_runner  # kept as the default: work submitted now is cancelled there
+    if runner is None or runner._engine is None:
         return
     try:
         cancelled = runner._interrupt_pending()
         if cancelled:
             runner.logger.warning(f"{cancelled} task run(s) that had not started were cancelled at exit")
-        runner._stop()
+        runner._engine.wait_all()
+        runner._close_loop()
     except KeyboardInterrupt:
         runner._interrupt()
 
