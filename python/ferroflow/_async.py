@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Iterable
@@ -99,11 +100,51 @@ def _waker_for(loop: asyncio.AbstractEventLoop) -> _Waker:
         return waker
 
 
+def _running_trio() -> Any:
+    """The trio module if the calling code runs under trio (anyio's trio backend), else
+    None. Looked up, never imported: code that does not use trio never loads it."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return None
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and asyncio._get_running_loop() is not None:
+        return None
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return None
+    return trio
+
+
+async def _trio_wait(trio: Any, register: Any, cancel: Any) -> None:
+    """Under trio: `register(wake)` arranges for `wake()` to be called from any thread
+    when the runs are done; the engine wakes trio with its token, never by polling."""
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+
+    def wake(*_: Any) -> None:
+        try:
+            token.run_sync_soon(done.set)
+        except trio.RunFinishedError:
+            pass  # the trio run ended: nobody is left to wake
+
+    register(wake)
+    try:
+        await done.wait()
+    except trio.Cancelled:
+        cancel()
+        raise
+
+
 async def await_future_done(future: Any) -> None:
     """Waits, without blocking the loop, until `future`'s run is final. Cancelling the
-    wait cancels the run if it has not started; a started run goes on."""
+    wait cancels the run if it has not started; a started run goes on. Works on asyncio
+    and on trio (anyio's either backend)."""
     if future.done():
         return
+    trio = _running_trio()
+    if trio is not None:
+        return await _trio_wait(trio, future.add_done_callback, future._cancel_if_pending)
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -126,6 +167,15 @@ async def await_future(future: Any) -> Any:
 async def await_future_list(futures: Any) -> list[Any]:
     """`await futures` (a map's list): all results, in order. The engine calls back once,
     when the last run is done, not once per run."""
+
+    def cancel_unstarted() -> None:
+        for future in futures:
+            future._cancel_if_pending()
+
+    trio = _running_trio()
+    if trio is not None:
+        await _trio_wait(trio, futures._when_all_done, cancel_unstarted)
+        return futures.result()
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -135,7 +185,6 @@ async def await_future_list(futures: Any) -> list[Any]:
     try:
         await waiter
     except asyncio.CancelledError:
-        for future in futures:
-            future._cancel_if_pending()
+        cancel_unstarted()
         raise
     return futures.result()
