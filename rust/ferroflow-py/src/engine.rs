@@ -82,6 +82,7 @@ impl PyEngine {
         wait_for: Option<&Bound<'_, PyAny>>,
         bare_name: bool,
     ) -> PyResult<RunId> {
+        self.shared().executor().check_same_process()?;
         let mut deps = SmallVec::new();
         let resolve_fixed = collect_call_deps(args, kwargs, wait_for, self.shared(), &mut deps)?;
         let naming = if bare_name {
@@ -152,7 +153,12 @@ mod live_engines {
     pub(crate) fn shut_down_engines_at_exit(py: Python<'_>) {
         gil::begin_exit();
         loop {
-            let engines: Vec<Arc<Engine<PyExecutor>>> = LIVE.lock().drain(..).filter_map(|weak| weak.upgrade()).collect();
+            let engines: Vec<Arc<Engine<PyExecutor>>> = LIVE
+                .lock()
+                .drain(..)
+                .filter_map(|weak| weak.upgrade())
+                .filter(|engine| !engine.shared().executor().is_from_parent_process())
+                .collect();
             if engines.is_empty() {
                 break; // (a run finishing may have made an engine meanwhile: go round again)
             }
@@ -201,6 +207,7 @@ impl PyEngine {
         wait_for: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyFuture> {
         let shared = self.shared();
+        shared.executor().check_same_process()?;
         let mut deps = SmallVec::new();
         let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
         let first = self.reserve_names(&spec.get().name, 1);
@@ -280,6 +287,7 @@ impl PyEngine {
         wait_for: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyFutureList> {
         let shared = self.shared();
+        shared.executor().check_same_process()?;
         if mapped.is_empty() || mapped.len() != iterables.len() {
             return Err(PyValueError::new_err("map needs one mapped slot per iterable"));
         }
@@ -351,6 +359,7 @@ impl PyEngine {
     #[pyo3(signature = (timeout=None))]
     fn wait_idle(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let shared = self.shared();
+        shared.executor().check_same_process()?;
         let done = wait_detached(py, shared.id(), deadline_after(timeout)?, |slice| {
             Ok(shared.wait_idle(slice, true).then_some(()))
         })?;
@@ -359,11 +368,17 @@ impl PyEngine {
 
     /// Cancels every run that has not started; returns how many.
     fn cancel_pending(&self) -> usize {
+        if self.shared().executor().is_from_parent_process() {
+            return 0; // nothing of it runs in this process (see `Drop`)
+        }
         self.shared().cancel_pending()
     }
 
     /// Stops the pool: unstarted runs end Cancelled, running ones finish, workers exit.
     fn shutdown(&self, py: Python<'_>) {
+        if self.shared().executor().is_from_parent_process() {
+            return; // nothing of it runs in this process (see `Drop`)
+        }
         detached(py, || self.engine.shutdown());
         drop(self.shared().executor().clear_context());
     }
@@ -405,6 +420,13 @@ impl PyEngine {
 
 impl Drop for PyEngine {
     fn drop(&mut self) {
+        if self.shared().executor().is_from_parent_process() {
+            // Made before a fork: its workers do not exist here, and its condvars may
+            // list waiters that are gone (their stacks are reused by new threads), so
+            // touching it could corrupt memory. It is left as it is, for good.
+            std::mem::forget(Arc::clone(&self.engine));
+            return;
+        }
         // Workers attach to finish their batches, so they must be joined detached.
         detached_from_drop(|| self.engine.shutdown());
     }

@@ -22,6 +22,10 @@ pub struct PyExecutor {
     /// Set once any run returned a `State` (its value is that State): until then, reading
     /// results skips the check for one.
     returned_states: AtomicBool,
+    /// The process that made the engine: in a child forked since, the engine's threads
+    /// are gone and its locks and condvars may hold waiters that no longer exist, so it
+    /// must never be used (or shut down) there.
+    pid: u32,
 }
 
 impl PyExecutor {
@@ -30,7 +34,24 @@ impl PyExecutor {
             uuid_seed,
             context: Mutex::new(Some(context)),
             returned_states: AtomicBool::new(false),
+            pid: std::process::id(),
         }
+    }
+
+    /// Whether this engine was made in a parent of this process (before an `os.fork()`).
+    pub(crate) fn is_from_parent_process(&self) -> bool {
+        self.pid != std::process::id()
+    }
+
+    /// Refuses any use of an engine made before a fork (see [`Self::is_from_parent_process`]).
+    pub(crate) fn check_same_process(&self) -> PyResult<()> {
+        if self.is_from_parent_process() {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "this task runner (or a future of it) was created before os.fork() in the parent process; \
+                 its threads do not exist in the child: submit the work again in the child",
+            ));
+        }
+        Ok(())
     }
 
     /// The flow run context (or None).

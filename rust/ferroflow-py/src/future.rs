@@ -82,6 +82,7 @@ impl PyFuture {
         if self.run_state().is_final() {
             return Ok(true);
         }
+        self.shared.executor().check_same_process()?;
         hooks(py)?.warn_if_blocking_loop.call0(py)?;
         let help = deadline.is_none();
         let shared = &self.shared;
@@ -106,10 +107,7 @@ impl PyFuture {
 pub(crate) fn call_back(callback: &Py<PyAny>, future: &Py<PyFuture>) {
     attach_worker(|py| {
         let context = future.get().shared.executor().context(py);
-        let called = match call_done_callback(py) {
-            Ok(hook) => hook.call1(py, (context, callback, future)),
-            Err(_) => callback.call1(py, (future,)), // FIXME(integration): until the hook lands
-        };
+        let called = call_done_callback(py).and_then(|hook| hook.call1(py, (context, callback, future)));
         if let Err(err) = called {
             report_hook_error(py, err);
         }
@@ -165,6 +163,7 @@ impl PyFuture {
     fn add_done_callback(slf: Bound<'_, Self>, r#fn: Py<PyAny>) -> PyResult<()> {
         let future = slf.clone().unbind();
         let me = slf.get();
+        me.shared.executor().check_same_process()?;
         me.shared
             .on_done(me.run, Box::new(move |_| call_back(&r#fn, &future)))
             .map_err(|err| crate::errors::engine_error(err, me.shared.id()))
@@ -189,7 +188,7 @@ impl PyFuture {
     /// Cancels the run if it has not started (an awaiting coroutine was cancelled).
     /// Returns whether it was cancelled.
     fn _cancel_if_pending(&self) -> bool {
-        self.shared.cancel(self.run)
+        !self.shared.executor().is_from_parent_process() && self.shared.cancel(self.run)
     }
 
     /// The engine's run index (ferroflow's own; stable within a flow run).

@@ -89,6 +89,7 @@ impl PyFutureList {
         let help = deadline.is_none();
         match &self.members {
             Members::Range { shared, runs } => {
+                shared.executor().check_same_process()?;
                 let waited = wait_detached(py, shared.id(), deadline, |slice| {
                     match shared.wait_range(runs.clone(), slice, help, stop_on_failure)? {
                         WaitAll::TimedOut => Ok(None),
