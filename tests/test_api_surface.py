@@ -153,6 +153,8 @@ EXCEPTIONS = {
     "ParameterBindError": (TypeError,),
     "ReservedArgumentError": (TypeError,),
     "MissingResult": (),
+    # ferroflow's own: a task_run_name that fails for a run (issue 7, item 13).
+    "TaskRunNameError": (ValueError,),
 }
 
 
@@ -173,6 +175,19 @@ def test_annotations_module():
     for wrapper in (allow_failure, opaque, quote, unmapped):
         assert wrapper("v").unwrap() == "v"
     assert quote("v").unquote() == "v"
+
+
+def test_states_helpers():
+    from ferroflow.states import format_exception, return_value_to_state
+
+    assert format_exception(KeyError("k")) == "KeyError: 'k'"
+    assert return_value_to_state(3).is_completed()
+
+
+def test_utilities_callables_module():
+    from ferroflow.utilities.callables import bind_method, copy_metadata, rewrap_method, unwrap_method
+
+    assert all(callable(f) for f in (bind_method, copy_metadata, rewrap_method, unwrap_method))
 
 
 def test_logging_module():
