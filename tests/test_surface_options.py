@@ -126,6 +126,12 @@ def test_non_string_name_is_a_type_error(name):
         decorate(name=name)
 
 
+@pytest.mark.parametrize(("option", "value"), [("description", 3), ("version", 1.0), ("log_prints", "yes")])
+def test_description_version_and_log_prints_are_checked(option, value):
+    message = error_of(TypeError, **{option: value})
+    assert option in message
+
+
 def test_task_run_name_of_another_type_is_a_type_error():
     message = error_of(TypeError, task_run_name=3)
     assert "task_run_name" in message

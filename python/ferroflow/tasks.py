@@ -167,6 +167,17 @@ def _delays(retries: int, retry_delay_seconds: Any, owner: str) -> list[float]:
     return delays
 
 
+def _check_simple_options(owner: str, **options: Any) -> None:
+    """`description` and `version` strings, `log_prints` True, False or None (as Flow checks them)."""
+    for option in ("description", "version"):
+        value = options[option]
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{owner}: {option} must be a string, got {type(value).__name__} {value!r}")
+    log_prints = options["log_prints"]
+    if not (log_prints is None or isinstance(log_prints, bool)):
+        raise TypeError(f"{owner}: log_prints must be True or False, got {type(log_prints).__name__} {log_prints!r}")
+
+
 def _tags(tags: Any, owner: str) -> set[str]:
     """`tags` checked: an iterable of strings (a lone string is not split into letters)."""
     if tags is None:
@@ -218,6 +229,7 @@ class Task(Generic[P, R]):
         self.name: str = name or fn_name
         owner = f"Task {self.name!r}"
         _reject_unsupported(owner, options)
+        _check_simple_options(owner, description=description, version=version, log_prints=log_prints)
         self.description = description if description is not None else inspect.getdoc(fn)
         self.tags = _tags(tags, owner) | current_tags()
         self.version = version
