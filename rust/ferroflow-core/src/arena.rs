@@ -46,27 +46,29 @@ impl<T> Arena<T> {
 
     /// Reserves `count` consecutive indices and makes sure their slots exist.
     ///
-    /// # Panics
-    /// If the engine would pass `u32::MAX` runs.
-    pub(crate) fn reserve(&self, count: u32) -> std::ops::Range<u32> {
+    /// Returns `None`, reserving nothing, when the engine would pass `u32::MAX` runs or
+    /// the allocator refuses memory for their slots.
+    pub(crate) fn reserve(&self, count: u32) -> Option<std::ops::Range<u32>> {
         let _guard = self.grow.lock();
         let start = self.reserved.load(Ordering::Relaxed);
-        let end = start
-            .checked_add(count)
-            .expect("more than 4 billion runs in one engine");
+        let end = start.checked_add(count)?;
         if count > 0 {
             let (first_chunk, _, _) = locate(start);
             let (last_chunk, _, _) = locate(end - 1);
             for chunk in first_chunk..=last_chunk {
                 if self.chunks[chunk].load(Ordering::Acquire).is_null() {
                     let len = FIRST << chunk;
-                    let slots: Box<[T]> = (0..len).map(|_| (self.make)()).collect();
+                    let mut slots: Vec<T> = Vec::new();
+                    // Chunks allocated so far stay (they are needed by later reservations).
+                    slots.try_reserve_exact(len).ok()?;
+                    slots.extend((0..len).map(|_| (self.make)()));
+                    let slots = slots.into_boxed_slice();
                     self.chunks[chunk].store(Box::into_raw(slots).cast::<T>(), Ordering::Release);
                 }
             }
         }
         self.reserved.store(end, Ordering::Release);
-        start..end
+        Some(start..end)
     }
 
     /// Number of indices reserved so far.
@@ -131,9 +133,9 @@ mod tests {
     #[test]
     fn reserved_ranges_are_contiguous_and_addresses_stable() {
         let arena: Arena<AtomicUsize> = Arena::new(|| AtomicUsize::new(0));
-        let first = arena.reserve(10);
+        let first = arena.reserve(10).unwrap();
         let before = arena.get(3).unwrap() as *const _;
-        let second = arena.reserve(100_000);
+        let second = arena.reserve(100_000).unwrap();
         assert_eq!(first, 0..10);
         assert_eq!(second, 10..100_010);
         assert_eq!(before, arena.get(3).unwrap() as *const _);
@@ -147,7 +149,23 @@ mod tests {
     #[test]
     fn empty_reserve_is_a_no_op() {
         let arena: Arena<u8> = Arena::new(|| 0);
-        assert_eq!(arena.reserve(0), 0..0);
+        assert_eq!(arena.reserve(0), Some(0..0));
         assert_eq!(arena.len(), 0);
+    }
+
+    #[test]
+    fn reserving_past_u32_max_is_refused_and_reserves_nothing() {
+        let arena: Arena<u8> = Arena::new(|| 0);
+        assert_eq!(arena.reserve(3), Some(0..3));
+        assert_eq!(arena.reserve(u32::MAX), None);
+        assert_eq!(arena.reserve(u32::MAX - 2), None);
+        assert_eq!(arena.len(), 3);
+        assert_eq!(arena.reserve(2), Some(3..5));
+    }
+
+    #[test]
+    fn the_chunks_cover_every_u32_index() {
+        let (chunk, offset, len) = locate(u32::MAX - 1);
+        assert!(chunk < CHUNKS && offset < len);
     }
 }

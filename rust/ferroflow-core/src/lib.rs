@@ -12,33 +12,35 @@
 //! does not complete is never executed and ends `NotReady`. Every run, executed or not,
 //! passes through the executor exactly once at its end, so the executor can release the
 //! payload and report (log, count) every outcome.
+//!
+//! The modules, bottom up (each uses only those before it; this file only re-exports):
+//!
+//! | module | what |
+//! |---|---|
+//! | `state` | the run state machine ([`RunState::can_become`]) |
+//! | `run` | ids and the plain data callers pass and get back |
+//! | `arena` | chunked storage: an index per run, addresses that never move |
+//! | `slot` | one run's storage: state, flags, handle count, payload, outcome |
+//! | `graph` | edges, blocked counts, dooms, callbacks, range watches (the graph lock) |
+//! | `signal`, `clock` | how waiters sleep and wake; timestamps |
+//! | `scheduler` | the ready queue, the worker pool that owns it, the monitor |
+//! | `engine` | [`Executor`], [`Shared`], [`Engine`], [`Batch`]: registration, settling, cancelling, handles |
+//! | `batch` | what a batch does; the engine's side of the pool's `Host` trait |
+//! | `wait` | waiting, helping, stuck detection |
 
 mod arena;
+mod batch;
+mod clock;
 mod engine;
-mod pool;
-mod queue;
+mod graph;
+mod run;
+mod scheduler;
+mod signal;
+mod slot;
 mod state;
+mod wait;
 
-pub use engine::{Batch, Dep, Disposition, DoneCallback, Engine, EngineError, Job, Outcome, Shared, WaitAll};
-pub use pool::after_fork_in_child;
+pub use engine::{Batch, Engine, Executor, Shared};
+pub use run::{Dep, Disposition, DoneCallback, EngineError, Job, Outcome, RunId, WaitAll};
+pub use scheduler::after_fork_in_child;
 pub use state::{Final, RunState, StateType};
-
-/// A run's index in its engine's arena.
-pub type RunId = u32;
-
-/// Executes runs for an [`Engine`].
-pub trait Executor: Send + Sync + Sized + 'static {
-    /// What a run carries until it executes (a callable and its arguments).
-    type Payload: Send + 'static;
-    /// What a finished run holds (its result, or its error), readable by every thread.
-    type Value: Send + Sync + 'static;
-
-    /// Executes the jobs of a batch on the calling thread: take each with
-    /// [`Batch::next_job`], then end it with [`Batch::finish`] or [`Batch::retry`].
-    /// A job whose disposition is not [`Disposition::Run`] must not be executed, only
-    /// ended in the final state it names.
-    fn run_batch(&self, batch: &mut Batch<'_, Self>);
-
-    /// The value of a run whose execution panicked; the run ends [`Final::Crashed`].
-    fn abandoned(&self, run: RunId) -> Self::Value;
-}

@@ -144,7 +144,9 @@ impl RunState {
             }
             // Ready when its retry timer fires; Retrying at once when the thread that holds
             // a deferred run (a coroutine on an event loop) waited out the delay itself.
-            AwaitingRetry => matches!(next, Ready | Retrying),
+            // That holder may also end it during the delay: Cancelled when its coroutine is
+            // cancelled (Ctrl-C), Crashed when the holder goes away (interpreter exit).
+            AwaitingRetry => matches!(next, Ready | Retrying | Cancelled | Crashed),
             Completed | Cached | Failed | TimedOut | Crashed | Cancelled | NotReady => false,
         }
     }

@@ -11,7 +11,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::ops::Range;
 use std::time::Instant;
 
-use crate::RunId;
+use crate::run::RunId;
 
 #[derive(Default)]
 pub(crate) struct ReadyQueue {
