@@ -3,7 +3,7 @@
 //! current run, so callers just map.
 
 use ferroflow_core::EngineError;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyValueError};
 use pyo3::PyErr;
 
 use crate::current;
@@ -17,6 +17,7 @@ pub(crate) fn engine_error(err: EngineError, engine_id: usize) -> PyErr {
             None => PyRuntimeError::new_err(err.to_string()),
         },
         EngineError::UnknownRun(_) => PyValueError::new_err(err.to_string()),
+        EngineError::TooManyRuns { .. } => PyOverflowError::new_err(err.to_string()),
         EngineError::Closed => PyRuntimeError::new_err(err.to_string()),
     }
 }
