@@ -132,7 +132,7 @@ def as_completed(futures: Iterable[PrefectFuture], timeout: float | None = None)
         yield pending[position]
 
 
-def _final_state(future: PrefectFuture) -> Any:
+def _final_state(future: PrefectConcurrentFuture[Any]) -> Any:
     future.wait()
     return future.state
 
@@ -147,7 +147,7 @@ def resolve_futures_to_states(expr: Any) -> Any:
 def resolve_futures_to_results(expr: Any) -> Any:
     """A copy of `expr` with every future waited for and replaced by its result."""
 
-    def result(future: PrefectFuture) -> Any:
+    def result(future: PrefectConcurrentFuture[Any]) -> Any:
         state = _final_state(future)
         if not state.is_completed():
             raise Exception("At least one result did not complete successfully")
