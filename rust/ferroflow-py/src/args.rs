@@ -418,7 +418,7 @@ impl<'py> Visit<'py> for Collect<'_> {
             // A map's range of this engine: no future object per run.
             self.deps.extend(runs.map(|run| Dep { run, allow_failure }));
         } else {
-            for future in list.get().futures(list.py()) {
+            for future in list.get().futures(list.py())? {
                 self.add(future.bind(list.py()), allow_failure)?;
             }
         }
@@ -541,7 +541,7 @@ impl<'py> Visit<'py> for FuturesIn<'py> {
     }
 
     fn future_list(&mut self, list: &Bound<'py, PyFutureList>, _allow_failure: bool) -> PyResult<Bound<'py, PyAny>> {
-        self.0.extend(list.get().futures(list.py()).into_iter().map(|f| f.into_bound(list.py()).into_any()));
+        self.0.extend(list.get().futures(list.py())?.into_iter().map(|f| f.into_bound(list.py()).into_any()));
         Ok(list.clone().into_any())
     }
 }
@@ -570,7 +570,7 @@ impl<'py> Visit<'py> for Replace<'py> {
         let py = list.py();
         let replaced = list
             .get()
-            .futures(py)
+            .futures(py)?
             .into_iter()
             .map(|future| self.0.call1((future,)))
             .collect::<PyResult<Vec<_>>>()?;

@@ -53,6 +53,7 @@ pub(crate) fn enter<'a>(
     custom_name: Option<String>,
 ) -> Executing<'a> {
     let identity: *const (dyn RunIdentity + 'a) = identity;
+    #[allow(clippy::transmute_ptr_to_ptr)] // `as` cannot widen a trait object's lifetime bound
     // SAFETY: only the lifetime bound of the trait object changes; the pointer is
     // dereferenced only while the guard, which borrows `identity` for 'a, is alive.
     let identity: *const (dyn RunIdentity + 'static) = unsafe { std::mem::transmute(identity) };

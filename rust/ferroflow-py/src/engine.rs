@@ -92,14 +92,13 @@ impl PyEngine {
                 first: self.reserve_names(&spec.get().name, 1),
             }
         };
-        let plan = self.plan(spec, args, kwargs, resolve_fixed, naming, None);
+        let plan = Self::plan(spec, args, kwargs, resolve_fixed, naming, None);
         self.shared()
             .submit_inline(plan.call(0), &deps)
             .map_err(|err| engine_error(err, self.shared().id()))
     }
 
     fn plan(
-        &self,
         spec: &Bound<'_, TaskSpec>,
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
@@ -212,7 +211,7 @@ impl PyEngine {
         let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
         let first = self.reserve_names(&spec.get().name, 1);
         let context = submitter_context(spec.py())?;
-        let plan = self.plan(spec, args, kwargs, resolve_fixed, Naming::Numbered { first }, Some(context));
+        let plan = Self::plan(spec, args, kwargs, resolve_fixed, Naming::Numbered { first }, Some(context));
         let run = shared
             .submit(plan.call(0), &deps)
             .map_err(|err| engine_error(err, shared.id()))?;
@@ -262,16 +261,14 @@ impl PyEngine {
     ) -> PyResult<AsyncRun> {
         let shared = self.shared();
         let run = self.register_inline(spec, args, kwargs, wait_for, bare_name)?;
-        match shared.claim_ready(run) {
-            Some(job) => Ok(AsyncRun::claimed(py, shared, job)),
-            None => {
-                shared.cancel(run);
-                Err(PyRuntimeError::new_err(format!(
-                    "task {:?}: the futures it depends on must be final before an inline call; await them first",
-                    spec.get().name
-                )))
-            }
+        if let Some(job) = shared.claim_ready(run) {
+            return Ok(AsyncRun::claimed(py, shared, job));
         }
+        shared.cancel(run);
+        Err(PyRuntimeError::new_err(format!(
+            "task {:?}: the futures it depends on must be final before an inline call; await them first",
+            spec.get().name
+        )))
     }
 
     /// One run per element of the `iterables` (lists of equal length, zipped), whose

@@ -148,10 +148,10 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
         }
         return;
     }
-    let outcome = call.custom_name(py).and_then(|custom_name| {
+    let outcome = call.custom_name(py).map(|custom_name| {
         let _executing = current::enter(engine, &*call.plan, job.run, call.index(), custom_name.clone());
         let returned = call_function(py, call, spec.body, stretch);
-        Ok((custom_name, returned))
+        (custom_name, returned)
     });
     let (name, called) = match outcome {
         Ok((custom_name, returned)) => (custom_name.unwrap_or_else(|| call.plan.run_name(call.index())), returned),
@@ -213,10 +213,12 @@ fn run_to_completion<'py>(
     let Some(context) = context else {
         return drive_eager(coroutine);
     };
-    static DRIVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let drive = DRIVE.get_or_try_init(py, || Ok::<_, PyErr>(wrap_pyfunction!(drive_eager, py)?.into_any().unbind()))?;
     context.call_method1(pyo3::intern!(py, "run"), (drive, coroutine))
 }
+
+/// [`drive_eager`] as a Python function, for `Context.run`.
+static DRIVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Drives a coroutine that cannot suspend with one send.
 #[pyfunction]

@@ -170,7 +170,7 @@ impl PyFuture {
     }
 
     /// `await future`: waits without blocking the event loop, then gives the result.
-    fn __await__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+    fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
         let py = slf.py();
         crate::hooks::async_hooks(py)?
             .await_future
@@ -181,8 +181,8 @@ impl PyFuture {
 
     /// `PrefectConcurrentFuture[int]`, as type hints write it.
     #[classmethod]
-    fn __class_getitem__<'py>(cls: &Bound<'py, PyType>, item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        hooks(cls.py())?.generic_alias.bind(cls.py()).call1((cls, item))
+    fn __class_getitem__(cls: &Bound<'_, PyType>, item: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        hooks(cls.py())?.generic_alias.call1(cls.py(), (cls, item))
     }
 
     /// Cancels the run if it has not started (an awaiting coroutine was cancelled).

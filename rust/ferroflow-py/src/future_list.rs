@@ -38,13 +38,14 @@ impl PyFutureList {
         }
     }
 
-    fn get(&self, py: Python<'_>, index: usize) -> Py<PyFuture> {
+    /// The future at `index` (which the caller has checked is within the list).
+    fn get(&self, py: Python<'_>, index: usize) -> PyResult<Py<PyFuture>> {
         match &self.members {
             Members::Range { shared, runs } => {
-                Py::new(py, PyFuture::new(Arc::clone(shared), runs.start + index as RunId))
-                    .expect("allocating a future") // only fails when Python is out of memory
+                let run = runs.clone().nth(index).ok_or_else(|| PyIndexError::new_err("PrefectFutureList index out of range"))?;
+                Py::new(py, PyFuture::new(Arc::clone(shared), run))
             }
-            Members::Items(items) => items[index].clone_ref(py),
+            Members::Items(items) => Ok(items[index].clone_ref(py)),
         }
     }
 
@@ -60,12 +61,12 @@ impl PyFutureList {
     /// The members' values, as a dependent receives them (a plain list, as in Prefect).
     pub(crate) fn values_for_dependent<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let values = (0..self.__len__())
-            .map(|i| self.get(py, i).get().value_for_dependent(py))
+            .map(|i| self.get(py, i)?.get().value_for_dependent(py))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, values)
     }
 
-    pub(crate) fn futures(&self, py: Python<'_>) -> Vec<Py<PyFuture>> {
+    pub(crate) fn futures(&self, py: Python<'_>) -> PyResult<Vec<Py<PyFuture>>> {
         (0..self.__len__()).map(|i| self.get(py, i)).collect()
     }
 
@@ -149,17 +150,25 @@ impl PyFutureList {
         let len = self.__len__();
         if let Ok(slice) = index.cast::<PySlice>() {
             let indices = slice.indices(isize::try_from(len).unwrap_or(isize::MAX))?;
-            let picked: Vec<Py<PyFuture>> = (0..indices.slicelength)
-                .map(|k| self.get(py, (indices.start + k as isize * indices.step) as usize))
-                .collect();
+            let mut picked = Vec::with_capacity(indices.slicelength);
+            let mut at = indices.start;
+            for _ in 0..indices.slicelength {
+                // `indices` keeps every position of the slice within 0..len.
+                picked.push(self.get(py, usize::try_from(at).unwrap_or_default())?);
+                at += indices.step;
+            }
             return Ok(PyList::new(py, picked)?.into_any());
         }
         let raw: isize = index.extract()?;
-        let position = if raw < 0 { raw + len as isize } else { raw };
-        if position < 0 || position as usize >= len {
-            return Err(PyIndexError::new_err("PrefectFutureList index out of range"));
+        let from_end = raw.checked_neg().and_then(|back| usize::try_from(back).ok());
+        let position = match usize::try_from(raw) {
+            Ok(position) => Some(position),
+            Err(_) => from_end.and_then(|back| len.checked_sub(back)),
+        };
+        match position {
+            Some(position) if position < len => Ok(self.get(py, position)?.into_bound(py).into_any()),
+            _ => Err(PyIndexError::new_err("PrefectFutureList index out of range")),
         }
-        Ok(self.get(py, position as usize).into_bound(py).into_any())
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> FutureListIter {
@@ -170,7 +179,7 @@ impl PyFutureList {
     }
 
     fn __add__<'py>(&self, py: Python<'py>, other: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
-        let joined = PyList::new(py, self.futures(py))?;
+        let joined = PyList::new(py, self.futures(py)?)?;
         for item in other.try_iter()? {
             joined.append(item?)?;
         }
@@ -182,14 +191,14 @@ impl PyFutureList {
         for item in other.try_iter()? {
             joined.append(item?)?;
         }
-        for future in self.futures(py) {
+        for future in self.futures(py)? {
             joined.append(future)?;
         }
         Ok(joined)
     }
 
     /// `await futures`: waits for all without blocking the event loop; gives the results.
-    fn __await__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+    fn __await__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
         let py = slf.py();
         crate::hooks::async_hooks(py)?
             .await_future_list
@@ -274,7 +283,7 @@ impl PyFutureList {
                 )));
             }
             Err(Some(index)) => {
-                self.get(py, index).get().final_result(py, true)?;
+                self.get(py, index)?.get().final_result(py, true)?;
                 unreachable!("a failed run's result raises");
             }
             Ok(()) => {}
@@ -309,8 +318,8 @@ impl PyFutureList {
 
     /// `PrefectFutureList[int]`, as type hints write it.
     #[classmethod]
-    fn __class_getitem__<'py>(cls: &Bound<'py, PyType>, item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        hooks(cls.py())?.generic_alias.bind(cls.py()).call1((cls, item))
+    fn __class_getitem__(cls: &Bound<'_, PyType>, item: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        hooks(cls.py())?.generic_alias.call1(cls.py(), (cls, item))
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
@@ -342,7 +351,7 @@ impl FutureListIter {
             return Err(PyStopIteration::new_err(()));
         }
         *next += 1;
-        Ok(list.get(py, *next - 1))
+        list.get(py, *next - 1)
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {

@@ -10,6 +10,12 @@
 //! log lines), `async_run` (claimed runs executed elsewhere), `execute` (batches), and
 //! `engine` (the engine as Python sees it).
 
+// PyO3 hands arguments over by value (`PyVisit`, `Vec<Bound>`, `slf`), and a job that
+// ends is given away by value even where the callee only reads it before dropping it.
+#![allow(clippy::needless_pass_by_value)]
+// Prose names (CPython, PyO3, Prefect's state names) are words here, not code.
+#![allow(clippy::doc_markdown)]
+
 mod args;
 mod async_run;
 mod completions;
@@ -31,7 +37,7 @@ use pyo3::prelude::*;
 
 #[pymodule(gil_used = false)]
 mod _core {
-    use super::*;
+    use pyo3::prelude::*;
 
     #[pymodule_export]
     use crate::args::{contains_futures, futures_in, replace_futures};
