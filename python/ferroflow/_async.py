@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferroflow._bridge import ClaimedRun, hand_over
 from ferroflow._core import futures_in
-from ferroflow._loop import drive
+from ferroflow._loop import current_slot, drive
 from ferroflow.context import FlowRunContext, current_async_run
 from ferroflow.task_runners import current_runner
 
@@ -145,6 +145,19 @@ async def await_future_done(future: Any) -> None:
     trio = _running_trio()
     if trio is not None:
         return await _trio_wait(trio, future.add_done_callback, future._cancel_if_pending)
+    slot = current_slot.get()
+    if slot is not None and slot.held:
+        # A coroutine run waiting on a future gives its place to the runs it may wait on.
+        slot.let_go()
+        try:
+            await _asyncio_wait(future)
+        finally:
+            await slot.take()
+        return
+    await _asyncio_wait(future)
+
+
+async def _asyncio_wait(future: Any) -> None:
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -176,6 +189,19 @@ async def await_future_list(futures: Any) -> list[Any]:
     if trio is not None:
         await _trio_wait(trio, futures._when_all_done, cancel_unstarted)
         return futures.result()
+    slot = current_slot.get()
+    if slot is not None and slot.held:
+        slot.let_go()  # as in await_future_done
+        try:
+            await _asyncio_wait_all(futures, cancel_unstarted)
+        finally:
+            await slot.take()
+    else:
+        await _asyncio_wait_all(futures, cancel_unstarted)
+    return futures.result()
+
+
+async def _asyncio_wait_all(futures: Any, cancel_unstarted: Any) -> None:
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -187,4 +213,3 @@ async def await_future_list(futures: Any) -> list[Any]:
     except asyncio.CancelledError:
         cancel_unstarted()
         raise
-    return futures.result()

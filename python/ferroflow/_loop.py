@@ -19,17 +19,46 @@ from ferroflow.context import current_async_run
 from ferroflow.logging import get_logger
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ferroflow._core import AsyncRun
 
 
-class RunLoop:
-    """An event loop running on its own thread, for the coroutine runs of one runner."""
+class Slot:
+    """A coroutine run's place among the attempts its loop executes at once. While the
+    attempt awaits a future it lets its place go (`ferroflow._async`), so runs waiting on
+    runs of the same loop cannot deadlock it, even with `max_workers=1`."""
 
-    def __init__(self, name: str) -> None:
+    __slots__ = ("_semaphore", "held")
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore = semaphore
+        self.held = False
+
+    async def take(self) -> None:
+        await self._semaphore.acquire()
+        self.held = True
+
+    def let_go(self) -> None:
+        if self.held:
+            self.held = False
+            self._semaphore.release()
+
+
+#: The slot of the coroutine run the current asyncio task executes, if it has one.
+current_slot: contextvars.ContextVar[Slot | None] = contextvars.ContextVar("ferroflow_slot", default=None)
+
+
+class RunLoop:
+    """An event loop running on its own thread, for the coroutine runs of one runner; at
+    most `limit` of their attempts execute at once (the runner's `max_workers`)."""
+
+    def __init__(self, name: str, limit: int) -> None:
         import asyncio
 
         self.name = name
         self.loop = asyncio.new_event_loop()
+        self._slots = asyncio.Semaphore(max(limit, 1))
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -55,7 +84,7 @@ class RunLoop:
 
     def start(self, runs: list[AsyncRun]) -> None:
         """Starts each run as an asyncio task on the loop, in one thread-safe call."""
-        self.loop.call_soon_threadsafe(_start_runs, runs)
+        self.loop.call_soon_threadsafe(_start_runs, runs, self._slots)
 
     def interrupt(self) -> None:
         """Ctrl-C: runs waiting out a retry delay end Cancelled now, and so does every run
@@ -76,18 +105,20 @@ class RunLoop:
         self._thread.join()
 
 
-def _start_runs(runs: list[AsyncRun]) -> None:
+def _start_runs(runs: list[AsyncRun], slots: asyncio.Semaphore) -> None:
     import asyncio
 
     loop = asyncio.get_running_loop()
     for run in runs:
         try:
-            # Each run's task sees itself as the current run (get_run_logger, nested
-            # submits). `context.run(create_task)` gives the task that context on every
-            # Python: `create_task(..., context=)` exists only from 3.11.
-            context = contextvars.copy_context()
+            # Each run executes in a copy of its submitter's contextvars (as in Prefect),
+            # where it is the current run (get_run_logger, nested submits).
+            # `context.run(create_task)` gives the task that context on every Python:
+            # `create_task(..., context=)` exists only from 3.11.
+            submitted = run.context
+            context = contextvars.copy_context() if submitted is None else submitted.copy()
             context.run(current_async_run.set, run)
-            context.run(loop.create_task, drive(run))
+            context.run(loop.create_task, drive(run, slots))
         except BaseException as exc:  # nothing may leave a run Running
             crash(run, exc)
 
@@ -108,14 +139,25 @@ def _interrupt_loop() -> None:
             task.cancel()
 
 
-async def drive(run: AsyncRun) -> None:
-    """Runs a coroutine run to its end, retrying in place as the task's policy says.
-    Cancelled during an attempt or during a retry delay, the run ends Cancelled."""
+async def drive(run: AsyncRun, slots: asyncio.Semaphore | None = None) -> None:
+    """Runs a coroutine run to its end, retrying in place as the task's policy says; with
+    `slots`, each attempt first takes one. Cancelled during an attempt or during a retry
+    delay, the run ends Cancelled."""
     import asyncio
 
+    slot = None
+    if slots is not None:
+        slot = Slot(slots)
+        current_slot.set(slot)  # in this run's own task context
     while True:
         try:
-            value = await run.start()
+            if slot is not None:
+                await slot.take()
+            try:
+                value = await run.start()
+            finally:
+                if slot is not None:
+                    slot.let_go()
         except asyncio.CancelledError:
             run.cancel()
             raise
