@@ -4,6 +4,7 @@ sync and async in both directions, subflows, states, retries and run loggers.
 Concurrency, cancellation, the blocking-`.result()` warning and Ctrl-C are in
 test_async_concurrency.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,7 @@ import time
 
 import anyio
 import pytest
+
 from ferroflow import flow, get_run_logger, task
 from ferroflow.exceptions import CancelledRun
 from ferroflow.futures import PrefectFutureList
@@ -24,7 +26,9 @@ TS = r"\d\d:\d\d:\d\d\.\d{3}"
 
 
 def task_line(level: str, run_name: str, message: str) -> re.Pattern:
-    return re.compile(rf"^{TS} \| {level:<7} \| Task run {re.escape(repr(run_name))} - {re.escape(message)}$", re.MULTILINE)
+    return re.compile(
+        rf"^{TS} \| {level:<7} \| Task run {re.escape(repr(run_name))} - {re.escape(message)}$", re.MULTILINE
+    )
 
 
 def run(coroutine, seconds: float = 15.0):
@@ -707,7 +711,9 @@ def test_async_retries_exhausted_and_inline_retries(capfd):
     exhausted = "Task run failed with exception: ValueError('boom') - Retries are exhausted"
     assert task_line("ERROR", "always-0", exhausted).search(err), err
     assert task_line("ERROR", "always-1", exhausted).search(err), err
-    assert task_line("INFO", "always-1", "Task run failed with exception: ValueError('boom') - Retry 1/1 will start immediately").search(err), err
+    assert task_line(
+        "INFO", "always-1", "Task run failed with exception: ValueError('boom') - Retry 1/1 will start immediately"
+    ).search(err), err
     eager_exhausted = "Task run failed with exception: ValueError('eager') - Retries are exhausted"
     assert task_line("ERROR", "always_eager-0", eager_exhausted).search(err), err
 

@@ -18,11 +18,13 @@ import threading
 import time
 
 import pytest
-from ferroflow import flow, task
+
+from ferroflow import _core, flow, task
 from ferroflow.task_runners import ThreadPoolTaskRunner
 
 WARNING_LINE = re.compile(
-    r"^\d\d:\d\d:\d\d\.\d{3} \| WARNING \| ferroflow - (?P<message>.*called inside a running event loop.*)$", re.MULTILINE
+    r"^\d\d:\d\d:\d\d\.\d{3} \| WARNING \| ferroflow - (?P<message>.*called inside a running event loop.*)$",
+    re.MULTILINE,
 )
 
 
@@ -506,3 +508,28 @@ def test_ctrl_c_during_an_async_flow_cancels_pending_runs_and_propagates():
     assert "Crash detected!" in err
     assert "Finished in state Crashed(" in err
     assert sum("Finished in state Cancelled(" in line for line in lines) <= 40
+
+
+@pytest.mark.skipif(
+    not hasattr(_core.AsyncRun, "suspend"),
+    reason="needs AsyncRun.suspend()/resume() in the bindings (the engine's suspend_deferred)",
+)
+def test_max_workers_1_cannot_deadlock_coroutine_runs_awaiting_each_other(call_with_deadline):
+    # Coroutine runs count against max_workers; one that awaits other runs is suspended
+    # from the count meanwhile, so the runs it waits for can start.
+
+    @task
+    async def leaf(i):
+        await asyncio.sleep(0.01)
+        return i
+
+    @task
+    async def parent(i):
+        await asyncio.sleep(0)
+        return await leaf.submit(i) + sum(await leaf.map(range(3)))
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def f():
+        return parent.map(range(4)).result()
+
+    assert call_with_deadline(f, 10) == [3, 4, 5, 6]

@@ -5,6 +5,7 @@ The seeds sleep 1 s per step; the examples run unchanged on a 10x-20x clock
 seed says its runs are concurrent, the flow run's own log lines show it: from
 ``Beginning flow run`` to ``Finished in state`` takes well under the sum of the sleeps.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -13,7 +14,8 @@ import re
 from run_lines import FLOW_BEGIN, task_done
 
 FLOW_DONE = re.compile(
-    r"^(?P<ts>\d\d:\d\d:\d\d\.\d{3}) \| INFO    \| Flow run '[^']+' - Finished in state Completed\((?:'All states completed\.')?\)$",
+    r"^(?P<ts>\d\d:\d\d:\d\d\.\d{3}) \| INFO    \| Flow run '[^']+' - "
+    r"Finished in state Completed\((?:'All states completed\.')?\)$",
     re.MULTILINE,
 )
 
@@ -122,8 +124,7 @@ def test_seed_004_complex_mixed_flow_task_group(run_example):
 def test_seed_004_mixed_concurrent_flow_maps_sync_and_async(run_example):
     proc = ok(run_example("seed_004_mixed_concurrent_flow", time_scale=0.1))
     assert proc.stdout == (
-        f"Sync results: {completed_states([2, 4, 6, 8, 10])}\n"
-        f"Async results: {completed_states([3, 6, 9, 12, 15])}\n"
+        f"Sync results: {completed_states([2, 4, 6, 8, 10])}\nAsync results: {completed_states([3, 6, 9, 12, 15])}\n"
     )
     assert FLOW_BEGIN.search(proc.stderr).group("flow") == "mixed-concurrent-flow"
     assert "Mapped task 'sync_task': 5 runs finished in" in proc.stderr

@@ -271,7 +271,7 @@ def test_subflow_with_its_own_thread_pool():
 
     @flow
     def parent():
-        return child([1, 2, 3]) + [inc.submit(10).result()]
+        return [*child([1, 2, 3]), inc.submit(10).result()]
 
     assert parent() == [2, 3, 4, 11]
 

@@ -1,6 +1,7 @@
 """Task runners: names, duplicates, context managers, limits and thread usage."""
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -113,7 +114,7 @@ def test_sequential_runner_runs_one_at_a_time_in_submission_order():
 
     f()
     assert [i for i, _, _ in spans] == list(range(6))
-    for (_, _, prev_end), (_, start, _) in zip(spans, spans[1:]):
+    for (_, _, prev_end), (_, start, _) in itertools.pairwise(spans):
         assert start >= prev_end
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferroflow._bridge import ClaimedRun, hand_over
 from ferroflow._core import futures_in
-from ferroflow._loop import current_slot, drive
+from ferroflow._loop import drive
 from ferroflow.context import FlowRunContext, current_async_run
 from ferroflow.task_runners import current_runner
 
@@ -100,6 +100,16 @@ def _waker_for(loop: asyncio.AbstractEventLoop) -> _Waker:
         return waker
 
 
+def _suspend_current_run() -> Any:
+    """A coroutine run executed on its runner's loop counts against `max_workers` in the
+    engine; while it awaits other runs it tells the engine so, and their runs can start
+    even when such runs fill the bound (no deadlock at `max_workers=1`). Returns the run
+    to resume afterwards, or None (not a counted run, or bindings without the call)."""
+    run = current_async_run.get()
+    suspend = getattr(run, "suspend", None)
+    return run if suspend is not None and suspend() else None
+
+
 def _running_trio() -> Any:
     """The trio module if the calling code runs under trio (anyio's trio backend), else
     None. Looked up, never imported: code that does not use trio never loads it."""
@@ -145,16 +155,12 @@ async def await_future_done(future: Any) -> None:
     trio = _running_trio()
     if trio is not None:
         return await _trio_wait(trio, future.add_done_callback, future._cancel_if_pending)
-    slot = current_slot.get()
-    if slot is not None and slot.held:
-        # A coroutine run waiting on a future gives its place to the runs it may wait on.
-        slot.let_go()
-        try:
-            await _asyncio_wait(future)
-        finally:
-            await slot.take()
-        return
-    await _asyncio_wait(future)
+    suspended = _suspend_current_run()
+    try:
+        await _asyncio_wait(future)
+    finally:
+        if suspended is not None:
+            suspended.resume()
 
 
 async def _asyncio_wait(future: Any) -> None:
@@ -189,15 +195,12 @@ async def await_future_list(futures: Any) -> list[Any]:
     if trio is not None:
         await _trio_wait(trio, futures._when_all_done, cancel_unstarted)
         return futures.result()
-    slot = current_slot.get()
-    if slot is not None and slot.held:
-        slot.let_go()  # as in await_future_done
-        try:
-            await _asyncio_wait_all(futures, cancel_unstarted)
-        finally:
-            await slot.take()
-    else:
+    suspended = _suspend_current_run()
+    try:
         await _asyncio_wait_all(futures, cancel_unstarted)
+    finally:
+        if suspended is not None:
+            suspended.resume()
     return futures.result()
 
 

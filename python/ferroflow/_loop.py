@@ -19,46 +19,19 @@ from ferroflow.context import current_async_run
 from ferroflow.logging import get_logger
 
 if TYPE_CHECKING:
-    import asyncio
-
     from ferroflow._core import AsyncRun
 
 
-class Slot:
-    """A coroutine run's place among the attempts its loop executes at once. While the
-    attempt awaits a future it lets its place go (`ferroflow._async`), so runs waiting on
-    runs of the same loop cannot deadlock it, even with `max_workers=1`."""
-
-    __slots__ = ("_semaphore", "held")
-
-    def __init__(self, semaphore: asyncio.Semaphore) -> None:
-        self._semaphore = semaphore
-        self.held = False
-
-    async def take(self) -> None:
-        await self._semaphore.acquire()
-        self.held = True
-
-    def let_go(self) -> None:
-        if self.held:
-            self.held = False
-            self._semaphore.release()
-
-
-#: The slot of the coroutine run the current asyncio task executes, if it has one.
-current_slot: contextvars.ContextVar[Slot | None] = contextvars.ContextVar("ferroflow_slot", default=None)
-
-
 class RunLoop:
-    """An event loop running on its own thread, for the coroutine runs of one runner; at
-    most `limit` of their attempts execute at once (the runner's `max_workers`)."""
+    """An event loop running on its own thread, for the coroutine runs of one runner.
+    (How many of them execute at once is the engine's to say: it hands over no more
+    than `max_workers`.)"""
 
-    def __init__(self, name: str, limit: int) -> None:
+    def __init__(self, name: str) -> None:
         import asyncio
 
         self.name = name
         self.loop = asyncio.new_event_loop()
-        self._slots = asyncio.Semaphore(max(limit, 1))
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -84,7 +57,7 @@ class RunLoop:
 
     def start(self, runs: list[AsyncRun]) -> None:
         """Starts each run as an asyncio task on the loop, in one thread-safe call."""
-        self.loop.call_soon_threadsafe(_start_runs, runs, self._slots)
+        self.loop.call_soon_threadsafe(_start_runs, runs)
 
     def interrupt(self) -> None:
         """Ctrl-C: runs waiting out a retry delay end Cancelled now, and so does every run
@@ -105,7 +78,7 @@ class RunLoop:
         self._thread.join()
 
 
-def _start_runs(runs: list[AsyncRun], slots: asyncio.Semaphore) -> None:
+def _start_runs(runs: list[AsyncRun]) -> None:
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -118,7 +91,7 @@ def _start_runs(runs: list[AsyncRun], slots: asyncio.Semaphore) -> None:
             submitted = run.context
             context = contextvars.copy_context() if submitted is None else submitted.copy()
             context.run(current_async_run.set, run)
-            context.run(loop.create_task, drive(run, slots))
+            context.run(loop.create_task, drive(run))
         except BaseException as exc:  # nothing may leave a run Running
             crash(run, exc)
 
@@ -139,25 +112,14 @@ def _interrupt_loop() -> None:
             task.cancel()
 
 
-async def drive(run: AsyncRun, slots: asyncio.Semaphore | None = None) -> None:
-    """Runs a coroutine run to its end, retrying in place as the task's policy says; with
-    `slots`, each attempt first takes one. Cancelled during an attempt or during a retry
-    delay, the run ends Cancelled."""
+async def drive(run: AsyncRun) -> None:
+    """Runs a coroutine run to its end, retrying in place as the task's policy says.
+    Cancelled during an attempt or during a retry delay, the run ends Cancelled."""
     import asyncio
 
-    slot = None
-    if slots is not None:
-        slot = Slot(slots)
-        current_slot.set(slot)  # in this run's own task context
     while True:
         try:
-            if slot is not None:
-                await slot.take()
-            try:
-                value = await run.start()
-            finally:
-                if slot is not None:
-                    slot.let_go()
+            value = await run.start()
         except asyncio.CancelledError:
             run.cancel()
             raise

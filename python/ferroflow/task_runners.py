@@ -143,14 +143,12 @@ class TaskRunner(abc.ABC, Generic[F]):
         self._run_loop().start(runs)
 
     def _run_loop(self) -> RunLoop:
-        """The event loop of this runner's coroutine runs, made on first use; it executes
-        at most `max_workers` of their attempts at once (one for a sequential runner)."""
+        """The event loop of this runner's coroutine runs, made on first use."""
         with self._loop_lock:
             if self._loop is None or self._loop.loop.is_closed():
                 context = self._context
                 self._loop = RunLoop(
-                    "ferroflow-event-loop" if context is None else f"ferroflow-loop-{context.flow_run.name}",
-                    self._worker_count or 1,
+                    "ferroflow-event-loop" if context is None else f"ferroflow-loop-{context.flow_run.name}"
                 )
             return self._loop
 
