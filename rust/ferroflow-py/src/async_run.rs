@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use ferroflow_core::{Disposition, Final, Job, RunId, RunState};
-use parking_lot::Mutex;
+use std::sync::Mutex;
+
+use crate::sync::lock;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
@@ -52,15 +54,14 @@ impl AsyncRun {
     }
 
     fn take(&self) -> PyResult<Job<Call>> {
-        self.job
-            .lock()
+        lock(&self.job)
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("this run has already ended"))
     }
 
     /// Ends the run Crashed with `exception` (it could not be handed to its event loop).
     pub(crate) fn crash_with(&self, py: Python<'_>, exception: &Bound<'_, PyAny>) {
-        let Some(job) = self.job.lock().take() else {
+        let Some(job) = lock(&self.job).take() else {
             return; // already ended
         };
         let name = job.payload.plan.run_name(job.payload.index());
@@ -89,7 +90,7 @@ impl AsyncRun {
             AfterFailure::Retry(delay) => {
                 self.engine.retry_claimed(job.run, RunState::AwaitingRetry);
                 job.attempt += 1;
-                *self.job.lock() = Some(job);
+                *lock(&self.job) = Some(job);
                 Ok(Some(delay))
             }
             AfterFailure::End(state) => {
@@ -109,7 +110,7 @@ impl AsyncRun {
             .payload
             .arguments(py)
             .and_then(|(args, kwargs)| job.payload.plan.spec.get().func.bind(py).call(args, kwargs.as_ref()));
-        *self.job.lock() = Some(job);
+        *lock(&self.job) = Some(job);
         started
     }
 
@@ -164,7 +165,7 @@ impl AsyncRun {
     /// Whether the run has ended.
     #[getter]
     fn done(&self) -> bool {
-        self.job.lock().is_none()
+        lock(&self.job).is_none()
     }
 
     #[getter]
@@ -178,7 +179,7 @@ impl AsyncRun {
     fn context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let job = self.take()?;
         let context = job.payload.plan.context.as_ref().map(|c| c.clone_ref(py));
-        *self.job.lock() = Some(job);
+        *lock(&self.job) = Some(job);
         Ok(context)
     }
 
@@ -194,7 +195,7 @@ impl AsyncRun {
                 self.engine.executor().context(py),
             )
         });
-        *self.job.lock() = Some(job);
+        *lock(&self.job) = Some(job);
         identity
     }
 }
@@ -202,7 +203,7 @@ impl AsyncRun {
 impl Drop for AsyncRun {
     fn drop(&mut self) {
         // A run dropped unfinished (its driver was lost) must not stay Running forever.
-        let Some(job) = self.job.get_mut().take() else {
+        let Some(job) = self.job.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take() else {
             return;
         };
         let engine = &self.engine;

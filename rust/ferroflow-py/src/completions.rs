@@ -3,20 +3,22 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 
 use crate::errors::engine_error;
 use crate::future::PyFuture;
 use crate::gil::{deadline_after, wait_detached};
+use crate::sync::lock;
 
 /// Futures in the order they finish (for `as_completed` and `wait`): each future's
 /// completion pushes its position here from whichever thread finishes it.
 #[pyclass(frozen, name = "Completions", module = "ferroflow._core")]
 pub struct Completions {
     arrived: Arc<(Mutex<VecDeque<usize>>, Condvar)>,
-    remaining: Mutex<usize>,
+    remaining: AtomicUsize,
 }
 
 #[pymethods]
@@ -32,7 +34,7 @@ impl Completions {
                 .on_done(
                     future.run,
                     Box::new(move |_| {
-                        sink.0.lock().push_back(position);
+                        lock(&sink.0).push_back(position);
                         sink.1.notify_all();
                     }),
                 )
@@ -40,7 +42,7 @@ impl Completions {
         }
         Ok(Completions {
             arrived,
-            remaining: Mutex::new(futures.len()),
+            remaining: AtomicUsize::new(futures.len()),
         })
     }
 
@@ -48,28 +50,33 @@ impl Completions {
     /// once all have been returned.
     #[pyo3(signature = (timeout=None))]
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<usize>> {
-        if *self.remaining.lock() == 0 {
+        if self.remaining.load(Ordering::Acquire) == 0 {
             return Err(PyStopIteration::new_err(()));
         }
         let deadline = deadline_after(timeout)?;
         let arrived = &self.arrived;
         let got = wait_detached(py, 0, deadline, |slice| {
-            let mut queue = arrived.0.lock();
+            let mut queue = lock(&arrived.0);
             if queue.is_empty() {
                 if let Some(at) = slice {
-                    arrived.1.wait_until(&mut queue, at);
+                    let timeout = at.saturating_duration_since(std::time::Instant::now());
+                    queue = arrived
+                        .1
+                        .wait_timeout(queue, timeout)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
                 }
             }
             Ok(queue.pop_front())
         })?;
         if got.is_some() {
-            *self.remaining.lock() -= 1;
+            self.remaining.fetch_sub(1, Ordering::AcqRel);
         }
         Ok(got)
     }
 
     #[getter]
     fn remaining(&self) -> usize {
-        *self.remaining.lock()
+        self.remaining.load(Ordering::Acquire)
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferroflow_core::{Dep, Engine, RunId};
-use parking_lot::Mutex;
+use std::sync::Mutex;
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
@@ -20,6 +20,7 @@ use crate::gil::{deadline_after, detached, detached_from_drop, draining, wait_de
 use crate::hooks::hooks;
 use crate::plan::{ArgSlot, Call, CallPlan, MapTally, MappedSource, Naming};
 use crate::spec::TaskSpec;
+use crate::sync::lock;
 
 #[pyclass(frozen, name = "Engine", module = "ferroflow._core")]
 pub struct PyEngine {
@@ -63,7 +64,7 @@ impl PyEngine {
     }
 
     fn reserve_names(&self, name: &str, count: usize) -> u64 {
-        let mut names = self.names.lock();
+        let mut names = lock(&self.names);
         if let Some(next) = names.get_mut(name) {
             let first = *next;
             *next += count as u64;
@@ -127,7 +128,7 @@ mod live_engines {
     use std::sync::{Arc, Weak};
 
     use ferroflow_core::Engine;
-    use parking_lot::Mutex;
+    use std::sync::Mutex;
     use pyo3::prelude::*;
 
     use crate::executor::PyExecutor;
@@ -137,7 +138,7 @@ mod live_engines {
 
     pub(super) fn register(engine: Engine<PyExecutor>) -> Arc<Engine<PyExecutor>> {
         let engine = Arc::new(engine);
-        let mut live = LIVE.lock();
+        let mut live = crate::sync::lock(&LIVE);
         if live.len() >= 64 && live.len().is_power_of_two() {
             live.retain(|weak| weak.strong_count() > 0); // amortised: engines come and go per flow run
         }
@@ -152,8 +153,7 @@ mod live_engines {
     pub(crate) fn shut_down_engines_at_exit(py: Python<'_>) {
         gil::begin_exit();
         loop {
-            let engines: Vec<Arc<Engine<PyExecutor>>> = LIVE
-                .lock()
+            let engines: Vec<Arc<Engine<PyExecutor>>> = crate::sync::lock(&LIVE)
                 .drain(..)
                 .filter_map(|weak| weak.upgrade())
                 .filter(|engine| !engine.shared().executor().is_from_parent_process())

@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ferroflow_core::Shared;
-use parking_lot::Mutex;
+use std::sync::{Mutex, TryLockError};
 use pyo3::prelude::*;
+
+use crate::sync::lock;
 
 /// The engine as the bindings hold it.
 pub(crate) type CoreShared = Arc<Shared<PyExecutor>>;
@@ -56,20 +58,20 @@ impl PyExecutor {
 
     /// The flow run context (or None).
     pub(crate) fn context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context
-            .lock()
+        lock(&self.context)
             .as_ref()
             .map_or_else(|| py.None(), |c| c.clone_ref(py))
     }
 
     pub(crate) fn clear_context(&self) -> Option<Py<PyAny>> {
-        self.context.lock().take()
+        lock(&self.context).take()
     }
 
     pub(crate) fn traverse_context(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
         match self.context.try_lock() {
-            Some(context) => visit.call(context.as_ref()),
-            None => Ok(()),
+            Ok(context) => visit.call(context.as_ref()),
+            Err(TryLockError::Poisoned(context)) => visit.call(context.into_inner().as_ref()),
+            Err(TryLockError::WouldBlock) => Ok(()),
         }
     }
 

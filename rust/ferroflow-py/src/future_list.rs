@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferroflow_core::{RunId, RunState, WaitAll};
-use parking_lot::Mutex;
 use pyo3::exceptions::{PyIndexError, PyStopIteration, PyTimeoutError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PySlice, PyType};
@@ -174,7 +173,7 @@ impl PyFutureList {
     fn __iter__(slf: Bound<'_, Self>) -> FutureListIter {
         FutureListIter {
             list: slf.unbind(),
-            next: Mutex::new(0),
+            next: AtomicUsize::new(0),
         }
     }
 
@@ -335,7 +334,7 @@ impl PyFutureList {
 #[pyclass(frozen, name = "PrefectFutureListIterator", module = "ferroflow.futures")]
 pub struct FutureListIter {
     list: Py<PyFutureList>,
-    next: Mutex<usize>,
+    next: AtomicUsize,
 }
 
 #[pymethods]
@@ -346,12 +345,12 @@ impl FutureListIter {
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyFuture>> {
         let list = self.list.get();
-        let mut next = self.next.lock();
-        if *next >= list.__len__() {
+        let next = self.next.fetch_add(1, Ordering::Relaxed);
+        if next >= list.__len__() {
+            self.next.store(list.__len__(), Ordering::Relaxed); // stays exhausted
             return Err(PyStopIteration::new_err(()));
         }
-        *next += 1;
-        list.get(py, *next - 1)
+        list.get(py, next)
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {

@@ -32,6 +32,7 @@ mod ids;
 mod plan;
 mod report;
 mod spec;
+mod sync;
 
 use pyo3::prelude::*;
 
