@@ -153,6 +153,35 @@ def test_flow_takes_type_arguments_at_runtime():
     assert isinstance(hint, Flow)
 
 
+class Calculator:
+    factor = 3
+
+    def __init__(self, offset):
+        self.offset = offset
+
+    @flow
+    def shifted(self, x):
+        return inc(x) + self.offset
+
+    @flow
+    @classmethod
+    def scaled(cls, x):
+        return inc.submit(x).result() * cls.factor
+
+    @flow
+    @staticmethod
+    def plain(x):
+        return inc(x)
+
+
+def test_flows_on_methods_classmethods_and_staticmethods_bind_as_in_prefect():
+    assert Calculator(10).shifted(1) == 12
+    assert Calculator.scaled(1) == 6 and Calculator(0).scaled(1) == 6
+    assert Calculator.plain(1) == 2 and Calculator(0).plain(1) == 2
+    assert Calculator.scaled.__name__ == "scaled"
+    assert Calculator.scaled.with_options(name="again")(2) == 9
+
+
 # item 13 -------------------------------------------------------------------------------
 
 

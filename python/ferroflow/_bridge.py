@@ -12,12 +12,10 @@ event loop); a process pool, Dask or Ray runner uses the same seam.
 
 The bindings call, by name:
 - `ferroflow._async.schedule_coroutines(context, runs)`, which is `hand_over` below;
-- `worker_thread_started()` once on each engine worker thread, before it runs any task.
 """
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -34,7 +32,6 @@ __all__ = [
     "begin_exit",
     "crash",
     "hand_over",
-    "worker_thread_started",
 ]
 
 #: A run the engine has claimed and handed over to execute elsewhere; it stays Running in
@@ -168,10 +165,3 @@ def after_fork_in_child() -> None:
     """In a forked child: the parent's engine threads do not exist here."""
     _core.after_fork_in_child()
     _engines.clear()
-
-
-def worker_thread_started() -> None:
-    """An engine worker thread is about to run tasks. Threads a task starts are then
-    non-daemon by default, as on Prefect's pool threads: the interpreter waits for them at
-    exit instead of killing them (and the work they submit) silently."""
-    threading.current_thread()._daemonic = False  # type: ignore[attr-defined]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
-from functools import update_wrapper
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ferroflow._arguments import Signature
@@ -13,6 +13,7 @@ from ferroflow.exceptions import InvalidNameError
 from ferroflow.task_runners import TaskRunner, ThreadPoolTaskRunner
 from ferroflow.tasks import _reject_unsupported
 from ferroflow.utilities.annotations import NotSet
+from ferroflow.utilities.callables import BOUND, bind_method, copy_metadata, rewrap_method, unwrap_method
 
 __all__ = ["Flow", "flow"]
 
@@ -75,7 +76,7 @@ class Flow(Generic[P, R]):
 
     def __init__(
         self,
-        fn: Callable[P, R],
+        fn: Callable[P, R] | classmethod[Any, P, R] | staticmethod[P, R],
         name: str | None = None,
         version: str | None = None,
         flow_run_name: str | Callable[[], str] | None = None,
@@ -87,11 +88,13 @@ class Flow(Generic[P, R]):
         log_prints: bool | None = None,
         **options: Any,
     ) -> None:
+        fn, self._method_kind = unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@flow expects a function, got {type(fn).__name__}: {fn!r}")
+        copy_metadata(self, fn)  # first: the flow's own attributes below win
         import inspect  # here, not at import: `import ferroflow` stays fast
 
-        self.fn = fn
+        self.fn: Callable[..., R] = fn
         if name is not None and not isinstance(name, str):
             raise TypeError(f"@flow: name must be a string, got {type(name).__name__} {name!r}")
         self.name = name or getattr(fn, "__name__", type(fn).__name__).replace("_", "-")
@@ -132,12 +135,23 @@ class Flow(Generic[P, R]):
         self.isasync = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
         self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
         self._signature = Signature(fn, "flow")
-        update_wrapper(self, fn)
         if log_prints:
             enable_print_capture()
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r}, fn={self.fn!r})"
+
+    def __get__(self, instance: Any, owner: Any = None) -> Flow[P, R]:
+        """A flow defined on a class binds like a method (also as a classmethod or
+        staticmethod), as in Prefect 3."""
+        bound_fn = bind_method(self.fn, self._method_kind, instance, owner)
+        if bound_fn is None:
+            return self
+        bound = copy.copy(self)
+        bound.fn = bound_fn
+        bound._method_kind = BOUND
+        bound._signature = Signature(bound_fn, "flow")
+        return bound
 
     def with_options(
         self,
@@ -155,7 +169,7 @@ class Flow(Generic[P, R]):
     ) -> Flow[P, R]:
         """A copy of the flow with some options changed; the rest are inherited."""
         return Flow(
-            self.fn,
+            rewrap_method(self.fn, self._method_kind),
             name=name or self.name,
             version=version or self.version,
             flow_run_name=flow_run_name or self.flow_run_name,
