@@ -59,13 +59,6 @@ def test_return_state_of_a_direct_call_is_the_returned_state():
     assert (state.type.value, state.name, state.message) == ("COMPLETED", "SKIPPED", "No work to do")
 
 
-NEEDS_DIRECT_CALL_STATE = pytest.mark.xfail(
-    strict=True,
-    reason="bindings: a direct call's .result() must give the State the task returned (issue 7, item 16)",
-)
-
-
-@NEEDS_DIRECT_CALL_STATE
 def test_direct_call_returns_the_returned_state_itself():
     # Prefect returns the task's return value: the State object.
     value = skipped()
@@ -117,7 +110,6 @@ def test_returned_failed_state_result_raises_failed_run_with_its_message():
     assert f() == "ok"
 
 
-@NEEDS_DIRECT_CALL_STATE
 def test_direct_call_of_a_task_returning_failed_returns_that_state():
     # Prefect: the direct call returns the function's return value, the Failed state,
     # without raising; the run itself is Failed.

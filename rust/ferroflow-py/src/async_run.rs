@@ -26,6 +26,8 @@ pub struct AsyncRun {
     /// The claimed job, until the run ends. Only the run's driver touches it, and takes it
     /// out before calling into Python (no lock is held across a call).
     job: Mutex<Option<Job<Call>>>,
+    /// A direct call's run (`await task(x)`), claimed by its caller.
+    direct_call: bool,
 }
 
 impl AsyncRun {
@@ -34,13 +36,18 @@ impl AsyncRun {
             engine: Arc::clone(engine),
             run: job.run,
             job: Mutex::new(Some(job)),
+            direct_call: false,
         }
     }
 
     /// Claims a job for an inline call: a doomed one ends here, at once.
     pub(crate) fn claimed(py: Python<'_>, engine: &CoreShared, job: Job<Call>) -> Self {
         let (state, upstream) = match job.disposition {
-            Disposition::Run => return AsyncRun::new(engine, job),
+            Disposition::Run => {
+                let mut run = AsyncRun::new(engine, job);
+                run.direct_call = true;
+                return run;
+            }
             Disposition::NotReady { upstream } => (Final::NotReady, Some(upstream)),
             Disposition::Cancel => (Final::Cancelled, None),
         };
@@ -50,6 +57,7 @@ impl AsyncRun {
             engine: Arc::clone(engine),
             run: job.run,
             job: Mutex::new(None),
+            direct_call: true,
         }
     }
 
@@ -170,6 +178,9 @@ impl AsyncRun {
 
     #[getter]
     fn future(&self) -> PyFuture {
+        if self.direct_call {
+            return PyFuture::of_direct_call(Arc::clone(&self.engine), self.run);
+        }
         PyFuture::new(Arc::clone(&self.engine), self.run)
     }
 

@@ -243,7 +243,7 @@ impl PyEngine {
             shared.cancel(run); // interrupted while its upstreams ran: it never starts
             return Err(interrupt);
         }
-        Ok(PyFuture::new(Arc::clone(shared), run))
+        Ok(PyFuture::of_direct_call(Arc::clone(shared), run))
     }
 
     /// Registers a direct call of a task that may suspend and claims it for the caller,

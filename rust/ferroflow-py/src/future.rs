@@ -19,11 +19,38 @@ use crate::ids::run_uuid;
 pub struct PyFuture {
     pub(crate) shared: CoreShared,
     pub(crate) run: RunId,
+    /// The future of a direct call (`task(x)`): its result is a State the task returned
+    /// as is, as Prefect's direct call gives it, instead of that State's result.
+    direct_call: bool,
 }
 
 impl PyFuture {
     pub(crate) fn new(shared: CoreShared, run: RunId) -> Self {
-        PyFuture { shared, run }
+        PyFuture {
+            shared,
+            run,
+            direct_call: false,
+        }
+    }
+
+    /// The future of a direct call (see `direct_call`).
+    pub(crate) fn of_direct_call(shared: CoreShared, run: RunId) -> Self {
+        PyFuture {
+            shared,
+            run,
+            direct_call: true,
+        }
+    }
+
+    /// A State the run's task returned (its recorded value), if any.
+    fn returned_state<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if !self.shared.executor().may_hold_returned_states() {
+            return Ok(None);
+        }
+        let Some(value) = self.shared.outcome(self.run).and_then(|outcome| outcome.value.get(py)) else {
+            return Ok(None);
+        };
+        Ok(value.is_instance(hooks(py)?.state_type.bind(py))?.then_some(value))
     }
 
     pub(crate) fn run_state(&self) -> RunState {
@@ -94,6 +121,11 @@ impl PyFuture {
 
     /// The run's result, raising its exception (or `UnfinishedRun`) as `State.result` does.
     pub(crate) fn final_result<'py>(&self, py: Python<'py>, raise_on_failure: bool) -> PyResult<Bound<'py, PyAny>> {
+        if self.direct_call {
+            if let Some(state) = self.returned_state(py)? {
+                return Ok(state); // completed or failed, as Prefect's direct call returns it
+            }
+        }
         if let Some(value) = self.completed_value(py)? {
             return Ok(value);
         }
