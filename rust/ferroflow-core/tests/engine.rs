@@ -1220,3 +1220,673 @@ fn dispositions_are_only_run_for_runs_that_execute() {
         check_invariants(e);
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Waits across engines (issue 7, A5): a task that runs a subflow waits in the subflow's
+// engine; a task of the subflow waits on a run its parent flow has queued.
+// ---------------------------------------------------------------------------------------
+
+/// The parent P has one worker; its only run T calls a subflow, whose engine S has a
+/// worker of its own, and waits for S to be idle. S's task waits (helping) on a run R
+/// that T submitted to P: R is queued, and P's only worker is busy waiting, in S. That
+/// worker counts as waiting for P, so P is stuck and the waiter in S runs R.
+#[test]
+fn a_subflow_task_waiting_on_a_queued_parent_run_does_not_deadlock() {
+    within(|| {
+        for subflow_workers in [1, 2] {
+            let parent = engine(1);
+            let p = Arc::clone(parent.shared());
+            let t = submit(
+                &p,
+                Task::call(move |ctx| {
+                    let p = Arc::clone(ctx.engine);
+                    let r = submit(&p, Task::sum(5));
+                    let subflow = engine(subflow_workers);
+                    let s = subflow.shared();
+                    let waiter = submit(
+                        s,
+                        Task::call(move |_| match p.wait(r, deadline(3_000), true) {
+                            Ok(true) => value_of(&p, r),
+                            other => Err(format!("parent run {r} never ran: {other:?}")),
+                        }),
+                    );
+                    assert!(s.wait_idle(deadline(5_000), true), "the subflow never ended");
+                    value_of(s, waiter)
+                }),
+            );
+            assert_eq!(p.wait(t, deadline(10_000), false), Ok(true));
+            assert_eq!(value_of(&p, t), Ok(5), "subflow workers: {subflow_workers}");
+            assert!(p.wait_idle(deadline(5_000), false));
+            check_invariants(&p);
+        }
+    });
+}
+
+/// The same with the subflow's task waiting on a range of the parent's queued runs (a
+/// map), and the parent's worker waiting on one of the subflow's runs (not idle).
+#[test]
+fn a_subflow_task_waiting_on_a_queued_parent_map_does_not_deadlock() {
+    within(|| {
+        let parent = engine(1);
+        let p = Arc::clone(parent.shared());
+        let t = submit(
+            &p,
+            Task::call(move |ctx| {
+                let p = Arc::clone(ctx.engine);
+                let map = submit_many(&p, (0..50).map(Task::sum).collect());
+                let subflow = engine(1);
+                let s = subflow.shared();
+                let waiter = submit(
+                    s,
+                    Task::call(move |_| match p.wait_range(map.clone(), deadline(3_000), true, false) {
+                        Ok(WaitAll::AllFinal) => Ok(map.map(|run| value_of(&p, run).unwrap()).sum()),
+                        other => Err(format!("the parent's map never ran: {other:?}")),
+                    }),
+                );
+                assert_eq!(s.wait(waiter, deadline(5_000), true), Ok(true));
+                value_of(s, waiter)
+            }),
+        );
+        assert_eq!(p.wait(t, deadline(10_000), false), Ok(true));
+        assert_eq!(value_of(&p, t), Ok((0..50).sum()));
+        check_invariants(&p);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// max_workers bounds deferred runs too (issue 7, C10).
+// ---------------------------------------------------------------------------------------
+
+/// 50 deferred runs (coroutines on an event loop) on `max_workers = 2`: never more than
+/// two in flight, and all of them end.
+#[test]
+fn deferred_runs_count_against_max_workers() {
+    exclusively(|| {
+        for workers in [1, 2, 4] {
+            let engine = engine(workers);
+            let e = engine.shared();
+            let start = Instant::now();
+            let range = submit_many(e, (0..50).map(|i| Task::deferred_sleep(10, i)).collect());
+            assert_eq!(
+                e.wait_range(range.clone(), deadline(15_000), false, false),
+                Ok(WaitAll::AllFinal)
+            );
+            let took = start.elapsed();
+            let peak = e.executor().peak_in_flight();
+            assert!(
+                peak <= workers,
+                "max_workers={workers}: {peak} runs were in flight at once"
+            );
+            assert!(
+                took >= Duration::from_millis(50 * 10 / workers as u64),
+                "max_workers={workers}: 50 x 10 ms took {took:?}"
+            );
+            for run in range {
+                assert_eq!(value_of(e, run), Ok(i64::from(run)));
+            }
+            assert!(e.wait_idle(deadline(5_000), false));
+            check_invariants(e);
+        }
+    });
+}
+
+/// Deferred and sync runs share the bound; sync runs queued behind deferred ones still run.
+#[test]
+fn deferred_and_sync_runs_share_the_bound() {
+    exclusively(|| {
+        let engine = engine(3);
+        let e = engine.shared();
+        let tasks = (0..60)
+            .map(|i| {
+                if i % 2 == 0 {
+                    Task::deferred_sleep(5, i)
+                } else {
+                    Task::sleep(3, i)
+                }
+            })
+            .collect();
+        let range = submit_many(e, tasks);
+        let after = submit(e, Task::sum(1).after(&[range.start, range.end - 1]));
+        assert!(e.wait(after, deadline(15_000), true).unwrap());
+        assert!(e.wait_idle(deadline(5_000), true));
+        let peak = e.executor().peak_in_flight();
+        assert!(peak <= 3, "{peak} runs were in flight at once on max_workers=3");
+        check_invariants(e);
+    });
+}
+
+/// A deferred run that waits on a run queued behind the bound suspends itself (the
+/// bindings do this around an await or a blocking result): the queued run can start.
+#[test]
+fn a_suspended_deferred_run_lets_what_it_waits_for_run() {
+    within(|| {
+        let engine = engine(1);
+        let e = engine.shared();
+        let outer = submit(
+            e,
+            Task::defer(|ctx| {
+                let inner = submit(ctx.engine, Task::sum(7));
+                assert!(ctx.engine.suspend_deferred(ctx.run));
+                assert!(!ctx.engine.suspend_deferred(ctx.run), "suspending does not nest");
+                let waited = ctx.engine.wait(inner, deadline(5_000), true);
+                assert!(ctx.engine.resume_deferred(ctx.run));
+                assert!(!ctx.engine.resume_deferred(ctx.run));
+                match waited {
+                    Ok(true) => value_of(ctx.engine, inner),
+                    other => Err(format!("the run it waits on never ran: {other:?}")),
+                }
+            }),
+        );
+        assert_eq!(e.wait(outer, deadline(10_000), false), Ok(true));
+        assert_eq!(value_of(e, outer), Ok(7));
+        assert!(!e.suspend_deferred(outer), "an ended run no longer counts");
+        assert!(e.wait_idle(deadline(5_000), false));
+        check_invariants(e);
+    });
+}
+
+/// A deferred run fills `max_workers = 1`: a queued run waits until it ends (its end
+/// wakes the worker), while a direct call, which is not bounded (as for sync runs), runs
+/// at once on the calling thread.
+#[test]
+fn a_deferred_run_holds_the_bound_until_it_ends() {
+    within(|| {
+        let engine = engine(1);
+        let e = engine.shared();
+        let (release, hold) = channel::<()>();
+        let blocker = submit(
+            e,
+            Task::defer(move |_| {
+                let _ = hold.recv();
+                Ok(0)
+            }),
+        );
+        let until = Instant::now() + Duration::from_secs(10);
+        while e.state(blocker) != Some(RunState::Running) || e.executor().in_flight() == 0 {
+            assert!(Instant::now() < until, "the deferred run never started");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let queued = submit(e, Task::sum(1));
+        assert_eq!(
+            e.wait(queued, deadline(200), false),
+            Ok(false),
+            "held back by the bound"
+        );
+        assert_eq!(e.state(queued), Some(RunState::Ready));
+        let direct = call(e, Task::sum(3));
+        assert_eq!(value_of(e, direct), Ok(3));
+        assert_eq!(e.executor().execs_of(direct)[0].thread, std::thread::current().id());
+        drop(release);
+        assert_eq!(
+            e.wait(queued, deadline(5_000), false),
+            Ok(true),
+            "the deferred run's end wakes the worker"
+        );
+        assert!(e.wait_idle(deadline(5_000), false));
+        check_invariants(e);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Done-callbacks belong to the wait (issue 7, C11).
+// ---------------------------------------------------------------------------------------
+
+/// Submits a run whose done-callback submits the next, `left` times in all.
+fn chain(engine: &Eng, left: usize, done: Arc<AtomicUsize>) {
+    let run = submit(engine, Task::sum(1));
+    let next = Arc::clone(engine);
+    engine
+        .on_done(
+            run,
+            Box::new(move |_| {
+                // Give a wait for the engine to be idle every chance to return too early.
+                std::thread::sleep(Duration::from_micros(300));
+                done.fetch_add(1, Ordering::SeqCst);
+                if left > 1 {
+                    chain(&next, left - 1, done);
+                }
+            }),
+        )
+        .unwrap();
+}
+
+/// A callback that registers a new run, chained 200 times: `wait_idle` returns only
+/// after all 200 (a flow returned with 11 of 200 done).
+#[test]
+fn wait_idle_waits_for_work_that_done_callbacks_submit() {
+    within(|| {
+        for (workers, help) in [(2, false), (1, true), (0, true)] {
+            let engine = engine(workers);
+            let e = engine.shared();
+            let done = Arc::new(AtomicUsize::new(0));
+            chain(e, 200, Arc::clone(&done));
+            assert!(e.wait_idle(deadline(15_000), help), "workers={workers}");
+            assert_eq!(
+                done.load(Ordering::SeqCst),
+                200,
+                "workers={workers}: wait_idle returned early"
+            );
+            assert_eq!(e.len(), 200);
+            check_invariants(e);
+        }
+    });
+}
+
+/// While a run's callback runs, waiters on the run itself already see it final; only a
+/// wait for the engine to be idle waits for the callback.
+#[test]
+fn waiters_on_a_run_do_not_wait_for_its_callbacks() {
+    within(|| {
+        let engine = engine(1);
+        let e = engine.shared();
+        let (mut gate, task) = Gate::new(1);
+        let run = submit(e, task);
+        let (release, hold) = channel::<()>();
+        let (entered_tx, entered) = channel::<()>();
+        e.on_done(
+            run,
+            Box::new(move |_| {
+                entered_tx.send(()).unwrap();
+                let _ = hold.recv();
+            }),
+        )
+        .unwrap();
+        gate.open();
+        entered.recv_timeout(DEADLOCK).expect("the callback never ran");
+        assert_eq!(e.wait(run, deadline(5_000), false), Ok(true));
+        assert_eq!(
+            e.wait_range(run..run + 1, deadline(5_000), false, true),
+            Ok(WaitAll::AllFinal)
+        );
+        assert!(!e.wait_idle(deadline(100), false), "the callback still runs");
+        assert_eq!(e.unfinished(), 1);
+        drop(release);
+        assert!(e.wait_idle(deadline(5_000), false));
+    });
+}
+
+/// A callback that panics neither skips the others nor leaves its run counted.
+#[test]
+fn a_panicking_callback_leaves_the_counts_right() {
+    within(|| {
+        let engine = engine(1);
+        let e = engine.shared();
+        let (gate_release, gate) = channel::<()>();
+        let run = submit(
+            e,
+            Task::call(move |_| {
+                let _ = gate.recv();
+                Ok(1)
+            }),
+        );
+        let fired = Arc::new(AtomicUsize::new(0));
+        e.on_done(run, Box::new(|_| panic!("a callback panics on purpose")))
+            .unwrap();
+        let after = Arc::clone(&fired);
+        e.on_done(
+            run,
+            Box::new(move |_| {
+                after.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .unwrap();
+        drop(gate_release);
+        assert!(e.wait_idle(deadline(5_000), false));
+        assert_eq!(fired.load(Ordering::SeqCst), 1, "the second callback still ran");
+        let next = submit(e, Task::sum(2));
+        assert_eq!(e.wait(next, deadline(5_000), false), Ok(true), "the worker survived");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// No panic, no wedge (issue 7, A6).
+// ---------------------------------------------------------------------------------------
+
+/// A worker that cannot start leaves no phantom behind: the pool (with no worker) is
+/// stuck, so a waiter runs the work, and the next start succeeds.
+#[test]
+fn a_failed_worker_start_leaves_no_phantom_worker() {
+    within(|| {
+        let engine = engine(2);
+        let e = engine.shared();
+        e.fail_worker_starts(1);
+        let first = submit(e, Task::sum(1));
+        assert_eq!(e.workers(), 0, "the failed start is not counted");
+        assert_eq!(
+            e.wait(first, deadline(5_000), true),
+            Ok(true),
+            "a helping waiter ran it"
+        );
+        assert_eq!(e.executor().execs_of(first)[0].thread, std::thread::current().id());
+        // The pool can grow again: the next run gets a worker, and a plain waiter sees it end.
+        let second = submit(e, Task::sum(2));
+        assert_eq!(e.wait(second, deadline(5_000), false), Ok(true));
+        assert_ne!(e.executor().execs_of(second)[0].thread, std::thread::current().id());
+        assert!(e.wait_idle(deadline(5_000), false));
+        check_invariants(e);
+    });
+}
+
+/// With no worker able to start, everything runs on waiters, and shutdown still ends
+/// every run.
+#[test]
+fn with_no_worker_able_to_start_waiters_run_everything() {
+    within(|| {
+        let engine = engine(3);
+        let e = Arc::clone(engine.shared());
+        e.fail_worker_starts(usize::MAX);
+        let range = submit_many(&e, (0..100).map(Task::sum).collect());
+        let last = submit(&e, Task::sum(1).after(&[range.start, range.end - 1]));
+        assert!(e.wait_idle(deadline(10_000), true));
+        assert_eq!(value_of(&e, last), Ok(1 + 99));
+        assert_eq!(e.workers(), 0);
+        let me = std::thread::current().id();
+        assert!(e.executor().execs().iter().all(|x| x.thread == me));
+        let left = submit_many(&e, (0..10).map(Task::sum).collect());
+        engine.shutdown();
+        for run in left {
+            assert_eq!(final_of(&e, run), Final::Cancelled);
+        }
+        check_invariants(&e);
+    });
+}
+
+/// More runs than a `u32` can index is an error, not a panic, and reserves nothing.
+#[test]
+fn too_many_runs_is_an_error() {
+    within(|| {
+        let engine = engine(1);
+        let e = engine.shared();
+        submit(e, Task::sum(1));
+        assert_eq!(
+            e.reserve(u32::MAX),
+            Err(EngineError::TooManyRuns {
+                requested: u32::MAX as usize
+            })
+        );
+        assert_eq!(e.len(), 1);
+        assert!(e.wait_idle(deadline(5_000), false), "nothing was counted as unfinished");
+        assert!(EngineError::TooManyRuns { requested: 5 }
+            .to_string()
+            .contains("4294967295"));
+        let range = e.reserve(3).unwrap();
+        assert_eq!(range, 1..4);
+        e.release_reserved(range);
+        assert!(e.wait_idle(deadline(5_000), false));
+    });
+}
+
+/// Registering into slots that were not reserved, or twice, or given back, is refused;
+/// giving back twice, or giving back registered runs, changes nothing.
+#[test]
+fn reserved_ranges_are_checked() {
+    within(|| {
+        let engine = engine(1);
+        let e = engine.shared();
+        let range = e.reserve(4).unwrap();
+        let one = |n: i64| vec![(Task::sum(n), Default::default())];
+        assert_eq!(e.register_reserved(range.end, one(0)), Err(EngineError::UnknownRun(4)));
+        assert_eq!(
+            e.register_reserved(range.end - 1, [0, 1].map(|n| (Task::sum(n), Default::default())).into()),
+            Err(EngineError::UnknownRun(4)),
+            "the range reaches past the reservation"
+        );
+        e.register_reserved(0, one(10)).unwrap();
+        assert_eq!(
+            e.register_reserved(0, one(11)),
+            Err(EngineError::UnknownRun(0)),
+            "already registered"
+        );
+        let dep_on_later = vec![(
+            Task::sum(0),
+            vec![Dep {
+                run: 2,
+                allow_failure: false,
+            }]
+            .into(),
+        )];
+        assert_eq!(e.register_reserved(1, dep_on_later), Err(EngineError::UnknownRun(2)));
+        e.release_reserved(0..3); // run 0 is registered: only 1 and 2 are given back
+        e.release_reserved(1..3);
+        assert_eq!(
+            e.register_reserved(2, one(12)),
+            Err(EngineError::UnknownRun(2)),
+            "given back"
+        );
+        let on_given_back = vec![(
+            Task::sum(0),
+            vec![Dep {
+                run: 1,
+                allow_failure: false,
+            }]
+            .into(),
+        )];
+        assert_eq!(e.submit_many(on_given_back), Err(EngineError::UnknownRun(1)));
+        e.register_reserved(3, one(13)).unwrap();
+        assert!(e.wait_idle(deadline(5_000), false), "unfinished: {}", e.unfinished());
+        assert_eq!(value_of(e, 0), Ok(10));
+        assert_eq!(value_of(e, 3), Ok(13));
+    });
+}
+
+/// Ending a run that is not claimed (unknown, queued, already final), or moving it
+/// between retry states, changes nothing and does not panic.
+#[test]
+fn finishing_a_run_that_is_not_claimed_changes_nothing() {
+    within(|| {
+        let engine = engine(0);
+        let e = engine.shared();
+        let queued = submit(e, Task::sum(1));
+        e.finish_claimed(queued, Final::Completed, Ok(99));
+        e.finish_claimed(12_345, Final::Completed, Ok(99));
+        e.retry_claimed(queued, RunState::Retrying);
+        e.retry_claimed(queued, RunState::Completed);
+        assert_eq!(e.state(queued), Some(RunState::Ready));
+        assert!(e.wait(queued, deadline(5_000), true).unwrap());
+        e.finish_claimed(queued, Final::Failed, Ok(98));
+        e.retry_claimed(queued, RunState::AwaitingRetry);
+        assert_eq!(value_of(e, queued), Ok(1));
+        assert_eq!(e.state(queued), Some(RunState::Completed));
+        // A claimed run retried in place by its holder, then ended during its delay.
+        let held = e.submit_inline(Task::sum(0), &[]).unwrap();
+        let job = e.claim_ready(held).expect("claimable");
+        assert_eq!(e.state(held), Some(RunState::Running));
+        e.retry_claimed(held, RunState::AwaitingRetry);
+        assert_eq!(e.state(held), Some(RunState::AwaitingRetry));
+        e.finish_claimed(held, Final::Cancelled, Err("cancelled during its delay".into()));
+        assert_eq!(final_of(e, held), Final::Cancelled);
+        drop(job);
+        assert!(e.wait_idle(deadline(5_000), true));
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Values of runs nobody holds are released (issue 7, B8), in engines made with_handles.
+// ---------------------------------------------------------------------------------------
+
+mod handles {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use ferroflow_core::{Batch, Disposition, Engine, Executor, Final, RunId, Shared};
+    use parking_lot::Mutex;
+
+    use super::common::{deadline, within};
+
+    /// A value whose contents the executor can drop in place (as the bindings' values do).
+    pub struct Value {
+        run: RunId,
+        data: Mutex<Option<Vec<u8>>>,
+    }
+
+    impl Value {
+        fn is_present(&self) -> bool {
+            self.data.lock().is_some()
+        }
+    }
+
+    /// Runs complete at once with a 1 KiB value; every release is recorded.
+    #[derive(Default)]
+    pub struct Releasing {
+        released: Mutex<Vec<RunId>>,
+        live_bytes: AtomicUsize,
+    }
+
+    impl Releasing {
+        fn released(&self) -> Vec<RunId> {
+            let mut released = self.released.lock().clone();
+            released.sort_unstable();
+            released
+        }
+    }
+
+    impl Executor for Releasing {
+        /// Whether the run fails.
+        type Payload = bool;
+        type Value = Value;
+
+        fn run_batch(&self, batch: &mut Batch<'_, Self>) {
+            while let Some(job) = batch.next_job() {
+                let state = match job.disposition {
+                    Disposition::Run if job.payload => Final::Failed,
+                    Disposition::Run => Final::Completed,
+                    Disposition::NotReady { .. } => Final::NotReady,
+                    Disposition::Cancel => Final::Cancelled,
+                };
+                self.live_bytes.fetch_add(1024, Ordering::SeqCst);
+                let value = Value {
+                    run: job.run,
+                    data: Mutex::new(Some(vec![1; 1024])),
+                };
+                batch.finish(job.run, state, value);
+            }
+        }
+
+        fn abandoned(&self, run: RunId) -> Value {
+            Value {
+                run,
+                data: Mutex::new(None),
+            }
+        }
+
+        fn release(&self, value: &Value) {
+            if value.data.lock().take().is_some() {
+                self.live_bytes.fetch_sub(1024, Ordering::SeqCst);
+            }
+            self.released.lock().push(value.run);
+        }
+    }
+
+    type Eng = Arc<Shared<Releasing>>;
+
+    fn finished(e: &Eng, run: RunId) {
+        assert_eq!(e.wait(run, deadline(5_000), true), Ok(true));
+    }
+
+    #[test]
+    fn without_handles_nothing_is_counted_nor_released() {
+        within(|| {
+            let engine = Engine::new(Releasing::default(), 2);
+            let e = engine.shared();
+            assert!(!e.counts_handles());
+            let run = e.submit(false, &[]).unwrap();
+            finished(e, run);
+            assert!(!e.hold(run));
+            assert!(!e.unhold(run));
+            assert!(e.wait_idle(deadline(5_000), false));
+            assert!(e.executor().released().is_empty());
+            assert!(e.outcome(run).unwrap().value.is_present());
+        });
+    }
+
+    /// The last handle dropped after the run ended releases its value, once; the outcome
+    /// stays readable by reference (emptied, not moved).
+    #[test]
+    fn dropping_the_last_handle_of_a_final_run_releases_its_value() {
+        within(|| {
+            let engine = Engine::with_handles(Releasing::default(), 2);
+            let e = engine.shared();
+            assert!(e.counts_handles());
+            let run = e.submit(false, &[]).unwrap();
+            finished(e, run);
+            let outcome = e.outcome(run).unwrap();
+            assert!(outcome.value.is_present(), "held by its first handle");
+            assert!(e.hold(run), "a second handle (a copied future)");
+            assert!(e.unhold(run));
+            assert!(e.executor().released().is_empty(), "one handle is left");
+            assert!(e.unhold(run));
+            assert_eq!(e.executor().released(), vec![run]);
+            assert!(!outcome.value.is_present(), "emptied in place");
+            assert_eq!(outcome.state, Final::Completed, "the outcome is still readable");
+            assert!(!e.unhold(run), "no handle left");
+            assert!(!e.hold(run), "a released run cannot be held again");
+            assert_eq!(e.executor().released(), vec![run], "released once");
+        });
+    }
+
+    /// A run whose handles were all dropped before it ended is released when it ends;
+    /// failed, NotReady and cancelled runs too.
+    #[test]
+    fn a_run_nobody_holds_is_released_when_it_ends() {
+        within(|| {
+            let engine = Engine::with_handles(Releasing::default(), 0);
+            let e = engine.shared();
+            let ok = e.submit(false, &[]).unwrap();
+            let bad = e.submit(true, &[]).unwrap();
+            let doomed = e
+                .submit(
+                    false,
+                    &[ferroflow_core::Dep {
+                        run: bad,
+                        allow_failure: false,
+                    }],
+                )
+                .unwrap();
+            let cancelled = e.submit(false, &[]).unwrap();
+            let kept = e.submit(false, &[]).unwrap();
+            assert!(e.cancel(cancelled));
+            for run in [ok, bad, doomed, cancelled] {
+                assert!(e.unhold(run));
+            }
+            assert!(e.executor().released().is_empty(), "none has ended yet (no worker)");
+            assert!(e.wait_idle(deadline(5_000), true));
+            assert_eq!(e.executor().released(), vec![ok, bad, doomed, cancelled]);
+            assert!(e.outcome(kept).unwrap().value.is_present());
+            assert!(e.unhold(kept));
+            assert_eq!(e.executor().released().len(), 5);
+            assert_eq!(e.executor().live_bytes.load(Ordering::SeqCst), 0);
+        });
+    }
+
+    /// Handles dropped on other threads while runs end: each value is released exactly
+    /// once, whichever side comes last, and nothing is kept.
+    #[test]
+    fn racing_ends_and_unholds_release_each_value_once() {
+        within(|| {
+            let engine = Engine::with_handles(Releasing::default(), 4);
+            let e = Arc::clone(engine.shared());
+            let n = 20_000u32;
+            let range = e
+                .submit_many((0..n).map(|_| (false, Default::default())).collect())
+                .unwrap();
+            let threads: Vec<_> = (0..4u32)
+                .map(|part| {
+                    let e = Arc::clone(&e);
+                    let runs = range.clone();
+                    std::thread::spawn(move || {
+                        for run in runs.filter(|run| run % 4 == part) {
+                            assert!(e.unhold(run));
+                        }
+                    })
+                })
+                .collect();
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            assert!(e.wait_idle(deadline(10_000), false));
+            let released = e.executor().released();
+            assert_eq!(released, range.collect::<Vec<_>>(), "each run released exactly once");
+            assert_eq!(e.executor().live_bytes.load(Ordering::SeqCst), 0);
+        });
+    }
+}

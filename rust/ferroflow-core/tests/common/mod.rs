@@ -4,11 +4,14 @@
 //! and an [`Action`]. A run's value is `Result<i64, String>`. The executor honours
 //! [`Job::disposition`], and records every execution (run, attempt, thread, whether its
 //! upstreams were final, the state it ran in, what it saw) and every end (run, final
-//! state), in order, so tests can check the engine's invariants afterwards.
+//! state), in order, so tests can check the engine's invariants afterwards. It also
+//! counts the runs in flight (executing in a batch, or deferred to a thread of their own
+//! and not yet ended) and the most at once, for the bound `max_workers` sets.
 
 #![allow(dead_code)]
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::ThreadId;
@@ -41,6 +44,9 @@ pub enum Action {
     Panic,
     /// Anything else: sleep, block on a channel, submit and wait on the same engine, ...
     Call(Box<dyn FnOnce(&Ctx<'_>) -> Value + Send>),
+    /// A coroutine run: the batch defers it (`Batch::defer`) and a thread of its own (its
+    /// "event loop") runs the body and ends it with `Shared::finish_claimed`.
+    Defer(Box<dyn FnOnce(&Ctx<'_>) -> Value + Send>),
 }
 
 /// What a [`Action::Call`] body sees.
@@ -92,6 +98,19 @@ impl Task {
             deps: Vec::new(),
             action: Action::Call(Box::new(body)),
         }
+    }
+    pub fn defer(body: impl FnOnce(&Ctx<'_>) -> Value + Send + 'static) -> Task {
+        Task {
+            deps: Vec::new(),
+            action: Action::Defer(Box::new(body)),
+        }
+    }
+    /// A deferred run that sleeps `ms` on its own thread, then completes with `value`.
+    pub fn deferred_sleep(ms: u64, value: i64) -> Task {
+        Task::defer(move |_| {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(value)
+        })
     }
     pub fn sleep(ms: u64, value: i64) -> Task {
         Task::call(move |_| {
@@ -199,13 +218,39 @@ impl<T> Default for Log<T> {
     }
 }
 
+/// How many runs execute (in a batch, or deferred and not yet ended) at once, and the most so far.
+#[derive(Default)]
+pub struct Flight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Flight {
+    fn enter(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+    }
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 #[derive(Default)]
 pub struct TestExec {
     execs: Log<Exec>,
     ends: Log<(RunId, Final)>,
+    flight: Flight,
 }
 
 impl TestExec {
+    /// The most runs that were executing (or deferred and not yet ended) at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.flight.peak.load(Ordering::SeqCst)
+    }
+    /// Runs executing (or deferred and not yet ended) now.
+    pub fn in_flight(&self) -> usize {
+        self.flight.now.load(Ordering::SeqCst)
+    }
     /// Every execution, in the order they began.
     pub fn execs(&self) -> Vec<Exec> {
         self.execs.all()
@@ -295,19 +340,49 @@ impl Executor for TestExec {
                         }
                     }
                     let attempt = job.attempt;
+                    if matches!(job.payload.action, Action::Defer(_)) {
+                        self.flight.enter();
+                        let mut job = batch.defer(job);
+                        let Action::Defer(body) = std::mem::replace(&mut job.payload.action, Action::Fail) else {
+                            unreachable!("checked above");
+                        };
+                        std::thread::Builder::new()
+                            .name("test-event-loop".into())
+                            .spawn(move || {
+                                let value = body(&Ctx {
+                                    engine: &engine,
+                                    run: job.run,
+                                    attempt,
+                                    upstream,
+                                });
+                                let state = if value.is_ok() { Final::Completed } else { Final::Failed };
+                                let exec = engine.executor();
+                                exec.flight.leave();
+                                exec.ends.push((job.run, state));
+                                engine.finish_claimed(job.run, state, value);
+                            })
+                            .expect("spawn a deferred run's thread");
+                        continue;
+                    }
+                    self.flight.enter();
                     let value = match job.payload.action {
                         Action::Sum(base) => sum(base, &upstream),
                         Action::Fail => Err(format!("run {run} failed")),
                         Action::Flaky { failures, base, .. } if attempt >= failures => sum(base, &upstream),
                         Action::Flaky { .. } => Err(format!("run {run} failed attempt {attempt}")),
-                        Action::Panic => panic!("run {run} panics on purpose"),
+                        Action::Panic => {
+                            self.flight.leave();
+                            panic!("run {run} panics on purpose")
+                        }
                         Action::Call(body) => body(&Ctx {
                             engine: &engine,
                             run,
                             attempt,
                             upstream,
                         }),
+                        Action::Defer(_) => unreachable!("deferred above"),
                     };
+                    self.flight.leave();
                     (if value.is_ok() { Final::Completed } else { Final::Failed }, value)
                 }
             };
