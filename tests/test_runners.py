@@ -217,3 +217,16 @@ def test_big_map_does_not_create_thousands_of_threads(os_thread_count):
     assert len(samples) == 11
     assert max(py for py, _ in samples) < 50, samples
     assert max(os_ for _, os_ in samples) < 50, samples
+
+
+@pytest.mark.parametrize("runner", [ThreadPoolTaskRunner(max_workers=3), SequentialTaskRunner()])
+def test_runners_pickle_and_copy_as_their_configuration(runner):
+    import copy
+    import pickle
+
+    with runner.duplicate() as started:
+        for again in (pickle.loads(pickle.dumps(started)), copy.copy(started), copy.deepcopy(runner)):
+            assert again == runner and type(again) is type(runner)
+            assert not again._started
+            with again:
+                assert again.submit(inc, {"x": 1}).result() == 2

@@ -100,6 +100,17 @@ class TaskRunner(abc.ABC, Generic[F]):
     def name(self) -> str:
         return type(self).__name__.lower().replace("taskrunner", "")
 
+    #: What a started runner holds besides its configuration: not pickled, not copied.
+    _RUNNING_STATE = ("logger", "_started", "_engine", "_context", "_loop", "_loop_lock")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A runner pickles (and copies) as its configuration: an unstarted runner."""
+        return {key: value for key, value in self.__dict__.items() if key not in self._RUNNING_STATE}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        TaskRunner.__init__(self)
+        self.__dict__.update(state)
+
     @abc.abstractmethod
     def duplicate(self) -> TaskRunner[F]:
         """A fresh, unstarted runner with the same configuration."""
@@ -251,12 +262,6 @@ class ThreadPoolTaskRunner(TaskRunner[PrefectConcurrentFuture]):
 
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self._max_workers})"
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"_max_workers": self._max_workers}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["_max_workers"])  # type: ignore[misc]
 
 
 #: Prefect 2's name for the thread-pool runner, kept as in Prefect 3.
