@@ -1,14 +1,15 @@
 """Async tasks and flows: where coroutine runs execute, and how futures are awaited.
 
-- A submitted task whose coroutine may suspend runs as an asyncio task on its flow run's
-  background event loop (one loop and thread per flow run, made on first use), so a
-  blocking `.result()` on the flow's own loop cannot starve it. The engine hands such
-  runs over in batches: one `call_soon_threadsafe` per batch, not per run. (A coroutine
-  whose code cannot suspend runs to completion in the engine's executor instead: see
-  `TaskSpec`'s body.)
+- A submitted task whose coroutine may suspend is claimed by the engine and handed, a
+  batch at a time, to its runner (`schedule_coroutines` → `TaskRunner._execute`): the
+  thread-pool runners run it as an asyncio task on their background event loop (one per
+  flow run, made on first use: `ferroflow._loop`), so a blocking `.result()` on the
+  flow's own loop cannot starve it. (A coroutine whose code cannot suspend runs to
+  completion in the engine's executor instead: see `TaskSpec`'s body.)
 - `await task(x)` runs the coroutine on the caller's own loop, as Prefect does.
 - Futures are awaitable: a run finishing in the engine wakes the awaiting loop through
   a done-callback; wake-ups for one loop are coalesced into one `call_soon_threadsafe`.
+  Under trio (anyio's trio backend) the done-callback wakes trio through its token.
 """
 
 from __future__ import annotations
