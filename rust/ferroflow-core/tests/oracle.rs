@@ -1,7 +1,11 @@
-//! Random DAGs run by the engine against a sequential oracle in plain Rust.
+//! Random DAGs run by the engine against a sequential oracle in plain Rust: failures,
+//! `allow_failure` edges, retries, deferred runs (which `max_workers` bounds too), and
+//! done-callbacks that submit more runs (which the wait for the engine to be idle covers).
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -28,6 +32,13 @@ struct Node {
     cut: bool,
     /// Submit this node's piece one run at a time with `submit` rather than `submit_many`.
     single: bool,
+    /// Run it as a coroutine would: deferred out of its batch, ended from a thread of its
+    /// own (for `Succeed` and `Fail`; flaky runs stay in their batch).
+    deferred: bool,
+    /// Once the DAG is submitted, this node's done-callback submits a chain of this many
+    /// more runs (each run's callback submitting the next), which the wait for the engine
+    /// to be idle must include.
+    chain: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -53,8 +64,15 @@ fn case() -> impl Strategy<Value = Case> {
                 } else {
                     proptest::collection::vec((0..i, prop::bool::weighted(0.25)), 0..=3).boxed()
                 };
-                (deps, behaviour(), prop::bool::weighted(0.3), any::<bool>()).prop_map(
-                    |(mut deps, behaviour, cut, single)| {
+                (
+                    deps,
+                    behaviour(),
+                    prop::bool::weighted(0.3),
+                    any::<bool>(),
+                    prop::bool::weighted(0.25),
+                    prop_oneof![8 => Just(0usize), 1 => 1usize..=3],
+                )
+                    .prop_map(|(mut deps, behaviour, cut, single, deferred, chain)| {
                         deps.sort_unstable();
                         deps.dedup_by_key(|d| d.0);
                         Node {
@@ -62,9 +80,10 @@ fn case() -> impl Strategy<Value = Case> {
                             behaviour,
                             cut,
                             single,
+                            deferred,
+                            chain,
                         }
-                    },
-                )
+                    })
             })
             .collect();
         nodes.prop_map(move |nodes| Case { nodes, workers })
@@ -98,6 +117,10 @@ fn oracle(nodes: &[Node]) -> Vec<(Final, Option<i64>, usize)> {
 
 fn task(node: &Node) -> Task {
     let mut task = match node.behaviour {
+        Behaviour::Succeed if node.deferred => {
+            Task::defer(|ctx| Ok(1 + ctx.upstream.iter().filter_map(|v| v.as_ref().ok()).sum::<i64>()))
+        }
+        Behaviour::Fail if node.deferred => Task::defer(|ctx| Err(format!("run {} failed", ctx.run))),
         Behaviour::Succeed => Task::sum(1),
         Behaviour::Fail => Task::fail(),
         Behaviour::Flaky { failures, retries } => Task::flaky(failures, retries, Duration::from_micros(200), 1),
@@ -137,12 +160,44 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         start = end;
     }
 
+    let chained = Arc::new(AtomicUsize::new(0));
+    for (run, node) in case.nodes.iter().enumerate() {
+        if node.chain > 0 {
+            chain_after(e, run as RunId, node.chain, &chained);
+        }
+    }
+
     prop_assert!(
         e.wait_idle(deadline(20_000), true),
         "wait_idle timed out: {} unfinished",
         e.unfinished()
     );
+    let extra: usize = case.nodes.iter().map(|node| node.chain).sum();
+    prop_assert_eq!(
+        chained.load(Ordering::SeqCst),
+        extra,
+        "callbacks that submit: runs submitted"
+    );
+    prop_assert_eq!(
+        e.len() as usize,
+        case.nodes.len() + extra,
+        "wait_idle returned before callbacks ran"
+    );
     check_invariants(e);
+    for run in case.nodes.len() as RunId..e.len() {
+        prop_assert_eq!(value_of(e, run), Ok(1), "chained run {}", run);
+    }
+    if case.workers > 0 {
+        // Every run was taken by a worker (no waiter helps a pool that is not stuck), so
+        // executing and deferred runs together stayed within the bound.
+        let peak = e.executor().peak_in_flight();
+        prop_assert!(
+            peak <= case.workers,
+            "{} runs in flight at once on {} workers",
+            peak,
+            case.workers
+        );
+    }
     for (run, (state, value, execs)) in expected.iter().enumerate() {
         let run = run as RunId;
         prop_assert_eq!(final_of(e, run), *state, "run {} state", run);
@@ -171,6 +226,25 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+/// When `after` ends, its callback submits a run whose own callback submits the next,
+/// `left` runs in all.
+fn chain_after(engine: &Eng, after: RunId, left: usize, submitted: &Arc<AtomicUsize>) {
+    let next = Arc::clone(engine);
+    let submitted = Arc::clone(submitted);
+    engine
+        .on_done(
+            after,
+            Box::new(move |_| {
+                let run = submit(&next, Task::sum(1));
+                submitted.fetch_add(1, Ordering::SeqCst);
+                if left > 1 {
+                    chain_after(&next, run, left - 1, &submitted);
+                }
+            }),
+        )
+        .expect("a registered run");
 }
 
 proptest! {
