@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn locate_covers_every_index_once() {
         let mut expected = (0usize, 0usize);
-        for index in 0..(FIRST as u32 * 15) {
+        for index in 0..u32::try_from(FIRST * 15).unwrap() {
             let (chunk, offset, len) = locate(index);
             assert_eq!((chunk, offset), expected, "index {index}");
             expected = if offset + 1 == len {
@@ -134,11 +134,11 @@ mod tests {
     fn reserved_ranges_are_contiguous_and_addresses_stable() {
         let arena: Arena<AtomicUsize> = Arena::new(|| AtomicUsize::new(0));
         let first = arena.reserve(10).unwrap();
-        let before = arena.get(3).unwrap() as *const _;
+        let before = std::ptr::from_ref(arena.get(3).unwrap());
         let second = arena.reserve(100_000).unwrap();
         assert_eq!(first, 0..10);
         assert_eq!(second, 10..100_010);
-        assert_eq!(before, arena.get(3).unwrap() as *const _);
+        assert_eq!(before, std::ptr::from_ref(arena.get(3).unwrap()));
         for index in [0, 9, 10, 1023, 1024, 100_009] {
             arena.get(index).unwrap().store(index as usize, Ordering::Relaxed);
         }

@@ -36,7 +36,7 @@ pub(crate) fn is_executing_in(engine: usize) -> bool {
 
 /// Whether the calling thread is executing `run` of the engine `engine`.
 pub(crate) fn is_executing(engine: usize, run: RunId) -> bool {
-    EXECUTING.with(|executing| executing.borrow().iter().any(|&entry| entry == (engine, run)))
+    EXECUTING.with(|executing| executing.borrow().contains(&(engine, run)))
 }
 
 impl<E: Executor> Host for Shared<E> {

@@ -244,12 +244,19 @@ impl<E: Executor> Shared<E> {
     }
 
     /// Registers one run for the worker pool.
+    ///
+    /// # Errors
+    /// [`EngineError::Closed`] after shutdown; [`EngineError::UnknownRun`] for a
+    /// dependency on a run this engine never registered. Nothing is registered then.
     pub fn submit(self: &Arc<Self>, payload: E::Payload, deps: &[Dep]) -> Result<RunId, EngineError> {
         self.register(vec![(payload, SmallVec::from_slice(deps))], false)
             .map(|range| range.start)
     }
 
     /// Registers many runs in one contiguous range (a `.map`).
+    ///
+    /// # Errors
+    /// As [`Self::submit`], and [`EngineError::TooManyRuns`].
     pub fn submit_many(
         self: &Arc<Self>,
         runs: Vec<(E::Payload, SmallVec<[Dep; 2]>)>,
@@ -260,6 +267,9 @@ impl<E: Executor> Shared<E> {
     /// Registers a run that only the calling thread executes (a direct task call). The
     /// caller then [`Self::wait`]s for it with `help`, which waits for its upstreams
     /// (helping them along) and then executes it on the calling thread.
+    ///
+    /// # Errors
+    /// As [`Self::submit`].
     pub fn submit_inline(self: &Arc<Self>, payload: E::Payload, deps: &[Dep]) -> Result<RunId, EngineError> {
         self.register(vec![(payload, SmallVec::from_slice(deps))], true)
             .map(|range| range.start)
@@ -451,7 +461,7 @@ impl<E: Executor> Shared<E> {
             if !claimed {
                 return;
             }
-            self.write_final(slot, run, state, value, now_micros());
+            Self::write_final(slot, run, state, value, now_micros());
         }
         let flags = slot.clear(flag::BOUNDED | flag::SUSPENDED);
         if flags & flag::BOUNDED != 0 && flags & flag::SUSPENDED == 0 {
@@ -523,12 +533,11 @@ impl<E: Executor> Shared<E> {
     /// [`Self::settle`].
     pub(crate) fn record(&self, run: RunId, state: Final, value: E::Value, finished_at_micros: u64) {
         let slot = self.slot(run);
-        self.write_final(slot, run, state, value, finished_at_micros);
+        Self::write_final(slot, run, state, value, finished_at_micros);
         self.release_if_unheld(slot);
     }
 
     fn write_final(
-        &self,
         slot: &Slot<E::Payload, E::Value>,
         run: RunId,
         state: Final,
@@ -586,7 +595,7 @@ impl<E: Executor> Shared<E> {
     ///
     /// The two moments a value may go: the run turns final with no handle left (here), or
     /// the last handle goes when the run is final ([`Self::unhold`]). Each side changes
-    /// its own atomic, then (after a SeqCst fence) reads the other's, so at least one of
+    /// its own atomic, then (after a `SeqCst` fence) reads the other's, so at least one of
     /// them sees both done; the `RELEASED` flag makes sure only one releases. Every reader
     /// of the value held a handle while reading and dropped it (Release) before the last
     /// one went (Acquire, see `Slot::unhold`), so no read is still going on; and the value

@@ -26,7 +26,7 @@ pub(crate) enum Linked {
 pub(crate) enum Freed {
     /// Its last upstream ended: it is ready to run.
     Ready(RunId),
-    /// An upstream it needed did not complete: it is doomed NotReady (the doom is recorded).
+    /// An upstream it needed did not complete: it is doomed `NotReady` (the doom is recorded).
     Doomed(RunId),
 }
 
@@ -104,7 +104,7 @@ impl Graph {
     }
 
     /// `run` ended (successfully or not): counts its dependents down, and reports each one
-    /// its end frees (ready, or doomed NotReady naming `run`).
+    /// its end frees (ready, or doomed `NotReady` naming `run`).
     pub(crate) fn release_dependents(&mut self, run: RunId, succeeded: bool, mut freed: impl FnMut(Freed)) {
         let Some(edges) = self.dependents.remove(&run) else {
             return;

@@ -20,7 +20,7 @@ use crate::state::RunState;
 pub(crate) mod flag {
     /// Registered for the calling thread only (a direct call): never queued.
     pub(crate) const INLINE: u16 = 1;
-    /// Its end is decided (NotReady upstream, or cancelled): its claimer must not run it.
+    /// Its end is decided (`NotReady` upstream, or cancelled): its claimer must not run it.
     pub(crate) const DOOMED: u16 = 1 << 1;
     /// A thread sleeps until this run is final or ready: finishing or readying it wakes waiters.
     pub(crate) const WATCHED: u16 = 1 << 2;
@@ -182,7 +182,7 @@ impl<P, V> Slot<P, V> {
     }
 
     /// Whether no handle is left. Called right after the run turned final (by the thread
-    /// that ended it) or right after the last handle went: the SeqCst fence pairs with
+    /// that ended it) or right after the last handle went: the `SeqCst` fence pairs with
     /// the one on the other side, so of "turned final, then looked at the handles" and
     /// "dropped the last handle, then looked at the state" at least one sees the other.
     pub(crate) fn is_unheld_after_fence(&self) -> bool {

@@ -129,7 +129,10 @@ impl RunState {
 
     /// The legal moves of the machine. Anything else is an engine bug.
     pub const fn can_become(self, next: RunState) -> bool {
-        use RunState::*;
+        use RunState::{
+            AwaitingRetry, Blocked, Cached, Cancelled, Completed, Crashed, Failed, NotReady, Ready, Retrying, Running,
+            TimedOut, Vacant,
+        };
         match self {
             Vacant => matches!(next, Blocked | Ready),
             Blocked => matches!(next, Ready),

@@ -54,7 +54,7 @@ impl<E: Executor> Shared<E> {
                 return Ok(false);
             }
             self.fire_due_timers();
-            if help && self.help_with(run..run + 1) {
+            if help && self.help_with(run..=run) {
                 continue;
             }
             self.sleep_until_change(seen, deadline);

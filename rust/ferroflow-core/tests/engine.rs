@@ -1,5 +1,10 @@
 //! Invariant and behaviour tests of the engine, through its public API only.
 
+// Run counts, values and nanosecond offsets here are small: their casts cannot truncate.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+// Runs of a small DAG are named `a`, `b`, `c`, ... as in its drawing.
+#![allow(clippy::many_single_char_names)]
+
 mod common;
 
 use std::collections::HashSet;
@@ -10,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ferroflow_core::{Dep, EngineError, Final, RunState, WaitAll};
+use smallvec::SmallVec;
 
 // ---------------------------------------------------------------------------------------
 // Every run ends exactly once; nothing starts early; values flow downstream.
@@ -90,7 +96,7 @@ fn not_ready_when_upstream_already_failed_at_submit() {
 }
 
 /// An upstream that fails at the very moment a dependent is registered must still make
-/// the dependent NotReady, never let it run as if the upstream had completed.
+/// the dependent `NotReady`, never let it run as if the upstream had completed.
 #[test]
 fn upstream_failing_during_registration_still_dooms_the_dependent() {
     use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -519,7 +525,7 @@ fn cancel_one_run() {
     });
 }
 
-/// Cancelling is idempotent: a run already doomed (cancelled, or NotReady) and not yet
+/// Cancelling is idempotent: a run already doomed (cancelled, or `NotReady`) and not yet
 /// ended is not cancelled again, nor counted twice.
 #[test]
 fn cancel_twice_counts_once() {
@@ -716,6 +722,7 @@ fn a_waiting_run_helps_instead_of_deadlocking_a_single_worker() {
     });
 }
 
+#[allow(clippy::unnecessary_wraps)] // a run's value, which is a Result
 fn tree(ctx: &Ctx<'_>, depth: u32) -> Value {
     if depth == 0 {
         return Ok(1);
@@ -947,7 +954,7 @@ fn submit_after_shutdown_is_refused() {
         assert_eq!(e.submit(Task::sum(1), &[]).err(), Some(EngineError::Closed));
         assert_eq!(e.submit_inline(Task::sum(1), &[]).err(), Some(EngineError::Closed));
         assert_eq!(
-            e.submit_many(vec![(Task::sum(1), Default::default())]).err(),
+            e.submit_many(vec![(Task::sum(1), SmallVec::default())]).err(),
             Some(EngineError::Closed)
         );
         assert_eq!(e.workers(), 0);
@@ -1204,7 +1211,7 @@ fn trivial_runs_stay_on_few_workers() {
     });
 }
 
-/// NotReady jobs reach the executor (which must not execute them) exactly once each.
+/// `NotReady` jobs reach the executor (which must not execute them) exactly once each.
 #[test]
 fn dispositions_are_only_run_for_runs_that_execute() {
     within(|| {
@@ -1624,10 +1631,13 @@ fn reserved_ranges_are_checked() {
         let engine = engine(1);
         let e = engine.shared();
         let range = e.reserve(4).unwrap();
-        let one = |n: i64| vec![(Task::sum(n), Default::default())];
+        let one = |n: i64| vec![(Task::sum(n), SmallVec::default())];
         assert_eq!(e.register_reserved(range.end, one(0)), Err(EngineError::UnknownRun(4)));
         assert_eq!(
-            e.register_reserved(range.end - 1, [0, 1].map(|n| (Task::sum(n), Default::default())).into()),
+            e.register_reserved(
+                range.end - 1,
+                [0, 1].map(|n| (Task::sum(n), SmallVec::default())).into()
+            ),
             Err(EngineError::UnknownRun(4)),
             "the range reaches past the reservation"
         );
@@ -1825,7 +1835,7 @@ mod handles {
     }
 
     /// A run whose handles were all dropped before it ended is released when it ends;
-    /// failed, NotReady and cancelled runs too.
+    /// failed, `NotReady` and cancelled runs too.
     #[test]
     fn a_run_nobody_holds_is_released_when_it_ends() {
         within(|| {
@@ -1867,7 +1877,7 @@ mod handles {
             let e = Arc::clone(engine.shared());
             let n = 20_000u32;
             let range = e
-                .submit_many((0..n).map(|_| (false, Default::default())).collect())
+                .submit_many((0..n).map(|_| (false, smallvec::SmallVec::default())).collect())
                 .unwrap();
             let threads: Vec<_> = (0..4u32)
                 .map(|part| {

@@ -2,6 +2,9 @@
 //! `allow_failure` edges, retries, deferred runs (which `max_workers` bounds too), and
 //! done-callbacks that submit more runs (which the wait for the engine to be idle covers).
 
+// Cases have at most 60 runs: their casts to run ids cannot truncate.
+#![allow(clippy::cast_possible_truncation)]
+
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +28,7 @@ enum Behaviour {
 
 #[derive(Clone, Debug)]
 struct Node {
-    /// (upstream index, allow_failure), upstreams distinct and earlier.
+    /// (upstream index, `allow_failure`), upstreams distinct and earlier.
     deps: Vec<(usize, bool)>,
     behaviour: Behaviour,
     /// Start a new submission piece at this node (if allowed).

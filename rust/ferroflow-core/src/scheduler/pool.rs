@@ -424,19 +424,16 @@ impl Pool {
                 .name("ferroflow-worker".into())
                 .spawn(move || worker_loop(&worker_host, &worker_stat))
         };
-        match started {
-            Ok(handle) => {
-                self.starved.store(false, Ordering::Release);
-                self.handles.lock().push(handle);
-                true
+        if let Ok(handle) = started {
+            self.starved.store(false, Ordering::Release);
+            self.handles.lock().push(handle);
+            true
+        } else {
+            self.stats.lock().retain(|other| !Arc::ptr_eq(other, &stat));
+            if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.starved.store(true, Ordering::Release);
             }
-            Err(_) => {
-                self.stats.lock().retain(|other| !Arc::ptr_eq(other, &stat));
-                if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    self.starved.store(true, Ordering::Release);
-                }
-                false
-            }
+            false
         }
     }
 
@@ -537,8 +534,8 @@ fn worker_loop<H: Host>(host: &Arc<H>, stat: &Arc<WorkerStat>) {
         stat,
         left_live: false,
     };
-    let seat: Arc<dyn Seat> = Arc::clone(host) as Arc<dyn Seat>;
-    OWN_POOL.with(|own| *own.borrow_mut() = Some(OwnPool { seat, waits: 0 }));
+    let home: Arc<dyn Seat> = Arc::clone(host) as Arc<dyn Seat>;
+    OWN_POOL.with(|own| *own.borrow_mut() = Some(OwnPool { seat: home, waits: 0 }));
     let mut batch_size = 1;
     let mut candidates = Vec::with_capacity(MAX_BATCH);
     loop {

@@ -52,7 +52,7 @@ impl ReadyQueue {
         let mut wanted = max;
         while wanted > 0 {
             let Some(front) = self.ranges.front_mut() else { break };
-            let take = (front.len()).min(wanted) as RunId;
+            let take = (front.end - front.start).min(RunId::try_from(wanted).unwrap_or(RunId::MAX));
             out.extend(front.start..front.start + take);
             front.start += take;
             if front.start == front.end {

@@ -301,6 +301,7 @@ impl TestExec {
     }
 }
 
+#[allow(clippy::unnecessary_wraps)] // a run's value, which is a Result
 fn sum(base: i64, upstream: &[Value]) -> Value {
     Ok(base + upstream.iter().filter_map(|v| v.as_ref().ok()).sum::<i64>())
 }
@@ -445,6 +446,7 @@ pub fn value_of(engine: &Eng, run: RunId) -> Value {
         .clone()
 }
 
+#[allow(clippy::unnecessary_wraps)] // the deadline argument the waits take
 pub fn deadline(ms: u64) -> Option<Instant> {
     Some(Instant::now() + Duration::from_millis(ms))
 }
