@@ -510,10 +510,6 @@ def test_ctrl_c_during_an_async_flow_cancels_pending_runs_and_propagates():
     assert sum("Finished in state Cancelled(" in line for line in lines) <= 40
 
 
-@pytest.mark.skipif(
-    not hasattr(_core.AsyncRun, "suspend"),
-    reason="needs AsyncRun.suspend()/resume() in the bindings (the engine's suspend_deferred)",
-)
 def test_max_workers_1_cannot_deadlock_coroutine_runs_awaiting_each_other(call_with_deadline):
     # Coroutine runs count against max_workers; one that awaits other runs is suspended
     # from the count meanwhile, so the runs it waits for can start.

@@ -1,7 +1,7 @@
 """Async tasks and flows: where coroutine runs execute, and how futures are awaited.
 
 - A submitted task whose coroutine may suspend is claimed by the engine and handed, a
-  batch at a time, to its runner (`schedule_coroutines` → `TaskRunner._execute`): the
+  batch at a time, to its runner (`RunnerEngine.hand_over` → `TaskRunner._execute`): the
   thread-pool runners run it as an asyncio task on their background event loop (one per
   flow run, made on first use: `ferroflow._loop`), so a blocking `.result()` on the
   flow's own loop cannot starve it. (A coroutine whose code cannot suspend runs to
@@ -20,7 +20,6 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ferroflow._bridge import ClaimedRun, hand_over
 from ferroflow._core import futures_in
 from ferroflow._loop import drive
 from ferroflow.context import FlowRunContext, current_async_run
@@ -28,12 +27,6 @@ from ferroflow.task_runners import current_runner
 
 if TYPE_CHECKING:
     import asyncio
-
-
-def schedule_coroutines(context: FlowRunContext | None, runs: list[ClaimedRun]) -> None:
-    """Called by the engine once per batch, from an engine thread: the batch's coroutine
-    runs go to their runner (`TaskRunner._execute`), like any run executed elsewhere."""
-    hand_over(runs)
 
 
 async def call_inline(
@@ -105,10 +98,9 @@ def _suspend_current_run() -> Any:
     """A coroutine run executed on its runner's loop counts against `max_workers` in the
     engine; while it awaits other runs it tells the engine so, and their runs can start
     even when such runs fill the bound (no deadlock at `max_workers=1`). Returns the run
-    to resume afterwards, or None (not a counted run, or bindings without the call)."""
+    to resume afterwards, or None (not a counted run)."""
     run = current_async_run.get()
-    suspend = getattr(run, "suspend", None)
-    return run if suspend is not None and suspend() else None
+    return run if run is not None and run.suspend() else None
 
 
 def _running_trio() -> Any:

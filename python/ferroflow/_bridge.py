@@ -10,13 +10,12 @@ the runner's `execute` callable; the runner reports each end through the run obj
 `run.cancel()` or `run.crash(exception)`). Coroutine runs travel this way today (to an
 event loop); a process pool, Dask or Ray runner uses the same seam.
 
-The bindings call, by name:
-- `ferroflow._async.schedule_coroutines(context, runs)`, which is `hand_over` below;
+The engine calls `RunnerEngine.hand_over` with each batch of claimed runs (one call per
+batch, from an engine thread).
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -31,7 +30,6 @@ __all__ = [
     "after_fork_in_child",
     "begin_exit",
     "crash",
-    "hand_over",
 ]
 
 #: A run the engine has claimed and handed over to execute elsewhere; it stays Running in
@@ -41,12 +39,6 @@ ClaimedRun = _core.AsyncRun
 #: Where a batch of claimed runs goes: a runner's `_execute`.
 Execute = Callable[[list[ClaimedRun]], None]
 
-# Engines by the first 12 bytes of their seed, which begin every id of their runs: how a
-# handed-over batch finds its engine (and so its runner) whatever flow run it belongs to.
-_engines: weakref.WeakValueDictionary[bytes, RunnerEngine] = weakref.WeakValueDictionary()
-_ID_PREFIX = 12
-
-
 class RunnerEngine:
     """One started runner's engine, and every operation a runner, a task or a flow run
     performs on it."""
@@ -54,17 +46,23 @@ class RunnerEngine:
     __slots__ = ("core", "context", "sequential", "_execute", "__weakref__")
 
     def __init__(
-        self, workers: int, context: FlowRunContext | None, execute: Execute, *, sequential: bool = False
+        self,
+        workers: int,
+        context: FlowRunContext | None,
+        execute: Execute,
+        *,
+        sequential: bool = False,
+        release_unread: bool = False,
     ) -> None:
+        """`release_unread`: free a run's value as soon as nothing can read it (a runner
+        used outside flows lives long; a flow run's engine goes with the flow run)."""
         import uuid  # here, not at import: `import ferroflow` stays fast
 
-        seed = uuid.uuid4().bytes
-        self.core = _core.Engine(workers, context, seed)
+        self.core = _core.Engine(workers, context, uuid.uuid4().bytes, self.hand_over, release_unread)
         self.context = context
         #: Whether a submitted run executes at once, in the submitting thread (no workers).
         self.sequential = sequential
         self._execute = execute
-        _engines[seed[:_ID_PREFIX]] = self
         if workers:
             # Tasks print from several threads now: each print must reach its stream in
             # one write, so concurrent lines never merge.
@@ -128,27 +126,10 @@ class RunnerEngine:
         self.core.shutdown()
 
 
-def hand_over(runs: list[ClaimedRun]) -> None:
-    """Hands a batch of claimed runs (all of one engine) to that engine's runner."""
-    if not runs:
-        return
-    engine = _engines.get(runs[0].future.task_run_id.bytes[:_ID_PREFIX])
-    if engine is not None:
-        engine.hand_over(runs)
-        return
-    error = RuntimeError("ferroflow: claimed runs were handed over by an engine that no runner owns")
-    for run in runs:
-        crash(run, error)
-
-
 def crash(run: ClaimedRun, exc: BaseException) -> None:
     """Ends a claimed run Crashed with `exc`: it could not be handed over or driven."""
-    end = getattr(run, "crash", None)
     try:
-        if end is not None:
-            end(exc)
-        else:  # bindings older than `AsyncRun.crash`: the run must end all the same
-            run.cancel()
+        run.crash(exc)
     except BaseException as error:  # it ended meanwhile: say so, never raise here
         get_logger().error(f"Could not end a task run Crashed after {exc!r}: {error!r}")
 
@@ -156,12 +137,9 @@ def crash(run: ClaimedRun, exc: BaseException) -> None:
 def begin_exit() -> None:
     """The interpreter exits: every run registered from now on is cancelled, with its
     logged line (the bindings stop every engine from their own exit hook, after ours)."""
-    begin = getattr(_core, "begin_exit", None)
-    if begin is not None:
-        begin()
+    _core.begin_exit()
 
 
 def after_fork_in_child() -> None:
     """In a forked child: the parent's engine threads do not exist here."""
     _core.after_fork_in_child()
-    _engines.clear()

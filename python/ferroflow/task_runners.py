@@ -169,7 +169,11 @@ class TaskRunner(abc.ABC, Generic[F]):
         if self._started:
             raise RuntimeError("The task runner is already started!")
         self._context = context
-        self._engine = RunnerEngine(self._worker_count, context, self._execute, sequential=self._sequential)
+        # Outside a flow run a runner lives long (the process-wide one): the values of
+        # runs nobody can read any more are freed at once.
+        self._engine = RunnerEngine(
+            self._worker_count, context, self._execute, sequential=self._sequential, release_unread=context is None
+        )
         self._started = True
         return self._engine
 

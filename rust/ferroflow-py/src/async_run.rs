@@ -26,7 +26,8 @@ pub struct AsyncRun {
     /// The claimed job, until the run ends. Only the run's driver touches it, and takes it
     /// out before calling into Python (no lock is held across a call).
     job: Mutex<Option<Job<Call>>>,
-    /// A direct call's run (`await task(x)`), claimed by its caller.
+    /// A direct call's run (`await task(x)`), claimed by its caller, which owns the
+    /// registration's handle on the run (see `PyFuture::held`) through this object.
     direct_call: bool,
 }
 
@@ -179,9 +180,21 @@ impl AsyncRun {
     #[getter]
     fn future(&self) -> PyFuture {
         if self.direct_call {
-            return PyFuture::of_direct_call(Arc::clone(&self.engine), self.run);
+            return PyFuture::new_direct_call(Arc::clone(&self.engine), self.run);
         }
         PyFuture::new(Arc::clone(&self.engine), self.run)
+    }
+
+    /// The run waits on other runs (it awaits a future): it stops counting against
+    /// `max_workers` meanwhile, so the runs it waits for can start. Returns whether it
+    /// stopped counting.
+    fn suspend(&self) -> bool {
+        self.engine.suspend_deferred(self.run)
+    }
+
+    /// The run goes on after a wait: it counts against `max_workers` again.
+    fn resume(&self) -> bool {
+        self.engine.resume_deferred(self.run)
     }
 
     /// The submitter's `contextvars` context the run executes in (a copy is made per
@@ -213,6 +226,9 @@ impl AsyncRun {
 
 impl Drop for AsyncRun {
     fn drop(&mut self) {
+        if self.direct_call {
+            self.engine.unhold(self.run); // the caller's handle (see `direct_call`)
+        }
         // A run dropped unfinished (its driver was lost) must not stay Running forever.
         let Some(job) = self.job.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take() else {
             return;

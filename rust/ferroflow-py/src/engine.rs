@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 use crate::args::{collect_call_deps, collect_deps, dedup_deps};
 use crate::async_run::AsyncRun;
 use crate::errors::engine_error;
-use crate::executor::{CoreShared, PyExecutor};
+use crate::executor::{CoreShared, PyExecutor, RunnerLink};
 use crate::future::PyFuture;
 use crate::future_list::PyFutureList;
 use crate::gil::{deadline_after, detached, detached_from_drop, draining, wait_detached};
@@ -186,12 +186,21 @@ fn run_count(count: usize) -> PyResult<u32> {
 
 #[pymethods]
 impl PyEngine {
-    /// `seed` is 16 random bytes (a uuid4's) from which run ids are made.
+    /// `seed` is 16 random bytes (a uuid4's) from which run ids are made; `execute(runs)`
+    /// takes the runs a batch claimed to execute elsewhere (coroutines, for now). With
+    /// `release_unread`, a run's value is freed as soon as it is final and no future,
+    /// future list or dependent can read it (a long-lived runner outside flows).
     #[new]
-    #[pyo3(signature = (max_workers, context, seed))]
-    fn new(max_workers: usize, context: Py<PyAny>, seed: [u8; 16]) -> Self {
+    #[pyo3(signature = (max_workers, context, seed, execute, release_unread=false))]
+    fn new(max_workers: usize, context: Py<PyAny>, seed: [u8; 16], execute: Py<PyAny>, release_unread: bool) -> Self {
+        let executor = PyExecutor::new(seed, RunnerLink { context, execute });
+        let engine = if release_unread {
+            Engine::with_handles(executor, max_workers)
+        } else {
+            Engine::new(executor, max_workers)
+        };
         PyEngine {
-            engine: live_engines::register(Engine::new(PyExecutor::new(seed, context), max_workers)),
+            engine: live_engines::register(engine),
             names: Mutex::new(HashMap::new()),
         }
     }
@@ -215,10 +224,11 @@ impl PyEngine {
         let run = shared
             .submit(plan.call(0), &deps)
             .map_err(|err| engine_error(err, shared.id()))?;
+        let future = PyFuture::adopt(Arc::clone(shared), run);
         if draining() {
             shared.cancel(run); // the interpreter is exiting: it ends Cancelled, logged
         }
-        Ok(PyFuture::new(Arc::clone(shared), run))
+        Ok(future)
     }
 
     /// Runs a task in the calling thread once its upstreams are done (a direct call), and
@@ -235,6 +245,7 @@ impl PyEngine {
     ) -> PyResult<PyFuture> {
         let shared = self.shared();
         let run = self.register_inline(spec, args, kwargs, wait_for, bare_name)?;
+        let future = PyFuture::adopt_direct_call(Arc::clone(shared), run);
         if draining() {
             shared.cancel(run); // the interpreter is exiting: it ends Cancelled, logged
         }
@@ -243,7 +254,7 @@ impl PyEngine {
             shared.cancel(run); // interrupted while its upstreams ran: it never starts
             return Err(interrupt);
         }
-        Ok(PyFuture::of_direct_call(Arc::clone(shared), run))
+        Ok(future)
     }
 
     /// Registers a direct call of a task that may suspend and claims it for the caller,
@@ -345,10 +356,11 @@ impl PyEngine {
             }
             start = end;
         }
+        let futures = PyFutureList::adopt_range(Arc::clone(shared), range);
         if draining() {
             shared.cancel_pending(); // the interpreter is exiting: they end Cancelled, logged
         }
-        Ok(PyFutureList::from_range(Arc::clone(shared), range))
+        Ok(futures)
     }
 
     /// Blocks until every run registered so far is final, helping with queued work.
@@ -377,7 +389,7 @@ impl PyEngine {
             return; // nothing of it runs in this process (see `Drop`)
         }
         detached(py, || self.engine.shutdown());
-        drop(self.shared().executor().clear_context());
+        drop(self.shared().executor().unlink());
     }
 
     #[getter]
@@ -407,11 +419,11 @@ impl PyEngine {
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        self.shared().executor().traverse_context(&visit)
+        self.shared().executor().traverse_link(&visit)
     }
 
     fn __clear__(&self) {
-        drop(self.shared().executor().clear_context());
+        drop(self.shared().executor().unlink());
     }
 }
 

@@ -13,7 +13,7 @@ use crate::async_run::AsyncRun;
 use crate::current;
 use crate::executor::{PyExecutor, RunValue};
 use crate::gil::attach_worker;
-use crate::hooks::{async_hooks, hooks, report_hook_error};
+use crate::hooks::{hooks, report_hook_error};
 use crate::plan::{Call, CallPlan};
 use crate::report::{after_failure, report_completed, report_failed_end, report_unrun, returned, AfterFailure, Returned};
 use crate::spec::Body;
@@ -59,6 +59,10 @@ impl Executor for PyExecutor {
     fn abandoned(&self, _run: RunId) -> RunValue {
         RunValue::new(None)
     }
+
+    fn release(&self, value: &RunValue) {
+        value.release();
+    }
 }
 
 /// Python sees an engine thread as a "dummy" thread, which is a daemon, so threads a
@@ -83,17 +87,18 @@ fn adopt_as_non_daemon(py: Python<'_>) {
 }
 
 impl PyExecutor {
-    /// Hands coroutine runs set aside by a batch to the flow run's event loop; if that
-    /// fails, they end Crashed with the error (nothing may stay Running).
+    /// Hands the runs a batch claimed to execute elsewhere (coroutines: to the flow run's
+    /// event loop) to the runner's `execute`, in one call; if that fails, they end
+    /// Crashed with the error (nothing may stay Running).
     fn hand_over(&self, py: Python<'_>, handed_off: &mut Vec<Py<AsyncRun>>) {
         if handed_off.is_empty() {
             return;
         }
         let runs = std::mem::take(handed_off);
-        let runs_list = pyo3::types::PyList::new(py, &runs);
-        let scheduled = runs_list.and_then(|list| {
-            async_hooks(py).and_then(|h| h.schedule_coroutines.call1(py, (self.context(py), list)))
-        });
+        let scheduled = match self.execute(py) {
+            Some(execute) => pyo3::types::PyList::new(py, &runs).and_then(|list| execute.call1(py, (list,))),
+            None => Err(PyRuntimeError::new_err("the task runner has been shut down and executes no more runs")),
+        };
         if let Err(err) = scheduled {
             let exception = err.into_value(py).into_any();
             for run in runs {

@@ -18,9 +18,9 @@ pub(crate) type CoreShared = Arc<Shared<PyExecutor>>;
 pub struct PyExecutor {
     /// The first 12 bytes of every run's `task_run_id` (a random UUID's; see `ids.rs`).
     pub(crate) uuid_seed: [u8; 16],
-    /// The flow run this engine serves (`None` outside flows), handed to hooks. Cleared
-    /// at shutdown: it refers back to the runner that owns the engine.
-    context: Mutex<Option<Py<PyAny>>>,
+    /// The flow run this engine serves and the runner's `execute` (see [`RunnerLink`]).
+    /// Cleared at shutdown: both refer back to the runner that owns the engine.
+    link: Mutex<Option<RunnerLink>>,
     /// Set once any run returned a `State` (its value is that State): until then, reading
     /// results skips the check for one.
     returned_states: AtomicBool,
@@ -31,10 +31,10 @@ pub struct PyExecutor {
 }
 
 impl PyExecutor {
-    pub(crate) fn new(uuid_seed: [u8; 16], context: Py<PyAny>) -> Self {
+    pub(crate) fn new(uuid_seed: [u8; 16], link: RunnerLink) -> Self {
         PyExecutor {
             uuid_seed,
-            context: Mutex::new(Some(context)),
+            link: Mutex::new(Some(link)),
             returned_states: AtomicBool::new(false),
             pid: std::process::id(),
         }
@@ -58,19 +58,32 @@ impl PyExecutor {
 
     /// The flow run context (or None).
     pub(crate) fn context(&self, py: Python<'_>) -> Py<PyAny> {
-        lock(&self.context)
+        lock(&self.link)
             .as_ref()
-            .map_or_else(|| py.None(), |c| c.clone_ref(py))
+            .map_or_else(|| py.None(), |link| link.context.clone_ref(py))
     }
 
-    pub(crate) fn clear_context(&self) -> Option<Py<PyAny>> {
-        lock(&self.context).take()
+    /// The runner's `execute(runs)`, which takes claimed runs to execute elsewhere.
+    pub(crate) fn execute(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.link).as_ref().map(|link| link.execute.clone_ref(py))
     }
 
-    pub(crate) fn traverse_context(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        match self.context.try_lock() {
-            Ok(context) => visit.call(context.as_ref()),
-            Err(TryLockError::Poisoned(context)) => visit.call(context.into_inner().as_ref()),
+    /// Drops the references back to the runner (at shutdown, or when the GC clears it).
+    pub(crate) fn unlink(&self) -> Option<RunnerLink> {
+        lock(&self.link).take()
+    }
+
+    pub(crate) fn traverse_link(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        let visit_link = |link: &Option<RunnerLink>| match link {
+            Some(link) => {
+                visit.call(&link.context)?;
+                visit.call(&link.execute)
+            }
+            None => Ok(()),
+        };
+        match self.link.try_lock() {
+            Ok(link) => visit_link(&link),
+            Err(TryLockError::Poisoned(link)) => visit_link(&link.into_inner()),
             Err(TryLockError::WouldBlock) => Ok(()),
         }
     }
@@ -83,6 +96,15 @@ impl PyExecutor {
     pub(crate) fn may_hold_returned_states(&self) -> bool {
         self.returned_states.load(Ordering::Acquire)
     }
+}
+
+/// What an engine knows of the runner that owns it.
+pub(crate) struct RunnerLink {
+    /// The flow run context (`None` outside flows), handed to hooks.
+    pub(crate) context: Py<PyAny>,
+    /// `execute(runs)`: where runs claimed to execute elsewhere (coroutines, and the runs
+    /// of runners that execute in other processes or clusters) are handed, a batch at a time.
+    pub(crate) execute: Py<PyAny>,
 }
 
 /// A finished run's value: its result, or its exception; empty when it never ran, or

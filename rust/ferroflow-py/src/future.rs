@@ -22,24 +22,47 @@ pub struct PyFuture {
     /// The future of a direct call (`task(x)`): its result is a State the task returned
     /// as is, as Prefect's direct call gives it, instead of that State's result.
     direct_call: bool,
+    /// It owns a handle on the run, dropped with it (in an engine that counts handles:
+    /// the run's value is freed once nothing can read it, see `Shared::hold`).
+    held: bool,
 }
 
 impl PyFuture {
+    /// Another future of a run someone already holds (a map's member, the current run's).
     pub(crate) fn new(shared: CoreShared, run: RunId) -> Self {
+        let held = shared.hold(run);
         PyFuture {
             shared,
             run,
             direct_call: false,
+            held,
         }
     }
 
-    /// The future of a direct call (see `direct_call`).
-    pub(crate) fn of_direct_call(shared: CoreShared, run: RunId) -> Self {
+    /// The future of a run just registered: it takes over the registration's handle.
+    pub(crate) fn adopt(shared: CoreShared, run: RunId) -> Self {
+        let held = shared.counts_handles();
         PyFuture {
             shared,
             run,
-            direct_call: true,
+            direct_call: false,
+            held,
         }
+    }
+
+    /// The future of a direct call just registered (see `direct_call`), taking over the
+    /// registration's handle.
+    pub(crate) fn adopt_direct_call(shared: CoreShared, run: RunId) -> Self {
+        let mut future = Self::adopt(shared, run);
+        future.direct_call = true;
+        future
+    }
+
+    /// Another future of a direct call's run (see `direct_call`).
+    pub(crate) fn new_direct_call(shared: CoreShared, run: RunId) -> Self {
+        let mut future = Self::new(shared, run);
+        future.direct_call = true;
+        future
     }
 
     /// A State the run's task returned (its recorded value), if any.
@@ -131,6 +154,14 @@ impl PyFuture {
         }
         self.state_object(py)?
             .call_method1(pyo3::intern!(py, "result"), (raise_on_failure,))
+    }
+}
+
+impl Drop for PyFuture {
+    fn drop(&mut self) {
+        if self.held {
+            self.shared.unhold(self.run);
+        }
     }
 }
 

@@ -19,7 +19,8 @@ use crate::hooks::{hooks, report_hook_error};
 
 /// What a future list holds: a map's contiguous range, or any futures.
 enum Members {
-    Range { shared: CoreShared, runs: Range<RunId> },
+    /// `held`: the list owns a handle on each run of the range (see `PyFuture::held`).
+    Range { shared: CoreShared, runs: Range<RunId>, held: bool },
     Items(Vec<Py<PyFuture>>),
 }
 
@@ -31,16 +32,18 @@ pub struct PyFutureList {
 }
 
 impl PyFutureList {
-    pub(crate) fn from_range(shared: CoreShared, runs: Range<RunId>) -> Self {
+    /// The list of a map just registered: it takes over the registration's handles.
+    pub(crate) fn adopt_range(shared: CoreShared, runs: Range<RunId>) -> Self {
+        let held = shared.counts_handles();
         PyFutureList {
-            members: Members::Range { shared, runs },
+            members: Members::Range { shared, runs, held },
         }
     }
 
     /// The future at `index` (which the caller has checked is within the list).
     fn get(&self, py: Python<'_>, index: usize) -> PyResult<Py<PyFuture>> {
         match &self.members {
-            Members::Range { shared, runs } => {
+            Members::Range { shared, runs, .. } => {
                 let run = runs.clone().nth(index).ok_or_else(|| PyIndexError::new_err("PrefectFutureList index out of range"))?;
                 Py::new(py, PyFuture::new(Arc::clone(shared), run))
             }
@@ -52,7 +55,7 @@ impl PyFutureList {
     /// argument walk then adds them as dependencies without a future object per run).
     pub(crate) fn range_of(&self, engine: &CoreShared) -> Option<Range<RunId>> {
         match &self.members {
-            Members::Range { shared, runs } if Arc::ptr_eq(shared, engine) => Some(runs.clone()),
+            Members::Range { shared, runs, .. } if Arc::ptr_eq(shared, engine) => Some(runs.clone()),
             _ => None,
         }
     }
@@ -78,7 +81,7 @@ impl PyFutureList {
         stop_on_failure: bool,
     ) -> PyResult<Result<(), Option<usize>>> {
         let all_final = match &self.members {
-            Members::Range { shared, runs } => runs
+            Members::Range { shared, runs, .. } => runs
                 .clone()
                 .all(|run| shared.state(run).is_some_and(RunState::is_final)),
             Members::Items(items) => items.iter().all(|item| item.get().run_state().is_final()),
@@ -88,7 +91,7 @@ impl PyFutureList {
         }
         let help = deadline.is_none();
         match &self.members {
-            Members::Range { shared, runs } => {
+            Members::Range { shared, runs, .. } => {
                 shared.executor().check_same_process()?;
                 let waited = wait_detached(py, shared.id(), deadline, |slice| {
                     match shared.wait_range(runs.clone(), slice, help, stop_on_failure)? {
@@ -212,7 +215,7 @@ impl PyFutureList {
     fn _when_all_done(&self, r#fn: Py<PyAny>) -> PyResult<()> {
         let runs: Vec<(CoreShared, RunId)> = match &self.members {
             // A map's range: one count in the engine, one callback for the whole list.
-            Members::Range { shared, runs } => {
+            Members::Range { shared, runs, .. } => {
                 let callback = r#fn;
                 return shared
                     .on_all_done(
@@ -288,7 +291,7 @@ impl PyFutureList {
             Ok(()) => {}
         }
         match &self.members {
-            Members::Range { shared, runs } => {
+            Members::Range { shared, runs, .. } => {
                 let list = PyList::empty(py);
                 let plain = !shared.executor().may_hold_returned_states();
                 for run in runs.clone() {
@@ -328,6 +331,21 @@ impl PyFutureList {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for PyFutureList {
+    fn drop(&mut self) {
+        if let Members::Range {
+            shared,
+            runs,
+            held: true,
+        } = &self.members
+        {
+            for run in runs.clone() {
+                shared.unhold(run);
+            }
+        }
     }
 }
 

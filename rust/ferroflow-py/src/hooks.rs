@@ -68,9 +68,6 @@ pub(crate) fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
 /// The hooks of `ferroflow._async`, loaded only when coroutines are run or awaited, so
 /// that sync code never imports asyncio.
 pub(crate) struct AsyncHooks {
-    /// `schedule_coroutines(context, runs: list[AsyncRun])`: hands coroutine runs to the
-    /// flow run's event loop, in one call per batch
-    pub schedule_coroutines: Py<PyAny>,
     /// `await_future(future)` / `await_future_list(futures)`: coroutines for `await`
     pub await_future: Py<PyAny>,
     pub await_future_list: Py<PyAny>,
@@ -83,7 +80,6 @@ pub(crate) fn async_hooks(py: Python<'_>) -> PyResult<&AsyncHooks> {
         let module = py.import("ferroflow._async")?;
         let get = |name: &str| module.getattr(name).map(Bound::unbind);
         Ok(AsyncHooks {
-            schedule_coroutines: get("schedule_coroutines")?,
             await_future: get("await_future")?,
             await_future_list: get("await_future_list")?,
         })
