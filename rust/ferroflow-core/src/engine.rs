@@ -291,14 +291,13 @@ impl<E: Executor> Shared<E> {
         Ok(range)
     }
 
-    /// Every dependency must name a run registered (or reserved) before `first`, and not
-    /// one given back unregistered (it would never end).
+    /// Every dependency must name a run registered (or reserved) before `first`.
     fn check_deps(&self, runs: &[(E::Payload, SmallVec<[Dep; 2]>)], first: RunId) -> Result<(), EngineError> {
         let known = first.min(self.slots.len());
         match runs
             .iter()
             .flat_map(|(_, deps)| deps.iter())
-            .find(|dep| dep.run >= known || self.slot(dep.run).has(flag::GIVEN_BACK))
+            .find(|dep| dep.run >= known)
         {
             Some(dep) => Err(EngineError::UnknownRun(dep.run)),
             None => Ok(()),
@@ -329,7 +328,7 @@ impl<E: Executor> Shared<E> {
     /// # Errors
     /// [`EngineError::UnknownRun`] for a slot that was not reserved, or was already
     /// registered or given back, or for a dependency on a run at or after `first`.
-    /// Pieces registered before the error stay registered (they will run); give back the
+    /// Runs registered before the error stay registered (they will run); give back the
     /// rest with [`Self::release_reserved`], which skips registered runs.
     pub fn register_reserved(
         self: &Arc<Self>,
@@ -341,26 +340,57 @@ impl<E: Executor> Shared<E> {
     }
 
     /// Gives back reserved runs that will never be registered (a map whose inputs failed
-    /// part way): they no longer count as unfinished. Runs of `runs` that are registered
-    /// (or were given back already, or were never reserved) are skipped.
-    pub fn release_reserved(&self, runs: Range<RunId>) {
+    /// part way): they no longer count as unfinished, and runs registered meanwhile that
+    /// depend on them end `NotReady`, as for an upstream that did not complete. Runs of
+    /// `runs` that are registered (or were given back already, or were never reserved)
+    /// are skipped.
+    pub fn release_reserved(self: &Arc<Self>, runs: Range<RunId>) {
         let end = runs.end.min(self.slots.len());
         let mut given_back = 0;
+        let mut ready = Vec::new();
         {
             // Registration writes a slot under this lock, so a slot read here as Vacant
             // stays unregistered.
-            let _graph = self.graph.lock();
+            let mut graph = self.graph.lock();
+            let any_dependents = graph.has_dependents();
             for run in runs.start..end {
                 let slot = self.slot(run);
                 if slot.state() == RunState::Vacant && slot.set(flag::GIVEN_BACK) & flag::GIVEN_BACK == 0 {
                     given_back += 1;
+                    if any_dependents {
+                        graph.release_dependents(run, false, |freed| {
+                            self.free_dependent(freed, &mut ready);
+                        });
+                    }
                 }
             }
+        }
+        if !ready.is_empty() {
+            self.enqueue(ready);
         }
         if given_back > 0 {
             self.unfinished.fetch_sub(given_back, Ordering::AcqRel);
             self.wake_sleepers();
         }
+    }
+
+    /// A dependent an upstream's end freed (under the graph lock): it turns Ready (doomed
+    /// if the upstream did not complete) and, unless only its caller may run it, is to be
+    /// queued. Returns whether a thread watches it.
+    fn free_dependent(&self, freed: Freed, ready: &mut Vec<RunId>) -> bool {
+        let (dependent, doomed) = match freed {
+            Freed::Ready(dependent) => (dependent, false),
+            Freed::Doomed(dependent) => (dependent, true),
+        };
+        let slot = self.slot(dependent);
+        if doomed {
+            slot.set(flag::DOOMED);
+        }
+        slot.become_(RunState::Ready);
+        if !slot.has(flag::INLINE) {
+            ready.push(dependent);
+        }
+        slot.has(flag::WATCHED)
     }
 
     fn fill(
@@ -384,23 +414,19 @@ impl<E: Executor> Shared<E> {
         let mut runs = runs.into_iter();
         let mut next = first;
         let mut ready = Vec::new();
-        while next < end {
+        let mut refused = None;
+        while next < end && refused.is_none() {
             let piece_end = end.min(next.saturating_add(REGISTER_PIECE));
             ready.clear();
             let mut graph = self.graph.lock();
-            if into_reserved {
-                // Slots reserved by someone else's call are checked under the graph lock,
-                // which registering and giving back hold, before any of the piece is written.
-                let taken = (next..piece_end).find(|&run| {
-                    let slot = self.slot(run);
-                    slot.state() != RunState::Vacant || slot.has(flag::GIVEN_BACK)
-                });
-                if let Some(run) = taken {
-                    return Err(EngineError::UnknownRun(run));
-                }
-            }
             for (run, (payload, deps)) in (next..piece_end).zip(runs.by_ref()) {
                 let slot = self.slot(run);
+                // A slot of someone else's reservation may have been registered or given
+                // back meanwhile: both happen under the graph lock, which we hold.
+                if into_reserved && (slot.state() != RunState::Vacant || slot.has(flag::GIVEN_BACK)) {
+                    refused = Some(EngineError::UnknownRun(run));
+                    break;
+                }
                 if inline {
                     slot.set(flag::INLINE);
                 }
@@ -408,7 +434,7 @@ impl<E: Executor> Shared<E> {
                 // now, or checked above under the graph lock, which we hold): no thread
                 // reads or claims a run before its state is published (Release) below.
                 unsafe { slot.park_unpublished(Parked { payload, attempt: 0 }) };
-                match graph.link(run, &deps, |up| self.slot(up).state()) {
+                match graph.link(run, &deps, |up| self.upstream_state(up)) {
                     Linked::Blocked => slot.become_(RunState::Blocked),
                     Linked::Ready => {
                         slot.become_(RunState::Ready);
@@ -428,7 +454,15 @@ impl<E: Executor> Shared<E> {
             }
             next = piece_end;
         }
-        Ok(())
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// An upstream's state for a run being linked to it: `None` for a run reserved and
+    /// given back unregistered, which will never end (so it counts as not completed).
+    fn upstream_state(&self, run: RunId) -> Option<RunState> {
+        let slot = self.slot(run);
+        let state = slot.state();
+        (state != RunState::Vacant || !slot.has(flag::GIVEN_BACK)).then_some(state)
     }
 
     /// Queues ready runs; if no worker can take them, wakes the waiters that can.
@@ -463,9 +497,13 @@ impl<E: Executor> Shared<E> {
             }
             Self::write_final(slot, run, state, value, now_micros());
         }
-        let flags = slot.clear(flag::BOUNDED | flag::SUSPENDED);
-        if flags & flag::BOUNDED != 0 && flags & flag::SUSPENDED == 0 {
-            self.pool.deferred_ended();
+        // (Read first: most claimed runs were never counted, and a load costs no write.
+        // `BOUNDED` was set before the job reached whoever ends it.)
+        if slot.has(flag::BOUNDED) {
+            let flags = slot.clear(flag::BOUNDED | flag::SUSPENDED);
+            if flags & flag::SUSPENDED == 0 {
+                self.pool.deferred_ended();
+            }
         }
         self.release_if_unheld(slot);
         self.settle(&[run]);
@@ -722,19 +760,7 @@ impl<E: Executor> Shared<E> {
                 }
                 if any_dependents {
                     graph.release_dependents(run, state.is_success(), |freed| {
-                        let (dependent, doomed) = match freed {
-                            Freed::Ready(dependent) => (dependent, false),
-                            Freed::Doomed(dependent) => (dependent, true),
-                        };
-                        let slot = self.slot(dependent);
-                        if doomed {
-                            slot.set(flag::DOOMED);
-                        }
-                        slot.become_(RunState::Ready);
-                        watched |= slot.has(flag::WATCHED);
-                        if !slot.has(flag::INLINE) {
-                            ready.push(dependent);
-                        }
+                        watched |= self.free_dependent(freed, &mut ready);
                     });
                 }
             }

@@ -23,6 +23,7 @@ pub(crate) enum Linked {
 }
 
 /// What an upstream's end does to one of its dependents.
+#[derive(Clone, Copy)]
 pub(crate) enum Freed {
     /// Its last upstream ended: it is ready to run.
     Ready(RunId),
@@ -54,19 +55,20 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
-    /// Adds `run`'s edges and says where it stands. `state_of` reads an upstream's state.
-    pub(crate) fn link(&mut self, run: RunId, deps: &[Dep], state_of: impl Fn(RunId) -> RunState) -> Linked {
+    /// Adds `run`'s edges and says where it stands. `state_of` reads an upstream's state
+    /// (`None` for one that will never end: it counts as not completed).
+    pub(crate) fn link(&mut self, run: RunId, deps: &[Dep], state_of: impl Fn(RunId) -> Option<RunState>) -> Linked {
         // Read each upstream's state once: an upstream read as unfinished gets an edge,
         // and since it settles under the graph lock (which the caller holds), it will find
         // the edge; one read as final is judged on that same read. (Reading twice lets an
         // upstream that fails between the reads slip through as if it had completed.)
         let mut unfinished: SmallVec<[Dep; 4]> = SmallVec::new();
         for dep in deps {
-            let state = state_of(dep.run);
-            if !state.is_final() {
-                unfinished.push(*dep);
-            } else if !state.is_success() && !dep.allow_failure {
-                return Linked::Doomed(Disposition::NotReady { upstream: dep.run });
+            match state_of(dep.run) {
+                Some(state) if !state.is_final() => unfinished.push(*dep),
+                Some(state) if state.is_success() => {}
+                _ if dep.allow_failure => {}
+                _ => return Linked::Doomed(Disposition::NotReady { upstream: dep.run }),
             }
         }
         if unfinished.is_empty() {

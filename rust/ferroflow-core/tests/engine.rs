@@ -1624,7 +1624,8 @@ fn too_many_runs_is_an_error() {
 }
 
 /// Registering into slots that were not reserved, or twice, or given back, is refused;
-/// giving back twice, or giving back registered runs, changes nothing.
+/// giving back twice, or giving back registered runs, changes nothing; what depends on a
+/// run given back ends `NotReady`.
 #[test]
 fn reserved_ranges_are_checked() {
     within(|| {
@@ -1671,11 +1672,31 @@ fn reserved_ranges_are_checked() {
             }]
             .into(),
         )];
-        assert_eq!(e.submit_many(on_given_back), Err(EngineError::UnknownRun(1)));
+        // A run given back never ends: what depends on it is NotReady.
+        let late = e.submit_many(on_given_back).unwrap().start;
+        assert!(e.wait(late, deadline(5_000), false).unwrap());
+        assert_eq!(value_of(e, late), Err("not ready: upstream 1".into()));
         e.register_reserved(3, one(13)).unwrap();
         assert!(e.wait_idle(deadline(5_000), false), "unfinished: {}", e.unfinished());
         assert_eq!(value_of(e, 0), Ok(10));
         assert_eq!(value_of(e, 3), Ok(13));
+
+        // Registered while its upstream was still reserved, then the upstream is given back.
+        let pending = e.reserve(2).unwrap();
+        let dependent = submit(e, Task::sum(1).after(&[pending.start]));
+        let tolerant = submit(e, Task::sum(2).after_allowing_failure(&[pending.start]));
+        assert_eq!(
+            e.wait(dependent, deadline(50), false),
+            Ok(false),
+            "its upstream may still come"
+        );
+        e.release_reserved(pending.clone());
+        assert!(e.wait_idle(deadline(5_000), false), "unfinished: {}", e.unfinished());
+        assert_eq!(
+            value_of(e, dependent),
+            Err(format!("not ready: upstream {}", pending.start))
+        );
+        assert_eq!(value_of(e, tolerant), Ok(2));
     });
 }
 

@@ -101,24 +101,28 @@ pub(crate) struct WaitingGuard(PhantomData<*const ()>);
 /// Every waiter calls this before it checks what it waits for, so two workers waiting at
 /// once cannot both conclude that the other will make progress.
 pub(crate) fn waiting() -> Option<WaitingGuard> {
-    OWN_POOL.with(|own| {
-        let mut own = own.borrow_mut();
-        let own = own.as_mut()?;
-        own.waits += 1;
-        if own.waits == 1 {
-            let pool = own.seat.pool();
-            pool.waiting.fetch_add(1, Ordering::AcqRel);
-            if pool.is_stuck() && pool.queued() > 0 {
-                own.seat.wake_waiters();
+    // (`try_with`: a wait from a thread-local's destructor is no worker's.)
+    OWN_POOL
+        .try_with(|own| {
+            let mut own = own.borrow_mut();
+            let own = own.as_mut()?;
+            own.waits += 1;
+            if own.waits == 1 {
+                let pool = own.seat.pool();
+                pool.waiting.fetch_add(1, Ordering::AcqRel);
+                if pool.is_stuck() && pool.queued() > 0 {
+                    own.seat.wake_waiters();
+                }
             }
-        }
-        Some(WaitingGuard(PhantomData))
-    })
+            Some(WaitingGuard(PhantomData))
+        })
+        .ok()
+        .flatten()
 }
 
 impl Drop for WaitingGuard {
     fn drop(&mut self) {
-        OWN_POOL.with(|own| {
+        let _ = OWN_POOL.try_with(|own| {
             if let Some(own) = own.borrow_mut().as_mut() {
                 own.waits -= 1;
                 if own.waits == 0 {
