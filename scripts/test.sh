@@ -94,6 +94,7 @@ make_venv() {
 
 run_pytest() {
   local minor=$1 python=$2 dir="$root/.venvs/py$1"
+  shift 2  # the rest: the arguments given to test.sh, for pytest
   make_venv "$minor" "$python" || return
   "$dir/bin/python" "$root/scripts/pytest_installed.py" tests "$@"
 }
