@@ -74,10 +74,12 @@ mkdir -p "$root/.venvs"
 [ -f "$root/.venvs/.gitignore" ] || printf '*\n' >"$root/.venvs/.gitignore"
 
 # make_venv MINOR PYTHON: .venvs/pyMINOR for that interpreter, with the wheel and the test
-# extra installed. Reused when it was made from the same interpreter.
+# extra installed.
 make_venv() {
   local minor=$1 python=$2 dir="$root/.venvs/py$1"
-  if [ -x "$dir/bin/python" ] && "$dir/bin/python" -c "import sys" 2>/dev/null \
+  # Reused when it works, has pip (an interrupted creation may not) and was made from
+  # this interpreter; made again otherwise.
+  if [ -x "$dir/bin/python" ] && "$dir/bin/python" -m pip --version >/dev/null 2>&1 \
     && [ "$("$dir/bin/python" -c 'import sys, os; print(os.path.realpath(sys._base_executable))' 2>/dev/null)" = "$(readlink -f "$python")" ]; then
     :
   else
