@@ -698,10 +698,16 @@ impl<E: Executor> Shared<E> {
         let slot = self.slot(job.run);
         *slot.parked() = Some(Parked {
             payload: job.payload,
-            attempt: job.attempt + 1,
+            attempt: job.attempt.saturating_add(1),
         });
         slot.become_(RunState::AwaitingRetry);
-        self.pool.add_timer(self, Instant::now() + delay, job.run);
+        // A delay past what an `Instant` can hold waits "forever" (a century) instead.
+        let now = Instant::now();
+        let due = now
+            .checked_add(delay)
+            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+            .unwrap_or(now);
+        self.pool.add_timer(self, due, job.run);
         self.wake_sleepers();
     }
 

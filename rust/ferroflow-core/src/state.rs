@@ -236,6 +236,29 @@ mod tests {
         }
     }
 
+    /// The holder of a deferred run may end it while it waits out a retry delay (its
+    /// coroutine cancelled, or the holder gone); nothing else leaves that state but a retry.
+    #[test]
+    fn a_deferred_run_may_end_during_its_retry_delay() {
+        let next: Vec<RunState> = ALL
+            .into_iter()
+            .filter(|s| RunState::AwaitingRetry.can_become(*s))
+            .collect();
+        assert_eq!(
+            next,
+            vec![
+                RunState::Ready,
+                RunState::Retrying,
+                RunState::Crashed,
+                RunState::Cancelled
+            ]
+        );
+        assert!(
+            !RunState::Running.can_become(RunState::Ready),
+            "a claimed run is never un-claimed"
+        );
+    }
+
     #[test]
     fn prefect_types_and_names() {
         assert_eq!(RunState::NotReady.state_type(), StateType::Pending);

@@ -1921,3 +1921,22 @@ mod handles {
         });
     }
 }
+
+/// A retry delay too long for an `Instant` neither panics nor fires; cancelling ends it.
+#[test]
+fn an_endless_retry_delay_is_no_panic() {
+    within(|| {
+        let engine = engine(1);
+        let e = engine.shared();
+        let run = submit(e, Task::flaky(1, 1, Duration::MAX, 1));
+        let until = Instant::now() + Duration::from_secs(10);
+        while e.state(run) != Some(RunState::AwaitingRetry) {
+            assert!(Instant::now() < until, "never reached AwaitingRetry");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(e.wait(run, deadline(50), true), Ok(false));
+        assert!(e.cancel(run));
+        assert!(e.wait_idle(deadline(5_000), true));
+        assert_eq!(final_of(e, run), Final::Cancelled);
+    });
+}
