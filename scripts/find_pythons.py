@@ -49,8 +49,10 @@ def main(argv: list[str]) -> int:
     wanted = tuple(argv) or VERSIONS
     unknown = [v for v in wanted if v not in VERSIONS]
     if unknown:
-        print(f"find_pythons: not a supported version: {' '.join(unknown)} (supported: {' '.join(VERSIONS)})",
-              file=sys.stderr)
+        print(
+            f"find_pythons: not a supported version: {' '.join(unknown)} (supported: {' '.join(VERSIONS)})",
+            file=sys.stderr,
+        )
         return 2
     chosen: dict[str, str] = {}
     seen: set[str] = set()
