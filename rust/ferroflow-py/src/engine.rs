@@ -418,12 +418,30 @@ impl PyEngine {
         self.shared().executor().context(py)
     }
 
+    /// The engine holds its runner (through the link) and every finished run's value, and
+    /// a value can refer back to it: an exception's traceback holds the frames of a direct
+    /// call's caller, which hold the runner. Reporting them lets the collector free such
+    /// cycles.
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        self.shared().executor().traverse_link(&visit)
+        let shared = self.shared();
+        shared.executor().traverse_link(&visit)?;
+        for run in 0..shared.len() {
+            if let Some(outcome) = shared.outcome(run) {
+                outcome.value.traverse(&visit)?;
+            }
+        }
+        Ok(())
     }
 
+    /// Breaks the cycles `__traverse__` reported: the engine is garbage, nothing reads it.
     fn __clear__(&self) {
-        drop(self.shared().executor().unlink());
+        let shared = self.shared();
+        drop(shared.executor().unlink());
+        for run in 0..shared.len() {
+            if let Some(outcome) = shared.outcome(run) {
+                outcome.value.release();
+            }
+        }
     }
 }
 

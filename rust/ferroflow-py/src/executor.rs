@@ -133,6 +133,12 @@ impl RunValue {
         unsafe { &*self.0.get() }.as_ref().map(|value| value.bind(py).clone())
     }
 
+    /// Reports the value to the garbage collector (see `PyEngine::__traverse__`).
+    pub(crate) fn traverse(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        // SAFETY: see the `Sync` impl; the collector runs attached, as every release does.
+        visit.call(unsafe { &*self.0.get() })
+    }
+
     /// Drops the value now (the run is final and nothing can ask for it any more). PyO3
     /// defers the decref if this thread is not attached.
     pub(crate) fn release(&self) {
