@@ -191,7 +191,10 @@ fn meet<'py, V: Visit<'py>>(
     } else {
         return Ok(Step::Done(obj.clone()));
     };
-    let address = obj.as_ptr() as usize;
+    // A scan meets a container again when it first met it inside `allow_failure(...)`
+    // and now outside (its futures are then strict dependencies too); a copy never does.
+    // Addresses are aligned, so the low bit is free.
+    let address = obj.as_ptr() as usize | usize::from(!V::REBUILD && allow_failure);
     if let Some(copy) = seen.get(&address) {
         // Met before: in a scan there is nothing new inside; in a copy, its copy (or the
         // original, for a tuple or set still being built around this very reference).
@@ -367,7 +370,7 @@ fn finish<'py, V: Visit<'py>>(frame: Frame<'py>, seen: &mut Seen<'py>) -> PyResu
         }
     };
     if frame.kind != Container::Wrapper {
-        seen.insert(frame.src.as_ptr() as usize, Some(built.clone()));
+        seen.insert(frame.src.as_ptr() as usize, Some(built.clone())); // (copies are keyed by address alone)
     }
     Ok(built)
 }
@@ -469,9 +472,11 @@ pub(crate) fn collect_call_deps(
     Ok(resolve_fixed)
 }
 
-/// Sorts dependencies and keeps one per run (a failure-allowing edge wins).
+/// Sorts dependencies and keeps one per run. A run met both inside `allow_failure(...)`
+/// and outside keeps the strict edge: as in Prefect, the plain reference cannot take a
+/// failure's exception, so the run does not start (NotReady).
 pub(crate) fn dedup_deps(deps: &mut SmallVec<[Dep; 2]>) {
-    deps.sort_unstable_by_key(|dep| (dep.run, !dep.allow_failure));
+    deps.sort_unstable_by_key(|dep| (dep.run, dep.allow_failure));
     deps.dedup_by_key(|dep| dep.run);
 }
 
