@@ -588,7 +588,7 @@ fn cancelled_while_awaiting_retry_stays_cancelled() {
             "a final state must never change"
         );
         assert_eq!(e.executor().exec_count(run), 1);
-        assert_eq!(e.unfinished(), 0);
+        assert!(e.wait_idle(deadline(5_000), false), "{} unfinished", e.unfinished());
     });
 }
 
@@ -1939,4 +1939,74 @@ fn an_endless_retry_delay_is_no_panic() {
         assert!(e.wait_idle(deadline(5_000), true));
         assert_eq!(final_of(e, run), Final::Cancelled);
     });
+}
+
+/// An executor that returns from some batches without taking a job: runs are claimed only
+/// as a batch hands them out, so they stay Ready (queued runs go back to the queue), and
+/// run later. (Once, a run claimed up front was put back by writing its state directly.)
+mod stopping_early {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ferroflow_core::{Batch, Disposition, Engine, Executor, Final, RunId, RunState};
+
+    use super::common::{deadline, within};
+
+    #[derive(Default)]
+    struct Skipping {
+        /// Batches still to return from at once.
+        skip: AtomicUsize,
+        ran: AtomicUsize,
+    }
+
+    impl Executor for Skipping {
+        type Payload = ();
+        type Value = ();
+
+        fn run_batch(&self, batch: &mut Batch<'_, Self>) {
+            if self
+                .skip
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+                .is_ok()
+            {
+                return;
+            }
+            while let Some(job) = batch.next_job() {
+                let state = match job.disposition {
+                    Disposition::Run => Final::Completed,
+                    Disposition::NotReady { .. } => Final::NotReady,
+                    Disposition::Cancel => Final::Cancelled,
+                };
+                self.ran.fetch_add(1, Ordering::SeqCst);
+                batch.finish(job.run, state, ());
+            }
+        }
+
+        fn abandoned(&self, _run: RunId) {}
+    }
+
+    #[test]
+    fn runs_a_batch_did_not_hand_out_stay_ready_and_run_later() {
+        within(|| {
+            for workers in [0, 1] {
+                let engine = Engine::new(Skipping::default(), workers);
+                let e = engine.shared();
+                e.executor().skip.store(2, Ordering::SeqCst);
+                let inline = e.submit_inline((), &[]).unwrap();
+                let queued = e.submit_many(vec![((), smallvec::SmallVec::default()); 3]).unwrap();
+                // Two batches hand nothing out: a waiter's (its own call; then, with no
+                // worker, queued work), or the worker's.
+                let _ = e.wait(inline, deadline(100), true);
+                for run in queued.clone().chain([inline]) {
+                    let state = e.state(run).unwrap();
+                    assert!(
+                        state == RunState::Ready || state == RunState::Completed,
+                        "workers={workers}: run {run} is {state:?}"
+                    );
+                }
+                assert_eq!(e.wait(inline, deadline(5_000), true), Ok(true), "workers={workers}");
+                assert!(e.wait_idle(deadline(5_000), true), "workers={workers}");
+                assert_eq!(e.executor().ran.load(Ordering::SeqCst), 4, "workers={workers}");
+            }
+        });
+    }
 }

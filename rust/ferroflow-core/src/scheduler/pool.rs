@@ -436,6 +436,9 @@ impl Pool {
             self.stats.lock().retain(|other| !Arc::ptr_eq(other, &stat));
             if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
                 self.starved.store(true, Ordering::Release);
+                // Waiters that looked while the start was under way saw a worker coming
+                // (the pool not stuck) and sleep: they are the ones to run the work now.
+                host.wake_waiters();
             }
             false
         }
