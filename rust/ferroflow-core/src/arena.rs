@@ -9,7 +9,7 @@
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 /// Slots in the first chunk; chunk `k` holds `FIRST << k`. Small, because a flow run
 /// that calls one task must not allocate for a thousand.

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard};
 use smallvec::SmallVec;
 
 use crate::arena::Arena;
@@ -430,10 +430,7 @@ impl<E: Executor> Shared<E> {
                 if inline {
                     slot.set(flag::INLINE);
                 }
-                // SAFETY: the slot is reserved for this call and still Vacant (reserved just
-                // now, or checked above under the graph lock, which we hold): no thread
-                // reads or claims a run before its state is published (Release) below.
-                unsafe { slot.park_unpublished(Parked { payload, attempt: 0 }) };
+                slot.park_unpublished(Parked { payload, attempt: 0 });
                 match graph.link(run, &deps, |up| self.upstream_state(up)) {
                     Linked::Blocked => slot.become_(RunState::Blocked),
                     Linked::Ready => {

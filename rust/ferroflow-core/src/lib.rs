@@ -38,6 +38,7 @@ mod scheduler;
 mod signal;
 mod slot;
 mod state;
+mod sync;
 mod wait;
 
 pub use engine::{Batch, Engine, Executor, Shared};

@@ -10,7 +10,7 @@
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 
 #[derive(Default)]
 pub(crate) struct Signal {
@@ -56,14 +56,12 @@ impl Signal {
 
     /// Sleeps until a wake-up after generation `seen`, or until `wake_at`.
     pub(crate) fn sleep_until_change(&self, seen: u64, wake_at: Option<Instant>) {
-        let mut generation = self.generation.lock();
+        let generation = self.generation.lock();
         if *generation == seen {
-            match wake_at {
-                Some(at) => {
-                    self.changed.wait_until(&mut generation, at);
-                }
-                None => self.changed.wait(&mut generation),
-            }
+            drop(match wake_at {
+                Some(at) => self.changed.wait_until(generation, at),
+                None => self.changed.wait(generation),
+            });
         }
     }
 }

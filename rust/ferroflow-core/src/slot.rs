@@ -10,7 +10,7 @@ use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU8, Ordering};
 
-use parking_lot::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::run::Outcome;
 use crate::state::RunState;
@@ -128,15 +128,10 @@ impl<P, V> Slot<P, V> {
         self.parked.lock()
     }
 
-    /// Parks the payload of a run being registered, without the payload lock.
-    ///
-    /// # Safety
-    /// The slot must be Vacant and reserved by the caller, and its state not yet
-    /// published: no other thread reads or claims a run before that, so nobody holds
-    /// the lock or looks at the payload.
-    pub(crate) unsafe fn park_unpublished(&self, parked: Parked<P>) {
-        // SAFETY: by the contract above nobody else touches the payload now.
-        unsafe { *self.parked.data_ptr() = Some(parked) };
+    /// Parks the payload of a run being registered (its state not yet published: no
+    /// other thread looks at it, so the lock is never contended).
+    pub(crate) fn park_unpublished(&self, parked: Parked<P>) {
+        *self.parked.lock() = Some(parked);
     }
 
     /// The outcome, once the run is final.

@@ -5,10 +5,10 @@
 //! every [`TICK`] while any ticker wants to go on, and sleeps otherwise.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::AtomicPtr;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 
 const TICK: Duration = Duration::from_millis(1);
 
@@ -26,15 +26,10 @@ pub(crate) fn fork_generation() -> u64 {
 /// Call in the child process after `fork()`.
 pub fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
-    // The parent's monitor thread takes this lock on every tick; if it held it at the
-    // fork, the child inherited it locked by a thread that does not exist here.
-    let monitor = monitor();
-    if monitor.tickers.is_locked() {
-        // SAFETY: in a forked child only the forking thread exists, so the lock's holder
-        // is gone and can neither use what it guards nor unlock it.
-        unsafe { monitor.tickers.force_unlock() };
-    }
-    monitor.tickers.lock().clear(); // the parent's pools: their workers are gone too
+    // The parent's monitor may have held its lock at the fork (its thread takes it on
+    // every tick), and its tickers are the parent's pools, whose workers are gone: the
+    // child gets a monitor of its own and never touches the parent's (left as it is).
+    MONITOR.store(Box::into_raw(Box::new(Monitor::new())), Ordering::Release);
 }
 
 struct Monitor {
@@ -45,13 +40,35 @@ struct Monitor {
     thread_generation: AtomicU64,
 }
 
+/// The process's monitor: made on first use, replaced (never freed) in a forked child.
+static MONITOR: AtomicPtr<Monitor> = AtomicPtr::new(std::ptr::null_mut());
+
+impl Monitor {
+    fn new() -> Self {
+        Monitor {
+            tickers: Mutex::new(Vec::new()),
+            wake: Condvar::new(),
+            thread_generation: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
 fn monitor() -> &'static Monitor {
-    static MONITOR: OnceLock<Monitor> = OnceLock::new();
-    MONITOR.get_or_init(|| Monitor {
-        tickers: Mutex::new(Vec::new()),
-        wake: Condvar::new(),
-        thread_generation: AtomicU64::new(u64::MAX),
-    })
+    let mut current = MONITOR.load(Ordering::Acquire);
+    if current.is_null() {
+        let fresh = Box::into_raw(Box::new(Monitor::new()));
+        current = match MONITOR.compare_exchange(std::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => fresh,
+            Err(installed) => {
+                // SAFETY: `fresh` was never shared: another thread installed its monitor first.
+                drop(unsafe { Box::from_raw(fresh) });
+                installed
+            }
+        };
+    }
+    // SAFETY: a monitor is never freed once installed (a forked child leaves the
+    // parent's in place and installs its own), so the reference is valid for 'static.
+    unsafe { &*current }
 }
 
 /// Adds the ticker `make` returns, if any. `make` runs under the monitor's lock, which
@@ -91,7 +108,7 @@ impl Monitor {
             let mut tickers = self.tickers.lock();
             tickers.retain(|tick| tick() == Some(true));
             if tickers.is_empty() {
-                self.wake.wait(&mut tickers);
+                drop(self.wake.wait(tickers));
             } else {
                 drop(tickers);
                 std::thread::sleep(TICK);

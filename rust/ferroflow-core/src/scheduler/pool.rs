@@ -29,7 +29,7 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 
 use super::monitor::{self, Ticker};
 use super::queue::ReadyQueue;
@@ -599,12 +599,10 @@ fn take_work<H: Host>(host: &Arc<H>, batch_size: usize, out: &mut Vec<RunId>) ->
                 pool.throttled.fetch_add(1, Ordering::SeqCst);
                 let at_bound = pool.is_at_bound();
                 if at_bound {
-                    match queue.next_timer() {
-                        Some(due) => {
-                            pool.work.wait_until(&mut queue, due);
-                        }
-                        None => pool.work.wait(&mut queue),
-                    }
+                    queue = match queue.next_timer() {
+                        Some(due) => pool.work.wait_until(queue, due),
+                        None => pool.work.wait(queue),
+                    };
                 }
                 pool.throttled.fetch_sub(1, Ordering::SeqCst);
                 if at_bound {
@@ -631,7 +629,7 @@ fn take_work<H: Host>(host: &Arc<H>, batch_size: usize, out: &mut Vec<RunId>) ->
             .next_timer()
             .map_or(idle_start + IDLE_EXIT, |due| due.min(idle_start + IDLE_EXIT));
         pool.idle.fetch_add(1, Ordering::AcqRel);
-        pool.work.wait_until(&mut queue, wake_at);
+        drop(pool.work.wait_until(queue, wake_at));
         pool.idle.fetch_sub(1, Ordering::AcqRel);
     }
 }
