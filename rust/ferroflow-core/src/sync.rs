@@ -1,6 +1,6 @@
 //! Locks and condvars: `std::sync`'s, with poisoning ignored.
 //!
-//! Not parking_lot's: parking_lot keeps every parked thread in one process-wide table.
+//! Not `parking_lot`'s: `parking_lot` keeps every parked thread in one process-wide table.
 //! After `fork()` the child inherits the entries of threads that no longer exist, new
 //! threads reuse their stacks, and the next park in the same bucket walks corrupted
 //! entries (children forked between flow runs died with SIGSEGV). A std lock or condvar

@@ -217,14 +217,22 @@ fn meet_annotation<'py, V: Visit<'py>>(
     if obj.is_instance(marks.quote.bind(py))? {
         // Handed over as is: nothing inside is looked at.
         visit.annotation();
-        return Ok(Some(Step::Done(if V::UNWRAP_ANNOTATIONS { inner()? } else { obj.clone() })));
+        return Ok(Some(Step::Done(if V::UNWRAP_ANNOTATIONS {
+            inner()?
+        } else {
+            obj.clone()
+        })));
     }
     if obj.is_instance(marks.opaque.bind(py))? {
         // Only a future directly inside is resolved; its value is never walked into.
         visit.annotation();
         let inner = inner()?;
         let Ok(future) = inner.cast::<PyFuture>() else {
-            return Ok(Some(Step::Done(if V::UNWRAP_ANNOTATIONS { inner } else { obj.clone() })));
+            return Ok(Some(Step::Done(if V::UNWRAP_ANNOTATIONS {
+                inner
+            } else {
+                obj.clone()
+            })));
         };
         let value = visit.future(future, allow_failure)?;
         return Ok(Some(Step::Done(if !V::REBUILD {
@@ -546,7 +554,12 @@ impl<'py> Visit<'py> for FuturesIn<'py> {
     }
 
     fn future_list(&mut self, list: &Bound<'py, PyFutureList>, _allow_failure: bool) -> PyResult<Bound<'py, PyAny>> {
-        self.0.extend(list.get().futures(list.py())?.into_iter().map(|f| f.into_bound(list.py()).into_any()));
+        self.0.extend(
+            list.get()
+                .futures(list.py())?
+                .into_iter()
+                .map(|f| f.into_bound(list.py()).into_any()),
+        );
         Ok(list.clone().into_any())
     }
 }

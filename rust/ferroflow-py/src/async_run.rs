@@ -17,7 +17,9 @@ use crate::executor::{CoreShared, RunValue};
 use crate::future::PyFuture;
 use crate::hooks::hooks;
 use crate::plan::Call;
-use crate::report::{after_failure, report_completed, report_failed_end, report_unrun, returned, AfterFailure, Returned};
+use crate::report::{
+    after_failure, report_completed, report_failed_end, report_unrun, returned, AfterFailure, Returned,
+};
 
 #[pyclass(frozen, name = "AsyncRun", module = "ferroflow._core")]
 pub struct AsyncRun {
@@ -89,7 +91,12 @@ impl AsyncRun {
 
     /// A failed attempt, by the task's retry policy: the delay before the next attempt
     /// (the run is AwaitingRetry), or None when the run has ended.
-    fn failed_attempt(&self, py: Python<'_>, exception: &Bound<'_, PyAny>, recorded: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+    fn failed_attempt(
+        &self,
+        py: Python<'_>,
+        exception: &Bound<'_, PyAny>,
+        recorded: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<f64>> {
         let mut job = self.take()?;
         let name = job
             .payload
@@ -230,7 +237,12 @@ impl Drop for AsyncRun {
             self.engine.unhold(self.run); // the caller's handle (see `direct_call`)
         }
         // A run dropped unfinished (its driver was lost) must not stay Running forever.
-        let Some(job) = self.job.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take() else {
+        let Some(job) = self
+            .job
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        else {
             return;
         };
         let engine = &self.engine;

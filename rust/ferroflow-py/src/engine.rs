@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferroflow_core::{Dep, Engine, RunId};
-use std::sync::Mutex;
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 use smallvec::SmallVec;
+use std::sync::Mutex;
 
 use crate::args::{collect_call_deps, collect_deps, dedup_deps};
 use crate::async_run::AsyncRun;
@@ -128,8 +128,8 @@ mod live_engines {
     use std::sync::{Arc, Weak};
 
     use ferroflow_core::Engine;
-    use std::sync::Mutex;
     use pyo3::prelude::*;
+    use std::sync::Mutex;
 
     use crate::executor::PyExecutor;
     use crate::gil;
@@ -176,12 +176,8 @@ fn submitter_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
 
 /// A run's place in a map, which must fit the engine's run index.
 fn run_count(count: usize) -> PyResult<u32> {
-    u32::try_from(count).map_err(|_| {
-        PyOverflowError::new_err(format!(
-            "a .map() can have at most {} runs; got {count}",
-            u32::MAX
-        ))
-    })
+    u32::try_from(count)
+        .map_err(|_| PyOverflowError::new_err(format!("a .map() can have at most {} runs; got {count}", u32::MAX)))
 }
 
 #[pymethods]
@@ -220,7 +216,14 @@ impl PyEngine {
         let resolve_fixed = collect_call_deps(args, kwargs, wait_for, shared, &mut deps)?;
         let first = self.reserve_names(&spec.get().name, 1);
         let context = submitter_context(spec.py())?;
-        let plan = Self::plan(spec, args, kwargs, resolve_fixed, Naming::Numbered { first }, Some(context));
+        let plan = Self::plan(
+            spec,
+            args,
+            kwargs,
+            resolve_fixed,
+            Naming::Numbered { first },
+            Some(context),
+        );
         let run = shared
             .submit(plan.call(0), &deps)
             .map_err(|err| engine_error(err, shared.id()))?;
@@ -249,7 +252,9 @@ impl PyEngine {
         if draining() {
             shared.cancel(run); // the interpreter is exiting: it ends Cancelled, logged
         }
-        let waited = wait_detached(py, shared.id(), None, |slice| Ok(shared.wait(run, slice, true)?.then_some(())));
+        let waited = wait_detached(py, shared.id(), None, |slice| {
+            Ok(shared.wait(run, slice, true)?.then_some(()))
+        });
         if let Err(interrupt) = waited {
             shared.cancel(run); // interrupted while its upstreams ran: it never starts
             return Err(interrupt);

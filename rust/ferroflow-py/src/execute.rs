@@ -15,7 +15,9 @@ use crate::executor::{PyExecutor, RunValue};
 use crate::gil::attach_worker;
 use crate::hooks::{hooks, report_hook_error};
 use crate::plan::{Call, CallPlan};
-use crate::report::{after_failure, report_completed, report_failed_end, report_unrun, returned, AfterFailure, Returned};
+use crate::report::{
+    after_failure, report_completed, report_failed_end, report_unrun, returned, AfterFailure, Returned,
+};
 use crate::spec::Body;
 
 impl Executor for PyExecutor {
@@ -97,7 +99,9 @@ impl PyExecutor {
         let runs = std::mem::take(handed_off);
         let scheduled = match self.execute(py) {
             Some(execute) => pyo3::types::PyList::new(py, &runs).and_then(|list| execute.call1(py, (list,))),
-            None => Err(PyRuntimeError::new_err("the task runner has been shut down and executes no more runs")),
+            None => Err(PyRuntimeError::new_err(
+                "the task runner has been shut down and executes no more runs",
+            )),
         };
         if let Err(err) = scheduled {
             let exception = err.into_value(py).into_any();
@@ -159,7 +163,10 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
         (custom_name, returned)
     });
     let (name, called) = match outcome {
-        Ok((custom_name, returned)) => (custom_name.unwrap_or_else(|| call.plan.run_name(call.index())), returned),
+        Ok((custom_name, returned)) => (
+            custom_name.unwrap_or_else(|| call.plan.run_name(call.index())),
+            returned,
+        ),
         // Its `task_run_name` failed: the run fails with that error, under its plain name.
         Err(err) => (call.plan.run_name(call.index()), Err(err)),
     };
@@ -218,7 +225,9 @@ fn run_to_completion<'py>(
     let Some(context) = context else {
         return drive_eager(coroutine);
     };
-    let drive = DRIVE.get_or_try_init(py, || Ok::<_, PyErr>(wrap_pyfunction!(drive_eager, py)?.into_any().unbind()))?;
+    let drive = DRIVE.get_or_try_init(py, || {
+        Ok::<_, PyErr>(wrap_pyfunction!(drive_eager, py)?.into_any().unbind())
+    })?;
     context.call_method1(pyo3::intern!(py, "run"), (drive, coroutine))
 }
 

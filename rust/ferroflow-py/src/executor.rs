@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ferroflow_core::Shared;
-use std::sync::{Mutex, TryLockError};
 use pyo3::prelude::*;
+use std::sync::{Mutex, TryLockError};
 
 use crate::sync::lock;
 

@@ -121,7 +121,10 @@ impl PyFuture {
         if let Some(value) = self.completed_value(py)? {
             return Ok(value);
         }
-        match self.state_object(py)?.call_method1(pyo3::intern!(py, "result"), (false,)) {
+        match self
+            .state_object(py)?
+            .call_method1(pyo3::intern!(py, "result"), (false,))
+        {
             Ok(value) => Ok(value),
             Err(err) => Ok(err.into_value(py).into_bound(py).into_any()),
         }

@@ -20,7 +20,11 @@ use crate::hooks::{hooks, report_hook_error};
 /// What a future list holds: a map's contiguous range, or any futures.
 enum Members {
     /// `held`: the list owns a handle on each run of the range (see `PyFuture::held`).
-    Range { shared: CoreShared, runs: Range<RunId>, held: bool },
+    Range {
+        shared: CoreShared,
+        runs: Range<RunId>,
+        held: bool,
+    },
     Items(Vec<Py<PyFuture>>),
 }
 
@@ -44,7 +48,10 @@ impl PyFutureList {
     fn get(&self, py: Python<'_>, index: usize) -> PyResult<Py<PyFuture>> {
         match &self.members {
             Members::Range { shared, runs, .. } => {
-                let run = runs.clone().nth(index).ok_or_else(|| PyIndexError::new_err("PrefectFutureList index out of range"))?;
+                let run = runs
+                    .clone()
+                    .nth(index)
+                    .ok_or_else(|| PyIndexError::new_err("PrefectFutureList index out of range"))?;
                 Py::new(py, PyFuture::new(Arc::clone(shared), run))
             }
             Members::Items(items) => Ok(items[index].clone_ref(py)),
@@ -375,4 +382,3 @@ impl FutureListIter {
         visit.call(&self.list)
     }
 }
-

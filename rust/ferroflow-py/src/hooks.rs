@@ -58,7 +58,11 @@ pub(crate) fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
                 .unbind(),
             uuid_type: py.import("uuid")?.getattr("UUID")?.cast_into::<PyType>()?.unbind(),
             shallow_copy: py.import("copy")?.getattr("copy")?.unbind(),
-            object_setattr: py.import("builtins")?.getattr("object")?.getattr("__setattr__")?.unbind(),
+            object_setattr: py
+                .import("builtins")?
+                .getattr("object")?
+                .getattr("__setattr__")?
+                .unbind(),
             copy_context: py.import("contextvars")?.getattr("copy_context")?.unbind(),
             generic_alias: py.import("types")?.getattr("GenericAlias")?.unbind(),
         })
@@ -114,7 +118,9 @@ pub(crate) fn annotations(py: Python<'_>) -> PyResult<&Annotations> {
 static DONE_CALLBACK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 pub(crate) fn call_done_callback(py: Python<'_>) -> PyResult<&Py<PyAny>> {
-    DONE_CALLBACK.get_or_try_init(py, || Ok(py.import("ferroflow.context")?.getattr("call_done_callback")?.unbind()))
+    DONE_CALLBACK.get_or_try_init(py, || {
+        Ok(py.import("ferroflow.context")?.getattr("call_done_callback")?.unbind())
+    })
 }
 
 /// Reports an error raised by a hook itself: it must not take a run down with it.

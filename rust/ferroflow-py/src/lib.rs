@@ -47,13 +47,13 @@ mod _core {
     #[pymodule_export]
     use crate::completions::Completions;
     #[pymodule_export]
+    use crate::engine::shut_down_engines_at_exit;
+    #[pymodule_export]
     use crate::engine::PyEngine;
     #[pymodule_export]
     use crate::future::PyFuture;
     #[pymodule_export]
     use crate::future_list::{FutureListIter, PyFutureList};
-    #[pymodule_export]
-    use crate::engine::shut_down_engines_at_exit;
     #[pymodule_export]
     use crate::gil::begin_exit;
     #[pymodule_export]

@@ -147,7 +147,13 @@ pub(crate) fn report_failed_end(
 /// Counts and logs a run that never executes (an upstream did not complete, or it was
 /// cancelled), and returns the value it ends with: for NotReady, the id of the upstream
 /// that stopped it, for its state message.
-pub(crate) fn report_unrun(py: Python<'_>, engine: &CoreShared, call: &Call, state: Final, upstream: Option<RunId>) -> RunValue {
+pub(crate) fn report_unrun(
+    py: Python<'_>,
+    engine: &CoreShared,
+    call: &Call,
+    state: Final,
+    upstream: Option<RunId>,
+) -> RunValue {
     let upstream_id = upstream.and_then(|run| run_uuid(py, engine, run).map_err(|err| report_hook_error(py, err)).ok());
     if tally(py, engine, call, state) {
         // A run that never executes is named without its custom name's hook failing it.

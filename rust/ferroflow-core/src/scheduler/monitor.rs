@@ -4,8 +4,8 @@
 //! The monitor knows nothing of pools: it calls tickers, each a closure a pool gave it,
 //! every [`TICK`] while any ticker wants to go on, and sleeps otherwise.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::atomic::AtomicPtr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::sync::{Condvar, Mutex};
