@@ -28,6 +28,12 @@ PRELUDE = """
 import dataclasses, sys, time
 from typing import Any
 from ferroflow import flow, task, unmapped
+from ferroflow.states import State
+
+def value(x):
+    # A task receives a future's value; a flow that returns a future hands back its
+    # final State instead (Prefect's contract): the checks accept both.
+    return x.result() if isinstance(x, State) else x
 
 @task
 def slow_two():
@@ -40,7 +46,7 @@ def cyclic_list(value):
     return x
 
 def check_cyclic_list(x):
-    assert x[:2] == ["head", 2], x[:2]
+    assert [x[0], value(x[1])] == ["head", 2], x[:2]
     assert x[2] is x, "the list no longer contains itself"
 
 def cyclic_dict(value):
@@ -49,7 +55,7 @@ def cyclic_dict(value):
     return d
 
 def check_cyclic_dict(d):
-    assert d["value"] == 2, d["value"]
+    assert value(d["value"]) == 2, d["value"]
     assert d["self"] is d, "the dict no longer contains itself"
 
 def parent_links(value):
@@ -59,7 +65,7 @@ def parent_links(value):
     return root
 
 def check_parent_links(root):
-    assert [child["value"] for child in root["children"]] == [0, 2, 2]
+    assert [value(child["value"]) for child in root["children"]] == [0, 2, 2]
     assert all(child["parent"] is root for child in root["children"]), "parent links lost"
 
 @dataclasses.dataclass
@@ -73,7 +79,7 @@ def back_reference(value):
     return a
 
 def check_back_reference(a):
-    assert isinstance(a, Node) and a.value == 2, a.value
+    assert isinstance(a, Node) and value(a.value) == 2, a.value
     assert a.other.value == "b" and a.other.other is a, "back-reference lost"
 
 STRUCTURES = {
@@ -247,7 +253,7 @@ def expect_deep(name, thunk):
         assert name in message, f"the error does not name {name!r}: {type(exc).__name__}: {message[:300]}"
         print("raised", type(exc).__name__, flush=True)
     else:
-        assert result == (DEPTH, 2), result
+        assert (result[0], value(result[1])) == (DEPTH, 2), result
         print("worked", flush=True)
 """
 
@@ -311,7 +317,7 @@ def test_forty_levels_of_shared_sublists_resolve_in_seconds_not_2_to_the_40_walk
             for _ in range(LEVELS):
                 assert a[0] is a[1], "sharing lost"
                 a = a[0]
-            assert a == [2], a
+            assert [value(item) for item in a] == [2], a
 
         @task
         def take(a):
