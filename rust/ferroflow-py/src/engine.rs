@@ -356,7 +356,13 @@ impl PyEngine {
                     .map_err(|err| engine_error(err, shared.id()))
             });
             if let Err(err) = registered {
-                shared.release_reserved(range.start + run_count(start)?..range.end);
+                let failed_at = range.start + run_count(start)?;
+                shared.release_reserved(failed_at..range.end);
+                // The runs registered before the error go on, but no future list will own
+                // their handles: drop them, so their values go once they end.
+                for run in range.start..failed_at {
+                    shared.unhold(run);
+                }
                 return Err(err);
             }
             start = end;
