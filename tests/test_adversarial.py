@@ -122,7 +122,7 @@ def expected(n):
     return n * (n - 1) + 2 * n + 2
 
 def child_main():
-    signal.alarm(30)  # a hang in the child ends it (SIGALRM), never the test
+    signal.alarm(10)  # a hang in the child ends it (SIGALRM), never the test
     ok = work(30) == expected(30) and double.submit(5).result() == 10  # a flow and the default runner
     return 0 if ok else 1
 
