@@ -20,7 +20,7 @@ The property runs in a fresh interpreter, so that a crash (today a self-referenc
 argument kills the process with SIGSEGV) or a hang fails the test instead of pytest.
 In CI (`CI` set) hypothesis is derandomized and keeps no database; shrinking is off
 under pytest (bounded time): for a shrunk counterexample run
-`python tests/test_properties.py acyclic` (or `cyclic`).
+`python tests/test_properties.py acyclic_states` (or another property's name).
 """
 
 from __future__ import annotations
@@ -435,21 +435,70 @@ def observe(end: Any) -> tuple:
     return (state.name,)
 
 
-def check(program: list[dict], runner: str) -> None:
+def render(program: list[dict]) -> tuple[str, list[str]]:
+    """The program as Python-like lines, and the label of each run in oracle order
+    (f3 is the fourth future; c2 the direct call of operation 2)."""
+    lines: list[str] = []
+    labels: list[str] = []
+    count = 0
+
+    def show(spec: tuple) -> str:
+        kind = spec[0]
+        if kind in ("fut", "allow"):
+            if not count:
+                return f"Leaf({spec[1] % 10})"
+            name = f"f{spec[1] % count}"
+            return name if kind == "fut" else f"allow_failure({name})"
+        if kind == "leaf":
+            return f"Leaf({spec[1]})"
+        if kind in ("again", "cycle"):
+            return f"<{kind} {spec[1]}>"
+        if kind == "pair":
+            return f"Pair({show(spec[1])}, {show(spec[2])})"
+        inner = ", ".join(f"k{i}: {show(child)}" if kind == "dict" else show(child) for i, child in enumerate(spec[1]))
+        return {"list": f"[{inner}]", "tuple": f"({inner}{',' if len(spec[1]) == 1 else ''})", "dict": f"{{{inner}}}"}[
+            kind
+        ]
+
+    for number, op in enumerate(program):
+        name = task_of(op).name
+        options = f"retries={op['retries']}" + (f", fails first {op['flakiness']}" if name == "flaky" else "")
+        waits = f", wait_for=[{', '.join(f'f{k % count}' for k in op['wait_for'])}]" if count and op["wait_for"] else ""
+        structure = show(op["structure"])
+        if op["kind"] == "map":
+            items = ", ".join(show(item) for item in op["items"])
+            new = [f"f{count + j}" for j in range(len(op["items"]))]
+            target = ", ".join(new) or "[]"
+            lines.append(f"{target} = {name}.map([{items}], unmapped({structure}){waits})  # {options}")
+            labels.extend(new)
+            count += len(new)
+        elif op["kind"] == "submit":
+            lines.append(f"f{count} = {name}.submit(Leaf({number}), {structure}{waits})  # {options}")
+            labels.append(f"f{count}")
+            count += 1
+        else:
+            lines.append(f"c{number} = {name}(Leaf({number}), {structure}{waits}, return_state=True)  # {options}")
+            labels.append(f"c{number}")
+    return "\n".join(lines), labels
+
+
+def check(program: list[dict], runner: str, *, states: bool, release: bool) -> None:
     print("program", runner, program, flush=True)  # the last one shown if the process dies
     _attempts.clear()
     leaves: list[weakref.ref] = []
     expected = oracle(program)
     got = run_on_ferroflow(program, runner, leaves)
-    assert got == expected, (
-        "\n".join(
-            f"run {i}: ferroflow {g!r} != oracle {e!r}"
-            for i, (g, e) in enumerate(zip(got, expected, strict=False))
+    if states and got != expected:
+        text, labels = render(program)
+        differences = [
+            f"{label}: ferroflow {g!r} != oracle {e!r}"
+            for label, g, e in zip(labels, got, expected, strict=False)
             if g != e
-        )
-        or f"{len(got)} runs, oracle {len(expected)}"
-    )
+        ] or [f"{len(got)} runs, the oracle has {len(expected)}"]
+        raise AssertionError("\n".join(differences) + f"\nin the program (on {runner}):\n{text}")
     del got
+    if not release:
+        return
     # A worker may drop what it held a moment after the flow saw the run end.
     deadline = time.monotonic() + 2
     while True:
@@ -459,22 +508,53 @@ def check(program: list[dict], runner: str) -> None:
             break
         del alive
         time.sleep(0.02)
-    assert not alive, f"{len(alive)} of {len(leaves)} argument objects are alive after the flow: {alive[:5]}"
+    if alive:
+        raise AssertionError(
+            f"{len(alive)} of {len(leaves)} argument objects are alive after the flow: {alive[:5]}\n"
+            f"in the program (on {runner}):\n{render(program)[0]}"
+        )
+
+
+# Final states and values, and the release of arguments, are separate properties, so
+# that a failure of one does not hide the other.
 
 
 @settings(PROFILE, max_examples=60, phases=PHASES)
 @given(program=programs(cyclic=False), runner=st.sampled_from(sorted(RUNNERS)))
-def acyclic(program: list[dict], runner: str) -> None:
-    check(program, runner)
+def acyclic_states(program: list[dict], runner: str) -> None:
+    check(program, runner, states=True, release=False)
+
+
+@settings(PROFILE, max_examples=40, phases=PHASES)
+@given(program=programs(cyclic=False), runner=st.sampled_from(sorted(RUNNERS)))
+def acyclic_release(program: list[dict], runner: str) -> None:
+    check(program, runner, states=False, release=True)
+
+
+@settings(PROFILE, max_examples=40, phases=PHASES)
+@given(program=programs(cyclic=True), runner=st.sampled_from(sorted(RUNNERS)))
+def cyclic_states(program: list[dict], runner: str) -> None:
+    check(program, runner, states=True, release=False)
 
 
 @settings(PROFILE, max_examples=30, phases=PHASES)
 @given(program=programs(cyclic=True), runner=st.sampled_from(sorted(RUNNERS)))
-def cyclic(program: list[dict], runner: str) -> None:
-    check(program, runner)
+def cyclic_release(program: list[dict], runner: str) -> None:
+    check(program, runner, states=False, release=True)
 
 
 # the tests: each property in a fresh interpreter ---------------------------------------
+
+
+def hypothesis_report(stderr: str) -> str:
+    """The failing example and its error, from the last traceback before hypothesis's
+    "Failing test case"; else (the process died) the end of stderr without INFO lines."""
+    lines = stderr.splitlines()
+    marks = [i for i, line in enumerate(lines) if line.startswith(("Failing test case", "Falsifying example"))]
+    if marks:
+        starts = [i for i in range(marks[0]) if lines[i].startswith("Traceback (most recent call last):")]
+        return "\n".join(lines[starts[-1] if starts else marks[0] :])
+    return "\n".join(line for line in lines if "| INFO " not in line)[-6000:]
 
 
 def run_property(name: str, timeout: float = 150) -> None:
@@ -486,32 +566,42 @@ def run_property(name: str, timeout: float = 150) -> None:
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
         last = [line for line in out.splitlines() if line.startswith("program ")][-1:]
-        pytest.fail(f"the {name} property did not finish within {timeout} s (a hang?); last program:\n{last}")
+        pytest.fail(f"the {name} property did not finish within {timeout} s (a hang?); the last program run:\n{last}")
     if proc.returncode != 0:
         how = f"killed by {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else f"exit {proc.returncode}"
         last = [line for line in proc.stdout.splitlines() if line.startswith("program ")][-1:]
-        errors = "\n".join(line for line in proc.stderr.splitlines() if "| INFO " not in line)
         pytest.fail(
-            f"the {name} property failed ({how}); the last program run:\n{''.join(last)}\n"
-            f"--- stderr (log lines of level INFO left out)\n{errors[-6000:]}\n"
+            f"the {name} property failed ({how})\n{hypothesis_report(proc.stderr)}\n"
+            f"--- the last program run\n{''.join(last)}\n"
             f"(shrink it with: python tests/test_properties.py {name})"
         )
 
 
 @pytest.mark.timeout(200)
-def test_random_flows_end_as_a_sequential_oracle_says_and_release_their_arguments():
-    run_property("acyclic")
+def test_random_flows_end_in_the_states_and_values_a_sequential_oracle_gives():
+    run_property("acyclic_states")
 
 
 @pytest.mark.timeout(200)
-def test_random_flows_with_cyclic_arguments_end_as_the_oracle_says_and_release_them():
-    run_property("cyclic")
+def test_random_flows_release_every_argument_object_after_the_flow():
+    run_property("acyclic_release")
+
+
+@pytest.mark.timeout(200)
+def test_random_flows_with_cyclic_arguments_end_in_the_states_and_values_the_oracle_gives():
+    run_property("cyclic_states")
+
+
+@pytest.mark.timeout(200)
+def test_random_flows_with_cyclic_arguments_release_every_argument_object():
+    run_property("cyclic_release")
 
 
 if __name__ == "__main__":
-    # Run one property here, with shrinking: python tests/test_properties.py acyclic|cyclic
+    # One property, with shrinking:
+    #   python tests/test_properties.py acyclic_states|acyclic_release|cyclic_states|cyclic_release
     os.environ["FERROFLOW_PROPERTY_SHRINK"] = "1"
     sys.path.insert(0, str(TESTS_DIR))
-    import test_properties  # re-imported with shrinking on
+    import test_properties  # imported again, with shrinking on
 
-    getattr(test_properties, sys.argv[1] if len(sys.argv) > 1 else "acyclic")()
+    getattr(test_properties, sys.argv[1] if len(sys.argv) > 1 else "acyclic_states")()
