@@ -238,6 +238,16 @@ impl<E: Executor> Shared<E> {
         self.failures.lock()
     }
 
+    /// Calls `visit` with each run that has ended without completing so far, without
+    /// waiting: returns `None`, calling nothing, when the list is being written this very
+    /// moment. For a garbage collector's traversal (the values of failed runs are where
+    /// reference cycles back to their owner form: exceptions hold tracebacks), which
+    /// must neither block nor cost a pass over every run.
+    pub fn try_for_each_failure<R>(&self, mut visit: impl FnMut(RunId) -> Result<(), R>) -> Option<Result<(), R>> {
+        let failures = self.failures.try_lock()?;
+        Some(failures.iter().try_for_each(|&run| visit(run)))
+    }
+
     /// The slot of a run known to be registered (an index the engine handed out).
     pub(crate) fn slot(&self, run: RunId) -> &Slot<E::Payload, E::Value> {
         self.slots.get(run).expect("run index within the arena")

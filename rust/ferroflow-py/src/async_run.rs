@@ -137,11 +137,12 @@ impl AsyncRun {
             Ok(Returned::Completed(value)) => {
                 let job = self.take()?;
                 let log_lines = hooks(py)?.finished_lines_enabled.call0(py)?.extract::<bool>(py)?;
-                let name = job
-                    .payload
-                    .run_name(py)
-                    .unwrap_or_else(|_| job.payload.plan.run_name(job.payload.index()));
-                report_completed(py, &self.engine, &job.payload, &name, &value, log_lines);
+                let name = || {
+                    job.payload
+                        .run_name(py)
+                        .unwrap_or_else(|_| job.payload.plan.run_name(job.payload.index()))
+                };
+                report_completed(py, &self.engine, &job.payload, name, &value, log_lines);
                 self.engine
                     .finish_claimed(job.run, Final::Completed, RunValue::new(Some(value.unbind())));
                 Ok(None)

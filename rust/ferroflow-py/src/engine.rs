@@ -429,19 +429,19 @@ impl PyEngine {
         self.shared().executor().context(py)
     }
 
-    /// The engine holds its runner (through the link) and every finished run's value, and
-    /// a value can refer back to it: an exception's traceback holds the frames of a direct
-    /// call's caller, which hold the runner. Reporting them lets the collector free such
-    /// cycles.
+    /// The engine holds its runner (through the link), and a failed run's exception can
+    /// refer back to it: its traceback holds the frames of a direct call's caller, which
+    /// hold the runner. Reporting the link and the failures' values (not every value: a
+    /// traversal runs at every young-generation collection and must not cost a pass over
+    /// a million runs) lets the collector free such cycles.
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
         let shared = self.shared();
         shared.executor().traverse_link(&visit)?;
-        for run in 0..shared.len() {
-            if let Some(outcome) = shared.outcome(run) {
-                outcome.value.traverse(&visit)?;
-            }
-        }
-        Ok(())
+        let visited = shared.try_for_each_failure(|run| match shared.outcome(run) {
+            Some(outcome) => outcome.value.traverse(&visit),
+            None => Ok(()),
+        });
+        visited.unwrap_or(Ok(())) // being written now: under-reporting only keeps objects alive
     }
 
     /// Breaks the cycles `__traverse__` reported: the engine is garbage, nothing reads it.

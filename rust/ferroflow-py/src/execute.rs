@@ -118,24 +118,26 @@ struct Stretch {
     log_lines: bool,
     /// Coroutine runs to hand to the event loop.
     handed_off: Vec<Py<AsyncRun>>,
-    /// This batch's copy of each submitter context met so far (by plan): runs of one map
-    /// share a copy within a batch; threads never share one (a context can be entered
-    /// by one thread at a time).
+    /// This batch's copy of each submitter context met so far (by plan), as its bound
+    /// `run` method: runs of one map share a copy within a batch; threads never share one
+    /// (a context can be entered by one thread at a time).
     contexts: Vec<(*const CallPlan, Py<PyAny>)>,
 }
 
 impl Stretch {
+    /// `Context.run` of this batch's copy of the run's submitter context, if it has one.
     fn context_for<'py>(&mut self, py: Python<'py>, plan: &Arc<CallPlan>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let Some(context) = &plan.context else {
             return Ok(None);
         };
         let key = Arc::as_ptr(plan);
-        if let Some((_, copy)) = self.contexts.iter().find(|(k, _)| *k == key) {
-            return Ok(Some(copy.bind(py).clone()));
+        if let Some((_, run)) = self.contexts.iter().find(|(k, _)| *k == key) {
+            return Ok(Some(run.bind(py).clone()));
         }
         let copy = context.bind(py).call_method0(pyo3::intern!(py, "copy"))?;
-        self.contexts.push((key, copy.clone().unbind()));
-        Ok(Some(copy))
+        let run = copy.getattr(pyo3::intern!(py, "run"))?;
+        self.contexts.push((key, run.clone().unbind()));
+        Ok(Some(run))
     }
 }
 
@@ -162,17 +164,16 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
         let returned = call_function(py, call, spec.body, stretch);
         (custom_name, returned)
     });
-    let (name, called) = match outcome {
-        Ok((custom_name, returned)) => (
-            custom_name.unwrap_or_else(|| call.plan.run_name(call.index())),
-            returned,
-        ),
-        // Its `task_run_name` failed: the run fails with that error, under its plain name.
-        Err(err) => (call.plan.run_name(call.index()), Err(err)),
+    // Its `task_run_name` failing fails the run, under its plain name.
+    let (custom_name, called) = match outcome {
+        Ok((custom_name, returned)) => (custom_name, returned),
+        Err(err) => (None, Err(err)),
     };
+    // Named only when a line is written: a map's completed runs never are.
+    let name = || custom_name.clone().unwrap_or_else(|| call.plan.run_name(call.index()));
     let (exception, recorded) = match called.and_then(|value| returned(py, engine, value)) {
         Ok(Returned::Completed(value)) => {
-            report_completed(py, engine, call, &name, &value, stretch.log_lines);
+            report_completed(py, engine, call, name, &value, stretch.log_lines);
             batch.finish(job.run, Final::Completed, RunValue::new(Some(value.unbind())));
             return;
         }
@@ -182,6 +183,7 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
             (exception.clone(), exception)
         }
     };
+    let name = name();
     match after_failure(py, engine, call, job.attempt, &exception, &name) {
         AfterFailure::Retry(delay) => batch.retry(job, Duration::from_secs_f64(delay)),
         AfterFailure::End(state) => {
@@ -196,20 +198,20 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
 fn call_function<'py>(py: Python<'py>, call: &Call, body: Body, stretch: &mut Stretch) -> PyResult<Bound<'py, PyAny>> {
     let spec = call.plan.spec.get();
     let (args, kwargs) = call.arguments(py)?;
-    let context = stretch.context_for(py, &call.plan)?;
+    let in_context = stretch.context_for(py, &call.plan)?;
     let func = spec.func.bind(py);
-    let called = match &context {
+    let called = match &in_context {
         None => func.call(args, kwargs.as_ref())?,
-        Some(context) => {
-            let mut with_func = Vec::with_capacity(args.len() + 1);
+        Some(run) => {
+            let mut with_func: smallvec::SmallVec<[Bound<'py, PyAny>; 4]> = smallvec::SmallVec::new();
             with_func.push(func.clone());
             with_func.extend(args.iter());
             let run_args = PyTuple::new(py, with_func)?;
-            context.call_method(pyo3::intern!(py, "run"), run_args, kwargs.as_ref())?
+            run.call(run_args, kwargs.as_ref())?
         }
     };
     match body {
-        Body::EagerCoroutine => run_to_completion(py, &called, context.as_ref()),
+        Body::EagerCoroutine => run_to_completion(py, &called, in_context.as_ref()),
         _ => Ok(called),
     }
 }
@@ -220,15 +222,15 @@ fn call_function<'py>(py: Python<'py>, call: &Call, body: Body, stretch: &mut St
 fn run_to_completion<'py>(
     py: Python<'py>,
     coroutine: &Bound<'py, PyAny>,
-    context: Option<&Bound<'py, PyAny>>,
+    in_context: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let Some(context) = context else {
+    let Some(run) = in_context else {
         return drive_eager(coroutine);
     };
     let drive = DRIVE.get_or_try_init(py, || {
         Ok::<_, PyErr>(wrap_pyfunction!(drive_eager, py)?.into_any().unbind())
     })?;
-    context.call_method1(pyo3::intern!(py, "run"), (drive, coroutine))
+    run.call1((drive, coroutine))
 }
 
 /// [`drive_eager`] as a Python function, for `Context.run`.

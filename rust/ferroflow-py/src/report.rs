@@ -72,13 +72,13 @@ pub(crate) fn report_completed(
     py: Python<'_>,
     engine: &CoreShared,
     call: &Call,
-    name: &str,
+    name: impl FnOnce() -> String,
     value: &Bound<'_, PyAny>,
     log_lines: bool,
 ) {
     let own_line = tally(py, engine, call, Final::Completed) && !call.plan.is_map();
     if own_line && log_lines {
-        report_finished(py, engine, call, name, Final::Completed, Some(value), None);
+        report_finished(py, engine, call, &name(), Final::Completed, Some(value), None);
     }
 }
 
