@@ -18,6 +18,7 @@ import statistics
 import time
 
 import pytest
+
 from ferroflow import flow, task
 
 FULL = 10**5

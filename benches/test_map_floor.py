@@ -54,7 +54,13 @@ def _peak_rss_mib(code: str) -> float:
     """Peak RSS of a fresh interpreter running `code`. Read from /proc's VmHWM: the
     `ru_maxrss` of getrusage survives exec, so it would report this pytest's peak."""
     probe = code + "\nprint(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env={"FERROFLOW_LOGGING_LEVEL": "WARNING", "PATH": ""})
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"FERROFLOW_LOGGING_LEVEL": "WARNING", "PATH": ""},
+    )
     return int(out.stdout.split()[-1]) / 1024
 
 
@@ -82,8 +88,13 @@ def test_floor_ratio_and_memory(benchmark):
             """
         )
     )
-    benchmark.extra_info.update(ferroflow_s=statistics.median(ours), threadpool_s=statistics.median(theirs), ratio=ratio, peak_rss_mib=peak)
+    benchmark.extra_info.update(
+        ferroflow_s=statistics.median(ours), threadpool_s=statistics.median(theirs), ratio=ratio, peak_rss_mib=peak
+    )
     benchmark.pedantic(lambda: None, rounds=1)
-    print(f"\nferroflow {statistics.median(ours):.3f}s, ThreadPoolExecutor {statistics.median(theirs):.3f}s: {ratio:.1f}x; peak RSS {peak:.0f} MiB")
+    print(
+        f"\nferroflow {statistics.median(ours):.3f}s, ThreadPoolExecutor {statistics.median(theirs):.3f}s: "
+        f"{ratio:.1f}x; peak RSS {peak:.0f} MiB"
+    )
     assert ratio >= 5, f"ferroflow is only {ratio:.1f}x faster than ThreadPoolExecutor.map"
     assert peak < 1024, f"peak RSS {peak:.0f} MiB"

@@ -9,6 +9,7 @@ runs once at a small size: a smoke check that every workload still gives the rig
 """
 
 import pytest
+
 from ferroflow.bench.systems import BARE_LOOP, FERROFLOW, SYSTEMS
 from ferroflow.bench.workloads import WORKLOADS
 

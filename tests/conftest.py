@@ -123,7 +123,7 @@ def call_with_deadline(fn, seconds: float = 15.0):
     def target():
         try:
             box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+        except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=target, daemon=True, name="deadline-call")

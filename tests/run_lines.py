@@ -6,7 +6,8 @@ import re
 
 #: A flow run's first line; groups: `ts` (its time), `flow` (the flow's name).
 FLOW_BEGIN = re.compile(
-    r"^(?P<ts>\d\d:\d\d:\d\d\.\d{3}) \| INFO    \| Flow run '[^']+' - Beginning flow run '[^']+' for flow '(?P<flow>[^']+)'$",
+    r"^(?P<ts>\d\d:\d\d:\d\d\.\d{3}) \| INFO    \| Flow run '[^']+' - "
+    r"Beginning flow run '[^']+' for flow '(?P<flow>[^']+)'$",
     re.MULTILINE,
 )
 
@@ -14,6 +15,8 @@ FLOW_BEGIN = re.compile(
 def task_done(run_name: str) -> re.Pattern[str]:
     """The line of task run `run_name` finishing Completed."""
     return re.compile(
-        r"^\d\d:\d\d:\d\d\.\d{3} \| INFO    \| Task run " + re.escape(repr(run_name)) + r" - Finished in state Completed\(\)$",
+        r"^\d\d:\d\d:\d\d\.\d{3} \| INFO    \| Task run "
+        + re.escape(repr(run_name))
+        + r" - Finished in state Completed\(\)$",
         re.MULTILINE,
     )

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from ferroflow import _core, flow, task
+from ferroflow import flow, task
 from ferroflow.task_runners import ThreadPoolTaskRunner
 
 WARNING_LINE = re.compile(

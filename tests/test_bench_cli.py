@@ -210,7 +210,10 @@ def test_plot_is_written_or_skipped_cleanly(tmp_path):
 
 
 def test_import_ferroflow_does_not_load_the_command():
-    code = "import ferroflow, sys; print([m for m in sys.modules if m.startswith(('ferroflow.bench', 'ferroflow.__main__'))])"
+    code = (
+        "import ferroflow, sys; "
+        "print([m for m in sys.modules if m.startswith(('ferroflow.bench', 'ferroflow.__main__'))])"
+    )
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=30)
     assert done.stdout.strip() == "[]", done.stderr
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 
-from run_lines import FLOW_BEGIN, task_done
-
 import pytest
+
+from run_lines import FLOW_BEGIN, task_done
 
 FLOW_DONE = re.compile(
     r"^\d\d:\d\d:\d\d\.\d{3} \| INFO    \| Flow run '[^']+' - Finished in state Completed\(\)$",

@@ -46,9 +46,9 @@ def test_direct_call_raises_the_users_exception(kind):
     [
         # The flow engine's "Encountered exception during execution: {exc!r}" line must
         # format safely (ferroflow.utilities.text.safe_repr): _flow_engine.py.
-        pytest.param(Unprintable, marks=pytest.mark.xfail(strict=True, reason="_flow_engine formats the exception")),
+        Unprintable,
         NoStr,
-        pytest.param(NoRepr, marks=pytest.mark.xfail(strict=True, reason="_flow_engine formats the exception")),
+        NoRepr,
     ],
 )
 def test_direct_call_in_a_flow_raises_the_users_exception(kind):

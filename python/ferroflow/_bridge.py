@@ -23,6 +23,7 @@ from ferroflow import _core
 from ferroflow._prints import enable_print_capture
 from ferroflow.context import FlowRunContext
 from ferroflow.logging import get_logger
+from ferroflow.utilities.text import safe_repr
 
 __all__ = [
     "ClaimedRun",
@@ -131,7 +132,7 @@ def crash(run: ClaimedRun, exc: BaseException) -> None:
     try:
         run.crash(exc)
     except BaseException as error:  # it ended meanwhile: say so, never raise here
-        get_logger().error(f"Could not end a task run Crashed after {exc!r}: {error!r}")
+        get_logger().error(f"Could not end a task run Crashed after {safe_repr(exc)}: {safe_repr(error)}")
 
 
 def begin_exit() -> None:

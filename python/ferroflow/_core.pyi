@@ -1,9 +1,10 @@
 """Stub of ferroflow's compiled module (rust/ferroflow-py)."""
 
-from typing import Any, Callable, Generator, Generic, Iterable, Iterator, Sequence, TypeVar, final, overload
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar, final, overload
+from uuid import UUID
 
 from typing_extensions import Self
-from uuid import UUID
 
 from ferroflow.states import State
 
@@ -13,20 +14,20 @@ _T = TypeVar("_T")
 __version__: str
 __all__ = [
     "AsyncRun",
-    "TaskSpec",
-    "Engine",
     "Completions",
-    "PrefectFutureListIterator",
+    "Engine",
     "PrefectConcurrentFuture",
     "PrefectFutureList",
-    "current_run",
+    "PrefectFutureListIterator",
+    "TaskSpec",
+    "__version__",
     "after_fork_in_child",
+    "begin_exit",
     "contains_futures",
+    "current_run",
     "futures_in",
     "replace_futures",
-    "begin_exit",
     "shut_down_engines_at_exit",
-    "__version__",
 ]
 
 @final
@@ -133,7 +134,11 @@ class Engine:
         release_unread: bool = False,
     ) -> Self: ...
     def submit(
-        self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None, wait_for: Iterable[Any] | None = None
+        self,
+        spec: TaskSpec,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None = None,
+        wait_for: Iterable[Any] | None = None,
     ) -> PrefectConcurrentFuture: ...
     def call(
         self,

@@ -22,6 +22,7 @@ from ferroflow._naming import generate_slug
 from ferroflow.context import FlowRun, FlowRunContext
 from ferroflow.futures import resolve_futures_to_results, resolve_futures_to_states, wait
 from ferroflow.logging import flow_run_logger, get_logger
+from ferroflow.utilities.text import safe_repr
 
 # `flow` below is a `ferroflow.flows.Flow`: that module sits above this one and calls it.
 
@@ -74,7 +75,7 @@ class _FlowRun:
 
     def failed_attempt(self, exc: Exception) -> bool:
         """Logs a failed call of the flow function; returns whether to call it again."""
-        self.logger.error(f"Encountered exception during execution: {exc!r}", exc_info=exc)
+        self.logger.error(f"Encountered exception during execution: {safe_repr(exc)}", exc_info=exc)
         if self.context.flow_run.run_count > self.flow.retries:
             return False
         self.logger.info(

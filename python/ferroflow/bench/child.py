@@ -81,7 +81,7 @@ def wrong_result(got: Any, expected: Any) -> str | None:
     if isinstance(got, list) and isinstance(expected, list):
         if len(got) != len(expected):
             return f"wrong result: {len(got)} items instead of {len(expected)}"
-        index = next(i for i, (g, e) in enumerate(zip(got, expected)) if g != e)
+        index = next(i for i, (g, e) in enumerate(zip(got, expected, strict=True)) if g != e)
         return f"wrong result: item {index} is {got[index]!r:.40}, expected {expected[index]!r:.40}"
     return f"wrong result: {got!r:.60}, expected {expected!r:.60}"
 

@@ -33,7 +33,9 @@ CHILD_ENV = {"FERROFLOW_LOGGING_LEVEL": "WARNING", "PREFECT_LOGGING_LEVEL": "WAR
 _BOOTSTRAP = """\
 import importlib.util, os, sys
 init = sys.argv.pop(1)
-spec = importlib.util.spec_from_file_location("_ferroflow_bench", init, submodule_search_locations=[os.path.dirname(init)])
+spec = importlib.util.spec_from_file_location(
+    "_ferroflow_bench", init, submodule_search_locations=[os.path.dirname(init)]
+)
 package = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = package
 spec.loader.exec_module(package)

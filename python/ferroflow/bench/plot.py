@@ -29,11 +29,11 @@ def write(cells: list[Cell], path: str) -> str:
     if not workloads:
         return f"--plot: no workload was measured at several sizes; {path} not written"
     figure, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 4.5), squeeze=False)
-    for ax, workload in zip(axes[0], workloads):
+    for ax, workload in zip(axes[0], workloads, strict=True):
         mine = [c for c in measured if c.workload == workload]
         for system in dict.fromkeys(c.system for c in mine):
             points = sorted((c.size, c.us_per_task) for c in mine if c.system == system)
-            ax.loglog(*zip(*points), marker="o", label=system)
+            ax.loglog(*zip(*points, strict=True), marker="o", label=system)
         ax.set_title(workload)
         ax.set_xlabel("N")
         ax.set_ylabel("µs per task run")

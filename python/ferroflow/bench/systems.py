@@ -76,7 +76,8 @@ PEERS = (
     System(
         "dask",
         "dask_client:session",
-        f"dask.distributed Client(LocalCluster(processes=False, n_workers=1, threads_per_worker={_CPUS})), client.map/submit/gather",
+        "dask.distributed Client(LocalCluster(processes=False, n_workers=1, "
+        f"threads_per_worker={_CPUS})), client.map/submit/gather",
         distribution="distributed",
         module="dask.distributed",
         not_applicable=_NO_FLOWS,
@@ -92,7 +93,8 @@ PEERS = (
     System(
         "prefect",
         "flow_api:prefect_session",
-        "the same flow code, `from prefect import ...`; its temporary API server is started by a warm-up flow, outside the timing",
+        "the same flow code, `from prefect import ...`; its temporary API server is started by a warm-up flow, "
+        "outside the timing",
         distribution="prefect",
         module="prefect",
     ),

@@ -63,7 +63,8 @@ def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
     lines = []
     for row in rows:
         fields = [
-            text.ljust(w) if i in _TEXT_COLUMNS else text.rjust(w) for i, (text, w) in enumerate(zip(row, widths))
+            text.ljust(w) if i in _TEXT_COLUMNS else text.rjust(w)
+            for i, (text, w) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(fields).rstrip())
     return lines
@@ -94,7 +95,8 @@ def _header(report: Report) -> list[str]:
             f"ferroflow bench: {plural(settings['rounds'], 'round')}, systems interleaved in each, medians; "
             "each run in a fresh interpreter, timed inside it"
         ),
-        f"{env['implementation']} {env['python']} on {env['platform']}, {env['cpu_count']} CPUs; children run with {children}",
+        f"{env['implementation']} {env['python']} on {env['platform']}, {env['cpu_count']} CPUs; "
+        f"children run with {children}",
         "systems:",
     ]
     width = max(len(f"{s['name']} {s['version'] or ''}") for s in report.systems)

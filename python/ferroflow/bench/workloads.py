@@ -100,7 +100,8 @@ WORKLOADS: dict[str, Workload] = {
         ),
         Workload(
             "sleep_fanout",
-            f"N tasks sleeping {NAP_SECONDS * 1000:.0f} ms on {SLEEP_FANOUT_WORKERS} workers; efficiency = ideal / actual",
+            f"N tasks sleeping {NAP_SECONDS * 1000:.0f} ms on {SLEEP_FANOUT_WORKERS} workers; "
+            "efficiency = ideal / actual",
             sizes=(200,),
             quick_sizes=(200,),
             expected=lambda n: list(range(n)),

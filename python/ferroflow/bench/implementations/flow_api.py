@@ -8,10 +8,11 @@ with `workers=None` that is either library's default runner, as with a bare `@fl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import import_module
 from types import SimpleNamespace
+from typing import Any
 
 from ..workloads import inc, nap, total
 
@@ -19,7 +20,10 @@ from ..workloads import inc, nap, total
 def define_flows(root: str, workers: int | None) -> SimpleNamespace:
     """The workloads' flows, written with the API imported from `root`."""
     api = import_module(root)
-    flow, task = api.flow, api.task
+    # Either library's `flow`, typed as the decorator factory it is (the module is found
+    # at run time, so its own annotations are not seen here).
+    flow: Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]] = api.flow
+    task = api.task
     wait = import_module(f"{root}.futures").wait
     runner = import_module(f"{root}.task_runners").ThreadPoolTaskRunner(max_workers=workers)
     inc_task, total_task, nap_task = task(inc), task(total), task(nap)
