@@ -87,7 +87,7 @@ def test_print_keeps_its_meaning(monkeypatch, started):
     with pytest.raises(TypeError, match="sep must be None or a string"):
         print("a", sep=3)
     # print's own error, whose wording depends on the Python version
-    with pytest.raises(TypeError, match="(invalid|unexpected) keyword argument"):
+    with pytest.raises(TypeError, match=r"(invalid|unexpected) keyword argument"):
         print("a", color=True)
     with pytest.raises(AttributeError):
         print("a", file=object())
