@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 _ADJECTIVES = (
     "amber", "ancient", "bold", "brave", "bright", "calm", "celestial", "cheerful", "clever", "cosmic",
     "crimson", "curious", "daring", "dazzling", "eager", "electric", "emerald", "fearless", "fierce", "gentle",
@@ -25,4 +23,6 @@ _ANIMALS = (
 
 
 def generate_slug() -> str:
+    import random  # here, not at import: `import ferroflow` stays fast
+
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}"

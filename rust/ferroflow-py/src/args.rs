@@ -118,6 +118,9 @@ pub(crate) fn walk<'py, V: Visit<'py>>(root: &Bound<'py, PyAny>, visit: &mut V) 
     if is_leaf(root) {
         return Ok(root.clone());
     }
+    if let Some(done) = walk_flat(root, visit)? {
+        return Ok(done);
+    }
     let mut seen = Seen::default();
     let mut stack: Vec<Frame<'py>> = Vec::new();
     let mut step = meet(root, false, visit, &mut seen)?;
@@ -147,6 +150,67 @@ pub(crate) fn walk<'py, V: Visit<'py>>(root: &Bound<'py, PyAny>, visit: &mut V) 
             Step::Done(finish::<V>(frame, &mut seen)?)
         };
     }
+}
+
+/// The walk of a call's usual arguments: a tuple or list none of whose items is a
+/// container or an annotation (`(future, 3)`). It cannot hold a cycle, so it needs no
+/// stack and no record of containers met: no allocation but the copy. `None` for
+/// anything else.
+fn walk_flat<'py, V: Visit<'py>>(root: &Bound<'py, PyAny>, visit: &mut V) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if let Ok(tuple) = root.cast_exact::<PyTuple>() {
+        walk_flat_items(root, || tuple.iter(), visit)
+    } else if let Ok(list) = root.cast_exact::<PyList>() {
+        walk_flat_items(root, || list.iter(), visit)
+    } else {
+        Ok(None)
+    }
+}
+
+fn walk_flat_items<'py, V: Visit<'py>, I: Iterator<Item = Bound<'py, PyAny>>>(
+    root: &Bound<'py, PyAny>,
+    items: impl Fn() -> I,
+    visit: &mut V,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if !items().all(|item| is_flat(&item)) {
+        return Ok(None);
+    }
+    let mut replaced = Vec::new();
+    for item in items() {
+        let done = if let Ok(future) = item.cast::<PyFuture>() {
+            visit.future(future, false)?
+        } else if let Ok(list) = item.cast::<PyFutureList>() {
+            visit.future_list(list, false)?
+        } else {
+            item
+        };
+        if visit.finished() {
+            return Ok(Some(root.clone()));
+        }
+        if V::REBUILD {
+            replaced.push(done);
+        }
+    }
+    if !V::REBUILD {
+        return Ok(Some(root.clone()));
+    }
+    Ok(Some(if root.is_exact_instance_of::<PyTuple>() {
+        PyTuple::new(root.py(), replaced)?.into_any()
+    } else {
+        PyList::new(root.py(), replaced)?.into_any()
+    }))
+}
+
+/// An item [`walk_flat`] can take as it is: it holds nothing to walk into.
+fn is_flat(item: &Bound<'_, PyAny>) -> bool {
+    is_leaf(item)
+        || item.is_instance_of::<PyFuture>()
+        || item.is_instance_of::<PyFutureList>()
+        || !(item.is_instance_of::<PyTuple>()
+            || item.is_instance_of::<PyList>()
+            || item.is_instance_of::<PyDict>()
+            || item.is_instance_of::<PySet>()
+            || item.is_instance_of::<PyFrozenSet>()
+            || is_dataclass_instance(item))
 }
 
 /// Classifies a value the walk meets: a future, an annotation or a container to enter,

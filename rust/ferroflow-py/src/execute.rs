@@ -32,7 +32,7 @@ impl Executor for PyExecutor {
                     .and_then(|h| h.finished_lines_enabled.call0(py)?.extract::<bool>(py))
                     .unwrap_or(true),
                 handed_off: Vec::new(),
-                contexts: Vec::new(),
+                map_context: None,
             };
             while let Some(job) = batch.next_job() {
                 // Coroutine runs go to the event loop together: once per stretch of them
@@ -118,25 +118,33 @@ struct Stretch {
     log_lines: bool,
     /// Coroutine runs to hand to the event loop.
     handed_off: Vec<Py<AsyncRun>>,
-    /// This batch's copy of each submitter context met so far (by plan), as its bound
-    /// `run` method: runs of one map share a copy within a batch; threads never share one
-    /// (a context can be entered by one thread at a time).
-    contexts: Vec<(*const CallPlan, Py<PyAny>)>,
+    /// `Context.run` of this batch's copy of the last map's submitter context met (a
+    /// map's runs come in stretches): the runs of a map share one context, which two
+    /// threads may not enter at once, so each batch enters a copy of its own.
+    map_context: Option<(*const CallPlan, Py<PyAny>)>,
 }
 
 impl Stretch {
-    /// `Context.run` of this batch's copy of the run's submitter context, if it has one.
+    /// `Context.run` of the context the run executes in, if it has one: its submitter's
+    /// (a submit's is already a copy of its own; a map's is copied per batch).
     fn context_for<'py>(&mut self, py: Python<'py>, plan: &Arc<CallPlan>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let Some(context) = &plan.context else {
             return Ok(None);
         };
-        let key = Arc::as_ptr(plan);
-        if let Some((_, run)) = self.contexts.iter().find(|(k, _)| *k == key) {
-            return Ok(Some(run.bind(py).clone()));
+        if !plan.is_map() {
+            return context.bind(py).getattr(pyo3::intern!(py, "run")).map(Some);
         }
-        let copy = context.bind(py).call_method0(pyo3::intern!(py, "copy"))?;
-        let run = copy.getattr(pyo3::intern!(py, "run"))?;
-        self.contexts.push((key, run.clone().unbind()));
+        let key = Arc::as_ptr(plan);
+        if let Some((last, run)) = &self.map_context {
+            if *last == key {
+                return Ok(Some(run.bind(py).clone()));
+            }
+        }
+        let run = context
+            .bind(py)
+            .call_method0(pyo3::intern!(py, "copy"))?
+            .getattr(pyo3::intern!(py, "run"))?;
+        self.map_context = Some((key, run.clone().unbind()));
         Ok(Some(run))
     }
 }

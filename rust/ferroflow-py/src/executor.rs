@@ -3,7 +3,7 @@
 //! executes is in `execute.rs`; this module is the bottom of the crate's dependencies.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use ferroflow_core::Shared;
@@ -36,13 +36,13 @@ impl PyExecutor {
             uuid_seed,
             link: Mutex::new(Some(link)),
             returned_states: AtomicBool::new(false),
-            pid: std::process::id(),
+            pid: this_process(),
         }
     }
 
     /// Whether this engine was made in a parent of this process (before an `os.fork()`).
     pub(crate) fn is_from_parent_process(&self) -> bool {
-        self.pid != std::process::id()
+        self.pid != this_process()
     }
 
     /// Refuses any use of an engine made before a fork (see [`Self::is_from_parent_process`]).
@@ -96,6 +96,26 @@ impl PyExecutor {
     pub(crate) fn may_hold_returned_states(&self) -> bool {
         self.returned_states.load(Ordering::Acquire)
     }
+}
+
+/// This process's id, read once and again in a forked child (`note_fork`): asking the
+/// kernel on every submit and wait cost a system call each.
+static PROCESS: AtomicU32 = AtomicU32::new(0);
+
+fn this_process() -> u32 {
+    match PROCESS.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            PROCESS.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+/// Called in a forked child, before anything else runs there.
+pub(crate) fn note_fork() {
+    PROCESS.store(std::process::id(), Ordering::Relaxed);
 }
 
 /// What an engine knows of the runner that owns it.

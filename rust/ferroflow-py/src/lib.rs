@@ -80,6 +80,7 @@ mod _core {
     /// Call in a forked child: worker threads did not survive the fork.
     #[pyfunction]
     fn after_fork_in_child() {
+        crate::executor::note_fork();
         ferroflow_core::after_fork_in_child();
     }
 
