@@ -8,6 +8,7 @@ otherwise dominate the cost of a `.submit()`.
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from ferroflow.exceptions import (
     ReservedArgumentError,
 )
 from ferroflow.utilities.annotations import allow_failure, opaque, quote, unmapped
+from ferroflow.utilities.callables import BOUND, bind_method
 from ferroflow.utilities.text import safe_repr
 
 if TYPE_CHECKING:
@@ -88,6 +90,20 @@ class Signature:
             else:
                 args.append(value)
         return tuple(args), kwargs
+
+
+def bound_copy(decorated: Any, instance: Any, owner: Any, owner_kind: str) -> Any:
+    """A `Task` or `Flow` read through a class or an instance: itself, or a copy whose
+    function is bound (to the instance; for a classmethod, to the class), as Prefect 3
+    binds them like methods. `owner_kind` ("task" or "flow") names it in errors."""
+    bound_fn = bind_method(decorated.fn, decorated._method_kind, instance, owner)
+    if bound_fn is None:
+        return decorated
+    bound = copy.copy(decorated)
+    bound.fn = bound_fn
+    bound._method_kind = BOUND
+    bound._signature = Signature(bound_fn, owner_kind)
+    return bound
 
 
 # Mapped inputs the engine reads by index as they are (they cannot change meanwhile).

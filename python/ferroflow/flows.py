@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from ferroflow._arguments import Signature
+from ferroflow._arguments import Signature, bound_copy
 from ferroflow._flow_engine import call_async_flow, run_flow
 from ferroflow._prints import enable_print_capture
 from ferroflow.exceptions import InvalidNameError
 from ferroflow.task_runners import TaskRunner, ThreadPoolTaskRunner
 from ferroflow.tasks import _reject_unsupported
 from ferroflow.utilities.annotations import NotSet
-from ferroflow.utilities.callables import BOUND, bind_method, copy_metadata, rewrap_method, unwrap_method
+from ferroflow.utilities.callables import copy_metadata, rewrap_method, unwrap_method
 
 __all__ = ["Flow", "flow"]
 
@@ -144,13 +143,7 @@ class Flow(Generic[P, R]):
     def __get__(self, instance: Any, owner: Any = None) -> Flow[P, R]:
         """A flow defined on a class binds like a method (also as a classmethod or
         staticmethod), as in Prefect 3."""
-        bound_fn = bind_method(self.fn, self._method_kind, instance, owner)
-        if bound_fn is None:
-            return self
-        bound = copy.copy(self)
-        bound.fn = bound_fn
-        bound._method_kind = BOUND
-        bound._signature = Signature(bound_fn, "flow")
+        bound: Flow[P, R] = bound_copy(self, instance, owner, "flow")
         return bound
 
     def with_options(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ferroflow import _core
-from ferroflow._arguments import Signature, split_map
+from ferroflow._arguments import Signature, bound_copy, split_map
 from ferroflow.context import FlowRunContext, current_tags
 from ferroflow.task_runners import current_runner
 from ferroflow.utilities.annotations import NotSet
-from ferroflow.utilities.callables import BOUND, bind_method, copy_metadata, rewrap_method, unwrap_method
+from ferroflow.utilities.callables import copy_metadata, rewrap_method, unwrap_method
 
 __all__ = ["Task", "exponential_backoff", "task"]
 
@@ -270,14 +269,9 @@ class Task(Generic[P, R]):
         """A task defined on a class binds like a method: to the instance, or for a
         classmethod to the class (read on the class or an instance); a staticmethod, or
         a method read on its class, is the task itself."""
-        bound_fn = bind_method(self.fn, self._method_kind, instance, owner)
-        if bound_fn is None:
-            return self
-        bound = copy.copy(self)
-        bound.fn = bound_fn
-        bound._method_kind = BOUND
-        bound._signature = Signature(bound.fn, "task")
-        bound._spec = bound._make_spec()
+        bound: Task[P, R] = bound_copy(self, instance, owner, "task")
+        if bound is not self:
+            bound._spec = bound._make_spec()
         return bound
 
     def with_options(
