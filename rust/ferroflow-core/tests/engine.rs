@@ -258,15 +258,51 @@ fn wait_with_deadline_returns_false_in_time() {
                 "help={help}: {took:?}"
             );
             assert_eq!(
-                e.wait_range(run..run + 1, deadline(50), help, false),
+                e.wait_range(&mut (run..run + 1), deadline(50), help, false),
                 Ok(WaitAll::TimedOut)
             );
-            assert_eq!(e.wait_all(&[run], deadline(50), help, false), Ok(WaitAll::TimedOut));
+            assert_eq!(
+                e.wait_all(&mut &[run][..], deadline(50), help, false),
+                Ok(WaitAll::TimedOut)
+            );
             assert!(!e.wait_idle(deadline(50), help));
             gate.open();
             assert_eq!(e.wait(run, deadline(10_000), help), Ok(true));
             assert_eq!(e.wait(run, deadline(0), help), Ok(true), "a final run needs no time");
         }
+    });
+}
+
+#[test]
+fn a_timed_out_wait_leaves_only_the_runs_not_yet_final() {
+    within(|| {
+        let engine = engine(2);
+        let e = engine.shared();
+        let (mut gate, blocked) = Gate::new(2);
+        let range = submit_many(e, vec![Task::sum(0), Task::sum(1), blocked, Task::sum(3)]);
+        gate.wait_started();
+        for done in [0, 1, 3] {
+            assert_eq!(e.wait(done, deadline(10_000), false), Ok(true));
+        }
+        let mut remaining = range.clone();
+        assert_eq!(
+            e.wait_range(&mut remaining, deadline(20), false, false),
+            Ok(WaitAll::TimedOut)
+        );
+        assert_eq!(remaining, 2..4, "runs 0 and 1 are final, run 2 is not");
+        let mut listed = &[3, 0, 2, 1][..];
+        assert_eq!(
+            e.wait_all(&mut listed, deadline(20), false, false),
+            Ok(WaitAll::TimedOut)
+        );
+        assert_eq!(listed, &[2, 1][..], "3 and 0 were final when 2 was reached");
+        gate.open();
+        assert_eq!(
+            e.wait_range(&mut remaining, deadline(10_000), false, false),
+            Ok(WaitAll::AllFinal)
+        );
+        assert!(remaining.is_empty());
+        check_invariants(e);
     });
 }
 
@@ -291,24 +327,24 @@ fn wait_range_stop_on_failure_returns_early() {
         first.wait_started();
         last.wait_started();
         assert_eq!(
-            e.wait_range(range.clone(), deadline(10_000), false, true),
+            e.wait_range(&mut range.clone(), deadline(10_000), false, true),
             Ok(WaitAll::Failed(1))
         );
         assert_eq!(e.state(0), Some(RunState::Running), "run 0 still running");
         assert_eq!(e.state(2), Some(RunState::Running), "run 2 still running");
         // Already failed before the wait begins: found at once too.
         assert_eq!(
-            e.wait_range(range.clone(), deadline(10_000), true, true),
+            e.wait_range(&mut range.clone(), deadline(10_000), true, true),
             Ok(WaitAll::Failed(1))
         );
         first.open();
         last.open();
         assert_eq!(
-            e.wait_range(range.clone(), deadline(10_000), true, false),
+            e.wait_range(&mut range.clone(), deadline(10_000), true, false),
             Ok(WaitAll::AllFinal)
         );
         assert_eq!(
-            e.wait_range(range, deadline(10_000), true, true),
+            e.wait_range(&mut range.clone(), deadline(10_000), true, true),
             Ok(WaitAll::Failed(1))
         );
         check_invariants(e);
@@ -325,14 +361,14 @@ fn wait_all_in_any_order() {
         shuffled.reverse();
         shuffled.swap(3, 11);
         assert_eq!(
-            e.wait_all(&shuffled, deadline(10_000), false, false),
+            e.wait_all(&mut &shuffled[..], deadline(10_000), false, false),
             Ok(WaitAll::AllFinal)
         );
         for &run in &runs {
             assert!(e.state(run).unwrap().is_final());
         }
         assert_eq!(
-            e.wait_all(&[runs[5], runs[2]], deadline(10_000), true, true),
+            e.wait_all(&mut &[runs[5], runs[2]][..], deadline(10_000), true, true),
             Ok(WaitAll::AllFinal)
         );
         assert!(e.wait_idle(deadline(10_000), false));
@@ -357,7 +393,7 @@ fn wait_all_stop_on_failure_ignores_runs_not_waited_for() {
             std::thread::sleep(Duration::from_millis(50));
             gate.open();
         });
-        let got = e.wait_all(&[a, b], deadline(10_000), false, true);
+        let got = e.wait_all(&mut &[a, b][..], deadline(10_000), false, true);
         opener.join().unwrap();
         assert_eq!(
             got,
@@ -373,8 +409,8 @@ fn wait_all_of_nothing_is_all_final() {
         let engine = engine(1);
         let e = engine.shared();
         submit(e, Task::sum(1));
-        assert_eq!(e.wait_range(0..0, None, true, true), Ok(WaitAll::AllFinal));
-        assert_eq!(e.wait_all(&[], None, true, true), Ok(WaitAll::AllFinal));
+        assert_eq!(e.wait_range(&mut (0..0), None, true, true), Ok(WaitAll::AllFinal));
+        assert_eq!(e.wait_all(&mut &[][..], None, true, true), Ok(WaitAll::AllFinal));
     });
 }
 
@@ -709,7 +745,7 @@ fn a_waiting_run_helps_instead_of_deadlocking_a_single_worker() {
                 assert_eq!(ctx.engine.wait(inner, deadline(10_000), true), Ok(true));
                 let many = submit_many(ctx.engine, (0..100).map(|_| Task::sum(1)).collect());
                 assert_eq!(
-                    ctx.engine.wait_range(many, deadline(10_000), true, false),
+                    ctx.engine.wait_range(&mut many.clone(), deadline(10_000), true, false),
                     Ok(WaitAll::AllFinal)
                 );
                 value_of(ctx.engine, inner)
@@ -731,7 +767,7 @@ fn tree(ctx: &Ctx<'_>, depth: u32) -> Value {
         .map(|_| submit(ctx.engine, Task::call(move |c| tree(c, depth - 1))))
         .collect();
     assert_eq!(
-        ctx.engine.wait_all(&kids, deadline(15_000), true, false),
+        ctx.engine.wait_all(&mut &kids[..], deadline(15_000), true, false),
         Ok(WaitAll::AllFinal)
     );
     Ok(kids.iter().map(|&k| value_of(ctx.engine, k).unwrap()).sum())
@@ -776,7 +812,7 @@ fn helping_waiter_does_not_hold_back_runs_its_current_run_waits_on() {
                 ],
             );
             assert_eq!(
-                e.wait_range(range, deadline(10_000), true, false),
+                e.wait_range(&mut range.clone(), deadline(10_000), true, false),
                 Ok(WaitAll::AllFinal),
                 "workers={workers}"
             );
@@ -832,7 +868,7 @@ fn sequential_engine_waited_from_another_thread() {
         let e2 = Arc::clone(&e);
         let helper = std::thread::spawn(move || {
             assert_eq!(
-                e2.wait_range(range, deadline(10_000), true, false),
+                e2.wait_range(&mut range.clone(), deadline(10_000), true, false),
                 Ok(WaitAll::AllFinal)
             );
             std::thread::current().id()
@@ -884,7 +920,7 @@ fn a_panicking_run_does_not_strand_the_queue() {
         assert!(e.wait(range.start, deadline(10_000), false).unwrap());
         assert_eq!(final_of(e, range.start), Final::Crashed);
         assert_eq!(
-            e.wait_range(range.clone(), deadline(3_000), false, false),
+            e.wait_range(&mut range.clone(), deadline(3_000), false, false),
             Ok(WaitAll::AllFinal),
             "runs queued behind the panic never ran (workers alive: {})",
             e.workers()
@@ -927,11 +963,11 @@ fn waiting_on_itself_is_refused() {
                         Err(EngineError::WaitsOnItself(ctx.run))
                     );
                     assert_eq!(
-                        ctx.engine.wait_all(&[ctx.run], None, true, false),
+                        ctx.engine.wait_all(&mut &[ctx.run][..], None, true, false),
                         Err(EngineError::WaitsOnItself(ctx.run))
                     );
                     assert_eq!(
-                        ctx.engine.wait_range(ctx.run..ctx.run + 1, None, false, false),
+                        ctx.engine.wait_range(&mut (ctx.run..ctx.run + 1), None, false, false),
                         Err(EngineError::WaitsOnItself(ctx.run))
                     );
                     Ok(1)
@@ -1050,11 +1086,11 @@ fn unknown_runs_are_refused() {
         assert_eq!(e.len(), 1, "a refused submit registers nothing");
         assert_eq!(e.wait(77, None, true), Err(EngineError::UnknownRun(77)));
         assert!(matches!(
-            e.wait_range(0..78, None, true, false),
+            e.wait_range(&mut (0..78), None, true, false),
             Err(EngineError::UnknownRun(_))
         ));
         assert!(matches!(
-            e.wait_all(&[known, 77], None, true, false),
+            e.wait_all(&mut &[known, 77][..], None, true, false),
             Err(EngineError::UnknownRun(_))
         ));
         assert_eq!(e.state(77), None);
@@ -1078,7 +1114,7 @@ fn a_hundred_thousand_runs_in_one_submit_many() {
         let range = submit_many(e, (0..n).map(Task::sum).collect());
         assert_eq!(range, first + 1..first + 1 + n as u32, "one contiguous range");
         assert_eq!(
-            e.wait_range(range.clone(), deadline(15_000), true, false),
+            e.wait_range(&mut range.clone(), deadline(15_000), true, false),
             Ok(WaitAll::AllFinal)
         );
         assert!(e.wait_idle(deadline(10_000), false));
@@ -1098,7 +1134,7 @@ fn a_map_over_a_map() {
         let first = submit_many(e, (0..n).map(|i| Task::sum(i64::from(i))).collect());
         let second = submit_many(e, (0..n).map(|i| Task::sum(1).after(&[first.start + i])).collect());
         assert_eq!(
-            e.wait_range(second.clone(), deadline(15_000), true, true),
+            e.wait_range(&mut second.clone(), deadline(15_000), true, true),
             Ok(WaitAll::AllFinal)
         );
         for i in 0..n {
@@ -1118,8 +1154,8 @@ fn sleeping_runs_grow_the_pool_to_max_workers() {
         let e = engine.shared();
         let start = Instant::now();
         let range = submit_many(e, (0..40).map(|i| Task::sleep(50, i)).collect());
-        let mut peak = 0;
-        while e.wait_range(range.clone(), deadline(5), false, false) != Ok(WaitAll::AllFinal) {
+        let (mut peak, mut remaining) = (0, range.clone());
+        while e.wait_range(&mut remaining, deadline(5), false, false) != Ok(WaitAll::AllFinal) {
             peak = peak.max(e.workers());
             assert!(start.elapsed() < Duration::from_secs(10));
         }
@@ -1149,7 +1185,7 @@ fn a_helping_waiter_does_not_serialise_sleeping_runs() {
         let start = Instant::now();
         let range = submit_many(e, (0..40).map(|i| Task::sleep(50, i)).collect());
         assert_eq!(
-            e.wait_range(range, deadline(10_000), true, false),
+            e.wait_range(&mut range.clone(), deadline(10_000), true, false),
             Ok(WaitAll::AllFinal)
         );
         let took = start.elapsed();
@@ -1164,7 +1200,7 @@ fn a_helping_waiter_does_not_serialise_sleeping_runs() {
             Task::call(|ctx| {
                 let range = submit_many(ctx.engine, (0..40).map(|i| Task::sleep(50, i)).collect());
                 assert_eq!(
-                    ctx.engine.wait_range(range, deadline(10_000), true, false),
+                    ctx.engine.wait_range(&mut range.clone(), deadline(10_000), true, false),
                     Ok(WaitAll::AllFinal)
                 );
                 Ok(0)
@@ -1197,7 +1233,7 @@ fn trivial_runs_stay_on_few_workers() {
             let e = engine.shared();
             let range = submit_many(e, (0..100_000).map(Task::sum).collect());
             let mut peak = 0;
-            while e.wait_range(range.clone(), deadline(2), false, false) != Ok(WaitAll::AllFinal) {
+            while e.wait_range(&mut range.clone(), deadline(2), false, false) != Ok(WaitAll::AllFinal) {
                 peak = peak.max(e.workers());
             }
             peak = peak.max(e.workers());
@@ -1285,10 +1321,12 @@ fn a_subflow_task_waiting_on_a_queued_parent_map_does_not_deadlock() {
                 let s = subflow.shared();
                 let waiter = submit(
                     s,
-                    Task::call(move |_| match p.wait_range(map.clone(), deadline(3_000), true, false) {
-                        Ok(WaitAll::AllFinal) => Ok(map.map(|run| value_of(&p, run).unwrap()).sum()),
-                        other => Err(format!("the parent's map never ran: {other:?}")),
-                    }),
+                    Task::call(
+                        move |_| match p.wait_range(&mut map.clone(), deadline(3_000), true, false) {
+                            Ok(WaitAll::AllFinal) => Ok(map.map(|run| value_of(&p, run).unwrap()).sum()),
+                            other => Err(format!("the parent's map never ran: {other:?}")),
+                        },
+                    ),
                 );
                 assert_eq!(s.wait(waiter, deadline(5_000), true), Ok(true));
                 value_of(s, waiter)
@@ -1315,7 +1353,7 @@ fn deferred_runs_count_against_max_workers() {
             let start = Instant::now();
             let range = submit_many(e, (0..50).map(|i| Task::deferred_sleep(10, i)).collect());
             assert_eq!(
-                e.wait_range(range.clone(), deadline(15_000), false, false),
+                e.wait_range(&mut range.clone(), deadline(15_000), false, false),
                 Ok(WaitAll::AllFinal)
             );
             let took = start.elapsed();
@@ -1502,7 +1540,7 @@ fn waiters_on_a_run_do_not_wait_for_its_callbacks() {
         entered.recv_timeout(DEADLOCK).expect("the callback never ran");
         assert_eq!(e.wait(run, deadline(5_000), false), Ok(true));
         assert_eq!(
-            e.wait_range(run..run + 1, deadline(5_000), false, true),
+            e.wait_range(&mut (run..run + 1), deadline(5_000), false, true),
             Ok(WaitAll::AllFinal)
         );
         assert!(!e.wait_idle(deadline(100), false), "the callback still runs");

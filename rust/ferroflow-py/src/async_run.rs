@@ -124,7 +124,7 @@ impl AsyncRun {
         let job = self.take()?;
         let started = job
             .payload
-            .arguments(py)
+            .arguments(py, None)
             .and_then(|(args, kwargs)| job.payload.plan.spec.get().func.bind(py).call(args, kwargs.as_ref()));
         *lock(&self.job) = Some(job);
         started

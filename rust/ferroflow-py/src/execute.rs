@@ -7,7 +7,6 @@ use ferroflow_core::{Batch, Disposition, Executor, Final, Job, RunId};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyTuple;
 
 use crate::async_run::AsyncRun;
 use crate::current;
@@ -205,17 +204,16 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
 /// it has one; an eager coroutine is driven to its end here.
 fn call_function<'py>(py: Python<'py>, call: &Call, body: Body, stretch: &mut Stretch) -> PyResult<Bound<'py, PyAny>> {
     let spec = call.plan.spec.get();
-    let (args, kwargs) = call.arguments(py)?;
     let in_context = stretch.context_for(py, &call.plan)?;
     let func = spec.func.bind(py);
     let called = match &in_context {
-        None => func.call(args, kwargs.as_ref())?,
+        None => {
+            let (args, kwargs) = call.arguments(py, None)?;
+            func.call(args, kwargs.as_ref())?
+        }
         Some(run) => {
-            let mut with_func: smallvec::SmallVec<[Bound<'py, PyAny>; 4]> = smallvec::SmallVec::new();
-            with_func.push(func.clone());
-            with_func.extend(args.iter());
-            let run_args = PyTuple::new(py, with_func)?;
-            run.call(run_args, kwargs.as_ref())?
+            let (args, kwargs) = call.arguments(py, Some(func))?;
+            run.call(args, kwargs.as_ref())?
         }
     };
     match body {

@@ -8,6 +8,7 @@ use std::time::Instant;
 use ferroflow_core::Final;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyRange, PyString, PyTuple};
+use smallvec::SmallVec;
 
 use crate::args::resolve;
 use crate::current::RunIdentity;
@@ -250,50 +251,56 @@ impl Call {
         let Some(custom) = spec.custom_name.as_ref() else {
             return Ok(None);
         };
-        let (args, kwargs) = self.arguments(py)?;
+        let (args, kwargs) = self.arguments(py, None)?;
         let name = hooks(py)?.run_name.call1(py, (&spec.task, custom, args, kwargs))?;
         Ok(Some(name.extract::<String>(py)?))
     }
 
-    /// The positional and keyword arguments of this run, futures replaced by values.
+    /// The positional and keyword arguments of this run, futures replaced by values,
+    /// with `leading` first if given (the function, for a call through `Context.run`:
+    /// one tuple per run instead of two).
     pub(crate) fn arguments<'py>(
         &self,
         py: Python<'py>,
+        leading: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
         let plan = &*self.plan;
         let fixed = plan.args.bind(py);
         let mut kwargs = plan.kwargs.as_ref().map(|k| k.bind(py).clone());
-        if plan.mapped.is_empty() && !plan.resolve_fixed {
+        if plan.mapped.is_empty() && !plan.resolve_fixed && leading.is_none() {
             return Ok((fixed.clone(), kwargs));
         }
         // The common map, `task.map(xs)`: the run's own value is the only argument.
         if plan.only_item_is_argument {
-            let value = plan.mapped_value(py, 0, self.index)?;
-            return Ok((PyTuple::new(py, [resolve(&value)?])?, kwargs));
+            let value = resolve(&plan.mapped_value(py, 0, self.index)?)?;
+            let args = match leading {
+                None => PyTuple::new(py, [value])?,
+                Some(first) => PyTuple::new(py, [first.clone(), value])?,
+            };
+            return Ok((args, kwargs));
         }
-        let mut args: Vec<Bound<'py, PyAny>> = fixed.iter().collect();
+        let skip = usize::from(leading.is_some());
+        let mut args: SmallVec<[Bound<'py, PyAny>; 4]> = leading.cloned().into_iter().chain(fixed.iter()).collect();
         if plan.resolve_fixed {
-            for arg in &mut args {
+            for arg in &mut args[skip..] {
                 *arg = resolve(arg)?;
             }
             if let Some(k) = &kwargs {
                 kwargs = Some(resolve(k.as_any())?.cast_into::<PyDict>()?);
             }
         }
-        {
-            for (position, slot) in plan.mapped.iter().enumerate() {
-                let value = resolve(&plan.mapped_value(py, position, self.index)?)?;
-                match slot {
-                    ArgSlot::Position(i) => args[*i] = value,
-                    ArgSlot::Keyword(name) => {
-                        let dict = match &kwargs {
-                            Some(k) if !plan.resolve_fixed => k.copy()?,
-                            Some(k) => k.clone(),
-                            None => PyDict::new(py),
-                        };
-                        dict.set_item(name.bind(py), value)?;
-                        kwargs = Some(dict);
-                    }
+        for (position, slot) in plan.mapped.iter().enumerate() {
+            let value = resolve(&plan.mapped_value(py, position, self.index)?)?;
+            match slot {
+                ArgSlot::Position(i) => args[skip + *i] = value,
+                ArgSlot::Keyword(name) => {
+                    let dict = match &kwargs {
+                        Some(k) if !plan.resolve_fixed => k.copy()?,
+                        Some(k) => k.clone(),
+                        None => PyDict::new(py),
+                    };
+                    dict.set_item(name.bind(py), value)?;
+                    kwargs = Some(dict);
                 }
             }
         }
