@@ -240,3 +240,25 @@ def test_a_failing_run_is_reported_with_its_error():
     run = run_child("no_such_workload", 10, "bare loop", 1, timeout=30)
     assert run.status == "failed" and run.seconds is None
     assert run.detail.startswith("failed (exit 1): KeyError") and "Traceback" in run.stderr
+
+
+def test_import_times_load_compiled_bytecode_from_a_cache_of_their_own(monkeypatch):
+    """Under PYTHONDONTWRITEBYTECODE an editable install is recompiled by every import:
+    the measurement first writes bytecode into its own cache, then times loading it."""
+    from ferroflow.bench import measure
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    runs: list[tuple[str, dict[str, str]]] = []
+
+    def run(command, *, env, **_kwargs):
+        runs.append((command[-1], env))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(measure.subprocess, "run", run)
+    seconds = measure.import_seconds(["json"], repeats=2)
+    assert set(seconds) == {"json"}
+    assert [code for code, _env in runs] == ["pass", "import json"] * 3
+    caches = {env["PYTHONPYCACHEPREFIX"] for _code, env in runs}
+    assert len(caches) == 1, "every run shares one bytecode cache"
+    assert not any("PYTHONDONTWRITEBYTECODE" in env for _code, env in runs), "the first runs write it"
+    assert not Path(caches.pop()).exists(), "the cache is removed afterwards"

@@ -97,22 +97,34 @@ def run_child(workload: str, size: int, system: str, round_: int, timeout: float
     return measured(status="wrong result" if error else OK, detail=error, **report)
 
 
-def _timed_python(code: str) -> float | None:
+def _timed_python(code: str, env: dict[str, str]) -> float | None:
     """Wall time of a fresh `python -c code`; None if it fails."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, env=_child_env())
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, env=env)
     return time.perf_counter() - started if done.returncode == 0 else None
 
 
 def import_seconds(modules: list[str], repeats: int) -> dict[str, float | None]:
     """Each module's import time: the median wall time of `python -c "import M"` minus
-    that of `python -c pass`, fresh interpreters, interleaved; None if it fails to import."""
-    empty: list[float | None] = []
-    samples: dict[str, list[float | None]] = {module: [] for module in modules}
-    for _ in range(repeats):
-        empty.append(_timed_python("pass"))
-        for module in modules:
-            samples[module].append(_timed_python(f"import {module}"))
+    that of `python -c pass`, fresh interpreters, interleaved; None if it fails to import.
+
+    Every module is imported once first with bytecode writing on, into a cache of this
+    measurement's own: the timed imports then load compiled bytecode, as they do from an
+    installed wheel (pip compiles it) or on any second import. Without that, a package
+    installed in editable mode under PYTHONDONTWRITEBYTECODE is compiled on every import
+    and its figure is mostly the compiler's.
+    """
+    with tempfile.TemporaryDirectory(prefix="ferroflow-bench-pycache-") as cache:
+        env = {**_child_env(), "PYTHONPYCACHEPREFIX": cache}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        for code in ["pass", *(f"import {module}" for module in modules)]:
+            _timed_python(code, env)
+        empty: list[float | None] = []
+        samples: dict[str, list[float | None]] = {module: [] for module in modules}
+        for _ in range(repeats):
+            empty.append(_timed_python("pass", env))
+            for module in modules:
+                samples[module].append(_timed_python(f"import {module}", env))
     floor = statistics.median(t for t in empty if t is not None)
     seconds: dict[str, float | None] = {}
     for module, times in samples.items():
