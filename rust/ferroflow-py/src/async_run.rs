@@ -75,7 +75,7 @@ impl AsyncRun {
         let Some(job) = lock(&self.job).take() else {
             return; // already ended
         };
-        let name = job.payload.plan.run_name(job.payload.index());
+        let name = job.payload.plan().run_name(job.payload.index());
         report_failed_end(py, &self.engine, &job.payload, &name, Final::Crashed, exception);
         self.engine
             .finish_claimed(job.run, Final::Crashed, RunValue::new(Some(exception.clone().unbind())));
@@ -101,7 +101,7 @@ impl AsyncRun {
         let name = job
             .payload
             .run_name(py)
-            .unwrap_or_else(|_| job.payload.plan.run_name(job.payload.index()));
+            .unwrap_or_else(|_| job.payload.plan().run_name(job.payload.index()));
         match after_failure(py, &self.engine, &job.payload, job.attempt, exception, &name) {
             AfterFailure::Retry(delay) => {
                 self.engine.retry_claimed(job.run, RunState::AwaitingRetry);
@@ -125,7 +125,7 @@ impl AsyncRun {
         let started = job
             .payload
             .arguments(py, None)
-            .and_then(|(args, kwargs)| job.payload.plan.spec.get().func.bind(py).call(args, kwargs.as_ref()));
+            .and_then(|(args, kwargs)| job.payload.plan().spec.get().func.bind(py).call(args, kwargs.as_ref()));
         *lock(&self.job) = Some(job);
         started
     }
@@ -140,7 +140,7 @@ impl AsyncRun {
                 let name = || {
                     job.payload
                         .run_name(py)
-                        .unwrap_or_else(|_| job.payload.plan.run_name(job.payload.index()))
+                        .unwrap_or_else(|_| job.payload.plan().run_name(job.payload.index()))
                 };
                 report_completed(py, &self.engine, &job.payload, name, &value, log_lines);
                 self.engine
@@ -210,7 +210,7 @@ impl AsyncRun {
     #[getter]
     fn context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let job = self.take()?;
-        let context = job.payload.plan.context.as_ref().map(|c| c.clone_ref(py));
+        let context = job.payload.plan().context.as_ref().map(|c| c.clone_ref(py));
         *lock(&self.job) = Some(job);
         Ok(context)
     }
@@ -223,7 +223,7 @@ impl AsyncRun {
         let identity = name.map(|name| {
             (
                 name,
-                job.payload.plan.spec.get().task.clone_ref(py),
+                job.payload.plan().spec.get().task.clone_ref(py),
                 self.engine.executor().context(py),
             )
         });
@@ -252,7 +252,7 @@ impl Drop for AsyncRun {
                 .into_value(py)
                 .into_bound(py)
                 .into_any();
-            let name = job.payload.plan.run_name(job.payload.index());
+            let name = job.payload.plan().run_name(job.payload.index());
             report_failed_end(py, engine, &job.payload, &name, Final::Crashed, &exception);
             engine.finish_claimed(job.run, Final::Crashed, RunValue::new(Some(exception.unbind())));
         });

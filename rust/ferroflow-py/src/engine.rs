@@ -36,8 +36,9 @@ const MAP_PIECE: usize = 8192;
 /// The runs of a map whose items cannot hold futures (a range's ints) for `indices`: each
 /// with the fixed dependencies only. Needs no Python.
 fn plain_piece(plan: &Arc<CallPlan>, fixed_deps: &SmallVec<[Dep; 2]>, indices: Range<usize>) -> PyResult<Piece> {
+    let piece = plan.piece();
     indices
-        .map(|index| Ok((plan.call(run_count(index)?), fixed_deps.clone())))
+        .map(|index| Ok((piece.call(run_count(index)?), fixed_deps.clone())))
         .collect()
 }
 
@@ -55,6 +56,7 @@ impl PyEngine {
         indices: Range<usize>,
     ) -> PyResult<Piece> {
         let shared = self.shared();
+        let piece = plan.piece();
         let mut runs = Vec::with_capacity(indices.len());
         for index in indices {
             let position = run_count(index)?;
@@ -65,7 +67,7 @@ impl PyEngine {
                     dedup_deps(&mut deps);
                 }
             }
-            runs.push((plan.call(position), deps));
+            runs.push((piece.call(position), deps));
         }
         Ok(runs)
     }

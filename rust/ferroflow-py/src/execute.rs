@@ -36,7 +36,7 @@ impl Executor for PyExecutor {
             while let Some(job) = batch.next_job() {
                 // Coroutine runs go to the event loop together: once per stretch of them
                 // in the batch, before any other job runs (a slow sync run must not hold them).
-                if job.payload.plan.spec.get().body != Body::Coroutine {
+                if job.payload.plan().spec.get().body != Body::Coroutine {
                     self.hand_over(py, &mut stretch.handed_off);
                 }
                 match job.disposition {
@@ -151,7 +151,7 @@ impl Stretch {
 fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, stretch: &mut Stretch) {
     let engine = batch.engine();
     let call = &job.payload;
-    let spec = call.plan.spec.get();
+    let spec = call.plan().spec.get();
     if spec.body == Body::Coroutine {
         // It may suspend: it runs as an asyncio task on the flow run's event loop, which
         // ends it; the batch hands it over with the others at its end.
@@ -167,7 +167,7 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
         return;
     }
     let outcome = call.custom_name(py).map(|custom_name| {
-        let _executing = current::enter(engine, &*call.plan, job.run, call.index(), custom_name.clone());
+        let _executing = current::enter(engine, &**call.plan(), job.run, call.index(), custom_name.clone());
         let returned = call_function(py, call, spec.body, stretch);
         (custom_name, returned)
     });
@@ -177,7 +177,11 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
         Err(err) => (None, Err(err)),
     };
     // Named only when a line is written: a map's completed runs never are.
-    let name = || custom_name.clone().unwrap_or_else(|| call.plan.run_name(call.index()));
+    let name = || {
+        custom_name
+            .clone()
+            .unwrap_or_else(|| call.plan().run_name(call.index()))
+    };
     let (exception, recorded) = match called.and_then(|value| returned(py, engine, value)) {
         Ok(Returned::Completed(value)) => {
             report_completed(py, engine, call, name, &value, stretch.log_lines);
@@ -203,8 +207,8 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
 /// Calls the task's function with the run's arguments, in the submitter's context when
 /// it has one; an eager coroutine is driven to its end here.
 fn call_function<'py>(py: Python<'py>, call: &Call, body: Body, stretch: &mut Stretch) -> PyResult<Bound<'py, PyAny>> {
-    let spec = call.plan.spec.get();
-    let in_context = stretch.context_for(py, &call.plan)?;
+    let spec = call.plan().spec.get();
+    let in_context = stretch.context_for(py, call.plan())?;
     let func = spec.func.bind(py);
     let called = match &in_context {
         None => {

@@ -166,9 +166,34 @@ impl MappedSource {
 
 /// One run's payload: its plan, and its index in it (0 for a submit).
 pub struct Call {
-    pub(crate) plan: Arc<CallPlan>,
+    owner: Owner,
     /// The run's place in its map: its values and its name follow from it.
     index: u32,
+}
+
+/// How a run holds its plan.
+enum Owner {
+    /// A submit or a direct call: the plan itself.
+    Plan(Arc<CallPlan>),
+    /// A run of a map, through the map's piece it was registered in.
+    Piece(Arc<MapPiece>),
+}
+
+/// The plan, as the runs of one piece of a map hold it. A piece has a reference count of
+/// its own, on cache lines of its own: the thread registering a map's next piece counts
+/// up its runs' references while a worker, executing an earlier piece, counts down
+/// another. Sharing the plan's one count, those two threads wrote the same cache line
+/// for every run (measured: about 4% of a 10^6 map, in `lock xadd` and `lock xsub`).
+#[repr(align(128))]
+pub(crate) struct MapPiece(Arc<CallPlan>);
+
+impl MapPiece {
+    pub(crate) fn call(self: &Arc<Self>, index: u32) -> Call {
+        Call {
+            owner: Owner::Piece(Arc::clone(self)),
+            index,
+        }
+    }
 }
 
 impl CallPlan {
@@ -206,9 +231,14 @@ impl CallPlan {
 
     pub(crate) fn call(self: &Arc<Self>, index: u32) -> Call {
         Call {
-            plan: Arc::clone(self),
+            owner: Owner::Plan(Arc::clone(self)),
             index,
         }
+    }
+
+    /// A new piece of this map, whose runs share one reference count (see `MapPiece`).
+    pub(crate) fn piece(self: &Arc<Self>) -> Arc<MapPiece> {
+        Arc::new(MapPiece(Arc::clone(self)))
     }
 
     pub(crate) fn sources(&self) -> &[MappedSource] {
@@ -235,6 +265,13 @@ impl CallPlan {
 }
 
 impl Call {
+    pub(crate) fn plan(&self) -> &Arc<CallPlan> {
+        match &self.owner {
+            Owner::Plan(plan) => plan,
+            Owner::Piece(piece) => &piece.0,
+        }
+    }
+
     pub(crate) fn index(&self) -> u32 {
         self.index
     }
@@ -242,12 +279,14 @@ impl Call {
     /// The run's name in log lines: a custom `task_run_name`, or the plan's naming.
     /// Fails when the task's `task_run_name` fails (the run then fails with that error).
     pub(crate) fn run_name(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(self.custom_name(py)?.unwrap_or_else(|| self.plan.run_name(self.index)))
+        Ok(self
+            .custom_name(py)?
+            .unwrap_or_else(|| self.plan().run_name(self.index)))
     }
 
     /// The custom `task_run_name` of this run, if the task has one.
     pub(crate) fn custom_name(&self, py: Python<'_>) -> PyResult<Option<String>> {
-        let spec = self.plan.spec.get();
+        let spec = self.plan().spec.get();
         let Some(custom) = spec.custom_name.as_ref() else {
             return Ok(None);
         };
@@ -264,7 +303,7 @@ impl Call {
         py: Python<'py>,
         leading: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
-        let plan = &*self.plan;
+        let plan = &**self.plan();
         let fixed = plan.args.bind(py);
         let mut kwargs = plan.kwargs.as_ref().map(|k| k.bind(py).clone());
         if plan.mapped.is_empty() && !plan.resolve_fixed && leading.is_none() {

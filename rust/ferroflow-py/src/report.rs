@@ -49,13 +49,13 @@ pub(crate) fn returned<'py>(py: Python<'py>, engine: &CoreShared, value: Bound<'
 /// Counts the run in its map's summary (writing the summary line when it is the last);
 /// returns whether this run gets a line of its own.
 pub(crate) fn tally(py: Python<'_>, engine: &CoreShared, call: &Call, state: Final) -> bool {
-    let Some(tally) = &call.plan.tally else {
+    let Some(tally) = &call.plan().tally else {
         return true;
     };
     let own_line = state != Final::Completed && state != Final::Cached && tally.may_log_one();
     if let Some(counts) = tally.count(state) {
         let elapsed = tally.started().elapsed().as_secs_f64();
-        let spec = call.plan.spec.get();
+        let spec = call.plan().spec.get();
         if let Err(err) = hooks(py).and_then(|h| {
             h.map_finished
                 .call1(py, (engine.executor().context(py), &spec.task, counts, elapsed))
@@ -76,7 +76,7 @@ pub(crate) fn report_completed(
     value: &Bound<'_, PyAny>,
     log_lines: bool,
 ) {
-    let own_line = tally(py, engine, call, Final::Completed) && !call.plan.is_map();
+    let own_line = tally(py, engine, call, Final::Completed) && !call.plan().is_map();
     if own_line && log_lines {
         report_finished(py, engine, call, &name(), Final::Completed, Some(value), None);
     }
@@ -101,7 +101,7 @@ pub(crate) fn after_failure(
     exception: &Bound<'_, PyAny>,
     name: &str,
 ) -> AfterFailure {
-    let spec = call.plan.spec.get();
+    let spec = call.plan().spec.get();
     let is_error = exception.is_instance_of::<PyException>();
     let retry = is_error && attempt < spec.retries;
     let delay = retry.then(|| spec.retry_delay(attempt));
@@ -157,7 +157,7 @@ pub(crate) fn report_unrun(
     let upstream_id = upstream.and_then(|run| run_uuid(py, engine, run).map_err(|err| report_hook_error(py, err)).ok());
     if tally(py, engine, call, state) {
         // A run that never executes is named without its custom name's hook failing it.
-        let name = call.run_name(py).unwrap_or_else(|_| call.plan.run_name(call.index()));
+        let name = call.run_name(py).unwrap_or_else(|_| call.plan().run_name(call.index()));
         report_finished(py, engine, call, &name, state, None, upstream_id.as_ref());
     }
     RunValue::new(upstream_id)
@@ -177,7 +177,7 @@ fn report_finished(
             py,
             (
                 engine.executor().context(py),
-                &call.plan.spec.get().task,
+                &call.plan().spec.get().task,
                 name,
                 state.state().name(),
                 value,
