@@ -135,7 +135,7 @@ impl PyEngine {
         };
         let plan = Self::plan(spec, args, kwargs, resolve_fixed, naming, None);
         self.shared()
-            .submit_inline(plan.call(0), &deps)
+            .submit_inline(plan.into_call(), &deps)
             .map_err(|err| engine_error(err, self.shared().id()))
     }
 
@@ -146,8 +146,8 @@ impl PyEngine {
         resolve_fixed: bool,
         naming: Naming,
         context: Option<Py<PyAny>>,
-    ) -> Arc<CallPlan> {
-        Arc::new(CallPlan::new(
+    ) -> CallPlan {
+        CallPlan::new(
             spec.py(),
             spec.clone().unbind(),
             args.clone().unbind(),
@@ -158,7 +158,7 @@ impl PyEngine {
             naming,
             None,
             context,
-        ))
+        )
     }
 }
 
@@ -265,7 +265,7 @@ impl PyEngine {
             Some(context),
         );
         let run = shared
-            .submit(plan.call(0), &deps)
+            .submit(plan.into_call(), &deps)
             .map_err(|err| engine_error(err, shared.id()))?;
         let future = PyFuture::adopt(Arc::clone(shared), run);
         if draining() {

@@ -119,23 +119,23 @@ struct Stretch {
     handed_off: Vec<Py<AsyncRun>>,
     /// `Context.run` of this batch's copy of the last map's submitter context met (a
     /// map's runs come in stretches): the runs of a map share one context, which two
-    /// threads may not enter at once, so each batch enters a copy of its own.
-    map_context: Option<(*const CallPlan, Py<PyAny>)>,
+    /// threads may not enter at once, so each batch enters a copy of its own. The map's
+    /// plan is held, so that its address cannot be reused by another map meanwhile.
+    map_context: Option<(Arc<CallPlan>, Py<PyAny>)>,
 }
 
 impl Stretch {
     /// `Context.run` of the context the run executes in, if it has one: its submitter's
     /// (a submit's is already a copy of its own; a map's is copied per batch).
-    fn context_for<'py>(&mut self, py: Python<'py>, plan: &Arc<CallPlan>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(context) = &plan.context else {
+    fn context_for<'py>(&mut self, py: Python<'py>, call: &Call) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(context) = &call.plan().context else {
             return Ok(None);
         };
-        if !plan.is_map() {
+        let Some(map_plan) = call.map_plan() else {
             return context.bind(py).getattr(pyo3::intern!(py, "run")).map(Some);
-        }
-        let key = Arc::as_ptr(plan);
+        };
         if let Some((last, run)) = &self.map_context {
-            if *last == key {
+            if Arc::ptr_eq(last, map_plan) {
                 return Ok(Some(run.bind(py).clone()));
             }
         }
@@ -143,7 +143,7 @@ impl Stretch {
             .bind(py)
             .call_method0(pyo3::intern!(py, "copy"))?
             .getattr(pyo3::intern!(py, "run"))?;
-        self.map_context = Some((key, run.clone().unbind()));
+        self.map_context = Some((Arc::clone(map_plan), run.clone().unbind()));
         Ok(Some(run))
     }
 }
@@ -167,7 +167,7 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
         return;
     }
     let outcome = call.custom_name(py).map(|custom_name| {
-        let _executing = current::enter(engine, &**call.plan(), job.run, call.index(), custom_name.clone());
+        let _executing = current::enter(engine, call.plan(), job.run, call.index(), custom_name.clone());
         let returned = call_function(py, call, spec.body, stretch);
         (custom_name, returned)
     });
@@ -208,7 +208,7 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
 /// it has one; an eager coroutine is driven to its end here.
 fn call_function<'py>(py: Python<'py>, call: &Call, body: Body, stretch: &mut Stretch) -> PyResult<Bound<'py, PyAny>> {
     let spec = call.plan().spec.get();
-    let in_context = stretch.context_for(py, call.plan())?;
+    let in_context = stretch.context_for(py, call)?;
     let func = spec.func.bind(py);
     let called = match &in_context {
         None => {

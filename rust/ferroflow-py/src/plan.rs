@@ -166,31 +166,27 @@ impl MappedSource {
 
 /// One run's payload: its plan, and its index in it (0 for a submit).
 pub struct Call {
-    owner: Owner,
+    share: Arc<PlanShare>,
     /// The run's place in its map: its values and its name follow from it.
     index: u32,
 }
 
-/// How a run holds its plan.
-enum Owner {
-    /// A submit or a direct call: the plan itself.
-    Plan(Arc<CallPlan>),
-    /// A run of a map, through the map's piece it was registered in.
-    Piece(Arc<MapPiece>),
+/// How runs hold their plan. A submit's run owns it. The runs of a map share it through
+/// the piece they were registered in, each piece with a reference count of its own: the
+/// thread registering a map's next piece counts up its runs' references while a worker,
+/// executing an earlier piece, counts down another's. With the plan's one count, those
+/// two threads wrote the same cache line for every run (measured: about 4% of a 10^6
+/// map, in `lock xadd` and `lock xsub`). A piece is as large as a plan, so two pieces'
+/// counts never share a line.
+pub(crate) enum PlanShare {
+    Own(CallPlan),
+    Piece(Arc<CallPlan>),
 }
 
-/// The plan, as the runs of one piece of a map hold it. A piece has a reference count of
-/// its own, on cache lines of its own: the thread registering a map's next piece counts
-/// up its runs' references while a worker, executing an earlier piece, counts down
-/// another. Sharing the plan's one count, those two threads wrote the same cache line
-/// for every run (measured: about 4% of a 10^6 map, in `lock xadd` and `lock xsub`).
-#[repr(align(128))]
-pub(crate) struct MapPiece(Arc<CallPlan>);
-
-impl MapPiece {
+impl PlanShare {
     pub(crate) fn call(self: &Arc<Self>, index: u32) -> Call {
         Call {
-            owner: Owner::Piece(Arc::clone(self)),
+            share: Arc::clone(self),
             index,
         }
     }
@@ -229,16 +225,17 @@ impl CallPlan {
         }
     }
 
-    pub(crate) fn call(self: &Arc<Self>, index: u32) -> Call {
+    /// The one run of a submit or a direct call.
+    pub(crate) fn into_call(self) -> Call {
         Call {
-            owner: Owner::Plan(Arc::clone(self)),
-            index,
+            share: Arc::new(PlanShare::Own(self)),
+            index: 0,
         }
     }
 
-    /// A new piece of this map, whose runs share one reference count (see `MapPiece`).
-    pub(crate) fn piece(self: &Arc<Self>) -> Arc<MapPiece> {
-        Arc::new(MapPiece(Arc::clone(self)))
+    /// A new piece of this map, whose runs share one reference count (see `PlanShare`).
+    pub(crate) fn piece(self: &Arc<Self>) -> Arc<PlanShare> {
+        Arc::new(PlanShare::Piece(Arc::clone(self)))
     }
 
     pub(crate) fn sources(&self) -> &[MappedSource] {
@@ -265,10 +262,18 @@ impl CallPlan {
 }
 
 impl Call {
-    pub(crate) fn plan(&self) -> &Arc<CallPlan> {
-        match &self.owner {
-            Owner::Plan(plan) => plan,
-            Owner::Piece(piece) => &piece.0,
+    /// The plan of the map this run belongs to (`None` for a submit's or a direct call's).
+    pub(crate) fn map_plan(&self) -> Option<&Arc<CallPlan>> {
+        match &*self.share {
+            PlanShare::Own(_) => None,
+            PlanShare::Piece(plan) => Some(plan),
+        }
+    }
+
+    pub(crate) fn plan(&self) -> &CallPlan {
+        match &*self.share {
+            PlanShare::Own(plan) => plan,
+            PlanShare::Piece(plan) => plan,
         }
     }
 
@@ -303,7 +308,7 @@ impl Call {
         py: Python<'py>,
         leading: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
-        let plan = &**self.plan();
+        let plan = self.plan();
         let fixed = plan.args.bind(py);
         let mut kwargs = plan.kwargs.as_ref().map(|k| k.bind(py).clone());
         if plan.mapped.is_empty() && !plan.resolve_fixed && leading.is_none() {
