@@ -171,12 +171,29 @@ fn walk_flat_items<'py, V: Visit<'py>, I: Iterator<Item = Bound<'py, PyAny>>>(
     items: impl Fn() -> I,
     visit: &mut V,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    if !items().all(|item| is_flat(&item)) {
+    let mut only_leaves = true;
+    let flat = items().all(|item| {
+        is_leaf(&item) || {
+            only_leaves = false;
+            is_flat(&item)
+        }
+    });
+    if !flat {
         return Ok(None);
+    }
+    if only_leaves && !V::REBUILD {
+        return Ok(Some(root.clone())); // nothing to visit
     }
     let mut replaced = Vec::new();
     for item in items() {
-        let done = if let Ok(future) = item.cast::<PyFuture>() {
+        // Most items are plain values: exact-type checks only, before the subclass checks
+        // (a flow returning a million ints is walked for futures at its end).
+        let done = if is_leaf(&item) {
+            if !V::REBUILD {
+                continue;
+            }
+            item
+        } else if let Ok(future) = item.cast::<PyFuture>() {
             visit.future(future, false)?
         } else if let Ok(list) = item.cast::<PyFutureList>() {
             visit.future_list(list, false)?
