@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -186,27 +187,35 @@ def test_no_subcommand_exits_2_with_usage():
     assert "usage: ferroflow" in done.stderr and "{bench}" in done.stderr
 
 
-def test_plot_is_written_or_skipped_cleanly(tmp_path):
+def test_plot_is_written(tmp_path):
+    pytest.importorskip("matplotlib")
     path = tmp_path / "bench.png"
     done = bench(
-        "--only",
-        "trivial_map",
-        "--sizes",
-        "10,100",
-        "--rounds",
-        "1",
-        "--import-repeats",
-        "0",
-        "--peers",
-        "",
-        "--plot",
-        str(path),
-    )
+        "--only", "trivial_map", "--sizes", "10,100", "--rounds", "1", "--import-repeats", "0", "--peers", "",
+        "--plot", str(path),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    if importlib.util.find_spec("matplotlib") is None:
-        assert "--plot needs matplotlib" in done.stderr and not path.exists()
-    else:
-        assert path.stat().st_size > 0
+    assert path.stat().st_size > 0
+
+
+def test_plot_without_matplotlib_fails_before_measuring(tmp_path):
+    hidden = tmp_path / "hidden" / "matplotlib"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    path = tmp_path / "bench.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "ferroflow", "bench", "--only", "trivial_map", "--peers", "", "--plot", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(hidden.parent)},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--plot needs matplotlib" in done.stderr and "pip install" in done.stderr
+    assert "round" not in done.stderr, "nothing was measured"
+    assert not path.exists()
 
 
 def test_import_ferroflow_does_not_load_the_command():

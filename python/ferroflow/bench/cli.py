@@ -162,10 +162,9 @@ def run(args: argparse.Namespace) -> int:
     from .table import render
 
     started = time.perf_counter()
-    plot_path = args.plot
-    if plot_path and not plot.available():
+    if args.plot and not plot.available():
         print(plot.MISSING, file=sys.stderr)
-        plot_path = None
+        return 2
     asked = _asked_systems(args)
     versions = {system.name: system.version() for system in asked}
     installed = [system for system in asked if versions[system.name]]
@@ -215,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             with open(args.json, "w") as out:
                 out.write(report.to_json() + "\n")
-    if plot_path:
-        print(plot.write(cells, plot_path), file=sys.stderr)
+    if args.plot:
+        print(plot.write(cells, args.plot), file=sys.stderr)
     progress.note("done")
     return 0

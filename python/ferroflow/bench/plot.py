@@ -4,15 +4,22 @@ panel per workload measured at several sizes. matplotlib is optional
 
 from __future__ import annotations
 
-import importlib.util
-
 from .results import OK, Cell
 
-MISSING = "--plot needs matplotlib, which is not installed (pip install 'ferroflow[plot]'); no plot will be written"
+MISSING = (
+    "ferroflow bench: error: --plot needs matplotlib, which cannot be imported here: "
+    "pip install matplotlib (or, from a checkout, pip install '.[plot]')"
+)
 
 
 def available() -> bool:
-    return importlib.util.find_spec("matplotlib") is not None
+    """Whether matplotlib imports: asked before anything is measured, so that a run of
+    minutes does not end without its plot."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def write(cells: list[Cell], path: str) -> str:
