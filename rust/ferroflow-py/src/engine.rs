@@ -33,52 +33,57 @@ pub struct PyEngine {
 /// Map runs built and registered together (the transient payloads of one piece).
 const MAP_PIECE: usize = 8192;
 
-/// The runs of a map whose items cannot hold futures (a range's ints) for `indices`: each
-/// with the fixed dependencies only. Needs no Python.
-fn plain_piece(plan: &Arc<CallPlan>, fixed_deps: &SmallVec<[Dep; 2]>, indices: Range<usize>) -> PyResult<Piece> {
-    let piece = plan.piece();
-    indices
-        .map(|index| Ok((piece.call(run_count(index)?), fixed_deps.clone())))
-        .collect()
-}
-
 /// The payloads and dependencies of one piece of a map.
 type Piece = Vec<(Call, SmallVec<[Dep; 2]>)>;
 
+/// The runs of a map for `indices`: each with the fixed dependencies, plus those
+/// `item_deps` adds for the run's position (the futures inside its items).
+fn build_piece(
+    plan: &Arc<CallPlan>,
+    fixed_deps: &SmallVec<[Dep; 2]>,
+    indices: Range<usize>,
+    mut item_deps: impl FnMut(u32, &mut SmallVec<[Dep; 2]>) -> PyResult<()>,
+) -> PyResult<Piece> {
+    let piece = plan.piece();
+    indices
+        .map(|index| {
+            let position = run_count(index)?;
+            let mut deps = fixed_deps.clone();
+            item_deps(position, &mut deps)?;
+            Ok((piece.call(position), deps))
+        })
+        .collect()
+}
+
 impl PyEngine {
-    /// The runs of a map for the items in `indices`: each item (or tuple of items, one
-    /// per iterable) with its dependencies, the fixed ones plus futures inside the item.
-    fn map_piece(
+    /// Adds the futures inside the items of the run at `position` (one item per mapped
+    /// iterable) to its dependencies.
+    fn item_deps(
         &self,
         py: Python<'_>,
-        plan: &Arc<CallPlan>,
-        fixed_deps: &SmallVec<[Dep; 2]>,
-        indices: Range<usize>,
-    ) -> PyResult<Piece> {
-        let shared = self.shared();
-        let piece = plan.piece();
-        let mut runs = Vec::with_capacity(indices.len());
-        for index in indices {
-            let position = run_count(index)?;
-            let mut deps: SmallVec<[Dep; 2]> = fixed_deps.clone();
-            for source in plan.sources().iter().filter(|source| source.may_hold_futures()) {
-                let item = source.item(py, position)?;
-                if collect_deps(&item, shared, &mut deps)? && deps.len() > fixed_deps.len() + 1 {
-                    dedup_deps(&mut deps);
-                }
+        plan: &CallPlan,
+        position: u32,
+        fixed: usize,
+        deps: &mut SmallVec<[Dep; 2]>,
+    ) -> PyResult<()> {
+        for source in plan.sources().iter().filter(|source| source.may_hold_futures()) {
+            let item = source.item(py, position)?;
+            if collect_deps(&item, self.shared(), deps)? && deps.len() > fixed + 1 {
+                dedup_deps(deps);
             }
-            runs.push((piece.call(position), deps));
         }
-        Ok(runs)
+        Ok(())
     }
 
-    /// Builds the runs of a map reserved at `range` piece by piece with `build`, and
-    /// registers each piece, so workers start on the first at once. On an error, returns
-    /// it with the first run left unregistered.
+    /// Builds the runs of a map reserved at `range` piece by piece (see [`build_piece`]),
+    /// and registers each piece, so workers start on the first at once. On an error,
+    /// returns it with the first run left unregistered.
     fn register_map(
         &self,
         range: &Range<RunId>,
-        mut build: impl FnMut(Range<usize>) -> PyResult<Piece>,
+        plan: &Arc<CallPlan>,
+        fixed_deps: &SmallVec<[Dep; 2]>,
+        mut item_deps: impl FnMut(u32, &mut SmallVec<[Dep; 2]>) -> PyResult<()>,
     ) -> Result<(), (RunId, PyErr)> {
         let shared = self.shared();
         let count = (range.end - range.start) as usize;
@@ -87,7 +92,7 @@ impl PyEngine {
             let end = count.min(start + MAP_PIECE);
             // Below `range.end`, so it fits.
             let first = range.start + RunId::try_from(start).unwrap_or(RunId::MAX);
-            build(start..end)
+            build_piece(plan, fixed_deps, start..end, &mut item_deps)
                 .and_then(|runs| {
                     shared
                         .register_reserved(first, runs)
@@ -387,14 +392,14 @@ impl PyEngine {
         // and no payload vector for the whole map is ever held.
         let range = shared.reserve(runs).map_err(|err| engine_error(err, shared.id()))?;
         let registered = if plan.sources().iter().any(MappedSource::may_hold_futures) {
-            self.register_map(&range, |indices| self.map_piece(py, &plan, &fixed_deps, indices))
+            self.register_map(&range, &plan, &fixed_deps, |position, deps| {
+                self.item_deps(py, &plan, position, fixed_deps.len(), deps)
+            })
         } else {
             // Nothing to look into: registering needs no Python, so it runs detached and
             // the workers execute the first pieces meanwhile (attached, it held them off
             // until the whole map was registered: a sixth of a 10^6 map's time).
-            detached(py, || {
-                self.register_map(&range, |indices| plain_piece(&plan, &fixed_deps, indices))
-            })
+            detached(py, || self.register_map(&range, &plan, &fixed_deps, |_, _| Ok(())))
         };
         if let Err((failed_at, err)) = registered {
             shared.release_reserved(failed_at..range.end);

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ferroflow_core::{RunId, RunState, WaitAll};
@@ -16,7 +16,6 @@ use crate::executor::CoreShared;
 use crate::future::PyFuture;
 use crate::gil::{attach_worker, deadline_after, wait_detached};
 use crate::hooks::{hooks, report_hook_error};
-use crate::sync::lock;
 
 /// What a future list holds: a map's contiguous range, or any futures.
 enum Members {
@@ -102,9 +101,8 @@ impl PyFutureList {
             Members::Range { shared, runs, .. } => {
                 shared.executor().check_same_process()?;
                 // The runs not yet seen final: each slice resumes where the last one stopped.
-                let remaining = Mutex::new(runs.clone());
+                let mut remaining = runs.clone();
                 let waited = wait_detached(py, shared.id(), deadline, |slice| {
-                    let mut remaining = lock(&remaining);
                     match shared.wait_range(&mut remaining, slice, help, stop_on_failure)? {
                         WaitAll::TimedOut => Ok(None),
                         other => Ok(Some(other)),

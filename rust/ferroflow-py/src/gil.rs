@@ -88,7 +88,7 @@ pub(crate) fn wait_detached<T: Send>(
     py: Python<'_>,
     engine_id: usize,
     deadline: Option<Instant>,
-    step: impl Fn(Option<Instant>) -> Result<Option<T>, EngineError> + Send + Sync,
+    mut step: impl FnMut(Option<Instant>) -> Result<Option<T>, EngineError> + Send,
 ) -> PyResult<Option<T>> {
     loop {
         let slice_end = Instant::now() + SIGNAL_SLICE;
