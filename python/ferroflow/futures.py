@@ -10,11 +10,14 @@ from __future__ import annotations
 import abc
 import collections.abc
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from types import GenericAlias
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
 
 from ferroflow._core import Completions, PrefectConcurrentFuture, PrefectFutureList, replace_futures
+
+if TYPE_CHECKING:
+    from ferroflow.states import State
 
 __all__ = [
     "DoneAndNotDoneFutures",
@@ -32,6 +35,7 @@ __all__ = [
 
 R = TypeVar("R")  # the run's result
 F = TypeVar("F")  # the wrapped future's type
+AnyFuture = TypeVar("AnyFuture", bound="PrefectFuture[Any]")  # what `wait` and `as_completed` give back
 
 
 class PrefectFuture(abc.ABC, Generic[R]):
@@ -44,7 +48,7 @@ class PrefectFuture(abc.ABC, Generic[R]):
 
     @property
     @abc.abstractmethod
-    def state(self) -> Any: ...
+    def state(self) -> State[R]: ...
 
     @abc.abstractmethod
     def wait(self, timeout: float | None = None) -> None: ...
@@ -54,6 +58,11 @@ class PrefectFuture(abc.ABC, Generic[R]):
 
     @abc.abstractmethod
     def add_done_callback(self, fn: Any) -> None: ...
+
+    if TYPE_CHECKING:
+        # ferroflow's futures can be awaited (`await add.submit(1, 2)` is the result);
+        # declared for the type checkers only, so Prefect's abstract class is unchanged.
+        def __await__(self) -> Generator[Any, None, R]: ...
 
 
 class PrefectTaskRunFuture(PrefectFuture[R]):
@@ -71,13 +80,20 @@ for _abc in (PrefectFuture, PrefectTaskRunFuture, PrefectWrappedFuture):
 collections.abc.Sequence.register(PrefectFutureList)
 
 
-class DoneAndNotDoneFutures(NamedTuple):
-    done: set
-    not_done: set
+if TYPE_CHECKING:
 
+    class DoneAndNotDoneFutures(NamedTuple, Generic[AnyFuture]):
+        done: set[AnyFuture]
+        not_done: set[AnyFuture]
 
-# `DoneAndNotDoneFutures[int]`, as Prefect's generic NamedTuple (which needs 3.11).
-DoneAndNotDoneFutures.__class_getitem__ = classmethod(GenericAlias)  # type: ignore[method-assign,assignment]
+else:
+    # A generic NamedTuple needs 3.11 at run time: on 3.10 the plain one, subscriptable
+    # (`DoneAndNotDoneFutures[PrefectFuture[int]]`) like Prefect's.
+    class DoneAndNotDoneFutures(NamedTuple):
+        done: set
+        not_done: set
+
+    DoneAndNotDoneFutures.__class_getitem__ = classmethod(GenericAlias)
 
 
 def _check_timeout(timeout: float | None) -> None:
@@ -85,7 +101,7 @@ def _check_timeout(timeout: float | None) -> None:
         raise ValueError(f"timeout must be non-negative, got {timeout}")
 
 
-def wait(futures: Iterable[PrefectFuture], timeout: float | None = None) -> DoneAndNotDoneFutures:
+def wait(futures: Iterable[AnyFuture], timeout: float | None = None) -> DoneAndNotDoneFutures[AnyFuture]:
     """Waits for the futures; returns which finished and which did not by `timeout`.
     Never raises on timeout."""
     _check_timeout(timeout)
@@ -111,7 +127,7 @@ class _AsCompletedTimeout(TimeoutError):
     """Raised by `as_completed` when futures are unfinished at its deadline."""
 
 
-def as_completed(futures: Iterable[PrefectFuture], timeout: float | None = None) -> Iterator[PrefectFuture]:
+def as_completed(futures: Iterable[AnyFuture], timeout: float | None = None) -> Iterator[AnyFuture]:
     """Yields the futures as they finish; those already final first."""
     _check_timeout(timeout)
     unique = list(dict.fromkeys(futures))
