@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from ferroflow._arguments import Signature, bound_copy
 from ferroflow._flow_engine import call_async_flow, run_flow
@@ -14,10 +14,14 @@ from ferroflow.tasks import _reject_unsupported
 from ferroflow.utilities.annotations import NotSet
 from ferroflow.utilities.callables import copy_metadata, rewrap_method, unwrap_method
 
+if TYPE_CHECKING:
+    from ferroflow.states import State
+
 __all__ = ["Flow", "flow"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
+P = ParamSpec("P")  # the flow's parameters
+R = TypeVar("R", covariant=True)  # what it returns (a task returning int is one returning object)
+T = TypeVar("T")  # what an async flow's coroutine returns
 
 _BANNED_NAME_CHARACTERS = ("/", "%", "&", ">", "<")
 
@@ -182,7 +186,30 @@ class Flow(Generic[P, R]):
         args, kwargs = self._signature.to_call(parameters)
         return self._signature.parameters(args, kwargs)
 
+    # What a type checker infers, as for tasks (see `Task.__call__`): a plain call is
+    # checked against the function's parameters, one with `return_state=` by its result.
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
     def __call__(
+        self: Flow[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[True],
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> Coroutine[Any, Any, State[T]]: ...
+    @overload
+    def __call__(
+        self, *args: Any, return_state: Literal[True], wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> State[R]: ...
+    @overload
+    def __call__(
+        self, *args: Any, return_state: Literal[False], wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> R: ...
+    @overload
+    def __call__(self, *args: Any, wait_for: Iterable[Any] | None, **kwargs: Any) -> R: ...
+
+    def __call__(  # type: ignore[misc]  # as Task.__call__'s
         self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
     ) -> Any:
         """Runs the flow: returns its result, or its final State with `return_state=True`.
@@ -201,7 +228,28 @@ class _FlowDecorator(Protocol):
 @overload
 def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
 @overload
-def flow(**options: Any) -> _FlowDecorator: ...
+def flow(
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    flow_run_name: str | Callable[[], str] | None = None,
+    retries: int | None = None,
+    retry_delay_seconds: float | None = None,
+    task_runner: TaskRunner | type[TaskRunner] | None = None,
+    description: str | None = None,
+    timeout_seconds: float | None = None,
+    validate_parameters: bool = True,
+    persist_result: bool | None = None,
+    result_storage: Any = None,
+    result_serializer: Any = None,
+    cache_result_in_memory: bool = True,
+    log_prints: bool | None = None,
+    on_completion: list[Callable[..., Any]] | None = None,
+    on_failure: list[Callable[..., Any]] | None = None,
+    on_cancellation: list[Callable[..., Any]] | None = None,
+    on_crashed: list[Callable[..., Any]] | None = None,
+    on_running: list[Callable[..., Any]] | None = None,
+) -> _FlowDecorator: ...
 
 
 def flow(__fn: Callable[P, R] | None = None, **options: Any) -> Any:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from ferroflow import _core
 from ferroflow._arguments import Signature, bound_copy, split_map
@@ -12,10 +12,17 @@ from ferroflow.task_runners import current_runner
 from ferroflow.utilities.annotations import NotSet
 from ferroflow.utilities.callables import copy_metadata, rewrap_method, unwrap_method
 
+if TYPE_CHECKING:
+    import datetime
+
+    from ferroflow.futures import PrefectFuture, PrefectFutureList
+    from ferroflow.states import State
+
 __all__ = ["Task", "exponential_backoff", "task"]
 
 P = ParamSpec("P")  # the task's parameters
-R = TypeVar("R")  # what it returns
+R = TypeVar("R", covariant=True)  # what it returns (a task returning int is one returning object)
+T = TypeVar("T")  # what an async task's coroutine returns
 
 #: Most retry delays a task may list (Prefect's bound).
 MAX_RETRY_DELAYS = 50
@@ -309,7 +316,31 @@ class Task(Generic[P, R]):
         if self.isgenerator:
             raise NotImplementedError(f"Task {self.name!r} is a generator; ferroflow does not run generator tasks yet")
 
+    # What a type checker infers. A plain call is checked against the function's
+    # parameters; mypy allows no keyword next to a parameter spec (PEP 612), so a call
+    # with `return_state=` or `wait_for=` is typed by its result only.
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
     def __call__(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[True],
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> Coroutine[Any, Any, State[T]]: ...
+    @overload
+    def __call__(
+        self, *args: Any, return_state: Literal[True], wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> State[R]: ...
+    @overload
+    def __call__(
+        self, *args: Any, return_state: Literal[False], wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> R: ...
+    @overload
+    def __call__(self, *args: Any, wait_for: Iterable[Any] | None, **kwargs: Any) -> R: ...
+
+    def __call__(  # type: ignore[misc]  # mypy: the spec's kwargs might hold `return_state=` of any type
         self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
     ) -> Any:
         """Runs the task now, in the calling thread, and returns its result (or its
@@ -332,7 +363,44 @@ class Task(Generic[P, R]):
             return future.state
         return future.result()
 
+    @overload
+    def submit(  # type: ignore[overload-overlap]  # a parameter named `return_state` is not a case to type
+        self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> PrefectFuture[T]: ...
+    @overload
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> PrefectFuture[R]: ...
+    @overload
     def submit(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[True],
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> State[T]: ...
+    @overload
+    def submit(
+        self, *args: Any, return_state: Literal[True], wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> State[R]: ...
+    @overload
+    def submit(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[False],
+        wait_for: Iterable[Any] | None = None,
+        **kwargs: Any,
+    ) -> PrefectFuture[T]: ...
+    @overload
+    def submit(
+        self, *args: Any, return_state: Literal[False], wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> PrefectFuture[R]: ...
+    @overload
+    def submit(
+        self: Task[P, Coroutine[Any, Any, T]], *args: Any, wait_for: Iterable[Any] | None, **kwargs: Any
+    ) -> PrefectFuture[T]: ...
+    @overload
+    def submit(self, *args: Any, wait_for: Iterable[Any] | None, **kwargs: Any) -> PrefectFuture[R]: ...
+
+    def submit(  # type: ignore[misc]  # as __call__'s
         self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None, **kwargs: Any
     ) -> Any:
         """Hands a run to the task runner and returns its future at once."""
@@ -344,6 +412,45 @@ class Task(Generic[P, R]):
             future.wait()
             return future.state
         return future
+
+    # A map's arguments are iterables of the parameters (or `unmapped`, `quote`, futures):
+    # not expressible with the parameter spec, so only the result is typed.
+    @overload
+    def map(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[False] = False,
+        wait_for: Iterable[Any] | None = None,
+        deferred: bool = False,
+        **kwargs: Any,
+    ) -> PrefectFutureList[T]: ...
+    @overload
+    def map(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[True],
+        wait_for: Iterable[Any] | None = None,
+        deferred: bool = False,
+        **kwargs: Any,
+    ) -> list[State[T]]: ...
+    @overload
+    def map(
+        self,
+        *args: Any,
+        return_state: Literal[False] = False,
+        wait_for: Iterable[Any] | None = None,
+        deferred: bool = False,
+        **kwargs: Any,
+    ) -> PrefectFutureList[R]: ...
+    @overload
+    def map(
+        self,
+        *args: Any,
+        return_state: Literal[True],
+        wait_for: Iterable[Any] | None = None,
+        deferred: bool = False,
+        **kwargs: Any,
+    ) -> list[State[R]]: ...
 
     def map(
         self,
@@ -365,10 +472,42 @@ class Task(Generic[P, R]):
         return futures
 
 
+class _TaskDecorator(Protocol):
+    """What `task(**options)` gives: a decorator generic over the function it gets."""
+
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
 @overload
 def task(__fn: Callable[P, R]) -> Task[P, R]: ...
 @overload
-def task(**options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def task(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    tags: Iterable[str] | None = None,
+    version: str | None = None,
+    cache_policy: Any = NotSet,
+    cache_key_fn: Callable[[Any, dict[str, Any]], str | None] | None = None,
+    cache_expiration: datetime.timedelta | None = None,
+    task_run_name: str | Callable[..., str] | None = None,
+    retries: int | None = None,
+    retry_delay_seconds: float | Iterable[float] | Callable[[int], Iterable[float]] | None = None,
+    retry_jitter_factor: float | None = None,
+    persist_result: bool | None = None,
+    result_storage: Any = None,
+    result_storage_key: str | None = None,
+    result_serializer: Any = None,
+    cache_result_in_memory: bool = True,
+    timeout_seconds: float | None = None,
+    log_prints: bool | None = None,
+    refresh_cache: bool | None = None,
+    on_completion: list[Callable[..., Any]] | None = None,
+    on_failure: list[Callable[..., Any]] | None = None,
+    on_running: list[Callable[..., Any]] | None = None,
+    retry_condition_fn: Callable[..., bool] | None = None,
+    viz_return_value: Any = None,
+) -> _TaskDecorator: ...
 
 
 def task(__fn: Callable[..., R] | None = None, **options: Any) -> Any:
