@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from types import GeneratorType, TracebackType
-from typing import Any, Generic, TypeVar
+from types import TracebackType
+from typing import Any, Generic, TypeGuard, TypeVar, cast
 
 from ferroflow.exceptions import (
     CancelledRun,
@@ -146,7 +146,7 @@ class StateDetails:
             return NotImplemented
         return self._values() == other._values()
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, like the pydantic model
+    __hash__ = None  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]  # mutable, like the pydantic model
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -180,16 +180,15 @@ class State(Generic[R]):
         state_details: StateDetails | dict[str, Any] | None = None,
         id: Any = None,
     ) -> None:
-        if type.__class__ is not StateType:
-            type = StateType(type)
-        self.type: StateType = type
-        self.name: str = _DEFAULT_NAMES[type] if name is None else name
+        state_type = type if isinstance(type, StateType) else StateType(type)
+        self.type: StateType = state_type
+        self.name: str = _DEFAULT_NAMES[state_type] if name is None else name
         self.message = message
         self.data = data
         self.timestamp = datetime.now(_UTC) if timestamp is None else timestamp
         self._state_details = None if state_details is None else _as_details(state_details)
         self._id = id
-        if type is StateType.SCHEDULED and not self.state_details.scheduled_time:
+        if state_type is StateType.SCHEDULED and not self.state_details.scheduled_time:
             # Prefect's model validator: a scheduled state is always scheduled for some time.
             self.state_details.scheduled_time = self.timestamp
 
@@ -270,7 +269,7 @@ class State(Generic[R]):
         """Awaitable `result()`, for code written against Prefect's async API."""
         return self.result(raise_on_failure, retry_result_failure)
 
-    def model_copy(self, *, update: dict[str, Any] | None = None) -> State:
+    def model_copy(self, *, update: dict[str, Any] | None = None) -> State[R]:
         """A copy with the same id and a new timestamp (as Prefect's), `update` applied."""
         new = State.__new__(type(self))
         new.type = self.type
@@ -288,7 +287,7 @@ class State(Generic[R]):
                 setattr(new, field, value)
         return new
 
-    def fresh_copy(self) -> State:
+    def fresh_copy(self) -> State[R]:
         """A copy with a new id and timestamp: the same state, entered again."""
         new = self.model_copy()
         new._id = None
@@ -348,7 +347,7 @@ class State(Generic[R]):
         )
 
     def __str__(self) -> str:
-        parts = []
+        parts: list[str] = []
         if self.message:
             parts.append(repr(self.message))
         if self.type.value.lower() != self.name.lower():
@@ -361,8 +360,8 @@ class State(Generic[R]):
 
 
 def Scheduled(
-    cls: type[State] = State, scheduled_time: datetime | None = None, **kwargs: Any
-) -> State:
+    cls: type[State[Any]] = State, scheduled_time: datetime | None = None, **kwargs: Any
+) -> State[Any]:
     """A Scheduled state, due at `scheduled_time` (default: now)."""
     state_details = _as_details(kwargs.pop("state_details", None))
     if scheduled_time is None:
@@ -373,49 +372,49 @@ def Scheduled(
     return cls(type=StateType.SCHEDULED, state_details=state_details, **kwargs)
 
 
-def Pending(cls: type[State] = State, **kwargs: Any) -> State:
+def Pending(cls: type[State[Any]] = State, **kwargs: Any) -> State[Any]:
     """A Pending state: the run exists but has not started."""
     return cls(type=StateType.PENDING, **kwargs)
 
 
-def Running(cls: type[State] = State, **kwargs: Any) -> State:
+def Running(cls: type[State[Any]] = State, **kwargs: Any) -> State[Any]:
     """A Running state."""
     return cls(type=StateType.RUNNING, **kwargs)
 
 
-def Completed(cls: type[State] = State, **kwargs: Any) -> State:
+def Completed(cls: type[State[Any]] = State, **kwargs: Any) -> State[Any]:
     """A Completed state; return `Completed(name="Skipped")` from a flow to set it by hand."""
     return cls(type=StateType.COMPLETED, **kwargs)
 
 
-def Failed(cls: type[State] = State, **kwargs: Any) -> State:
+def Failed(cls: type[State[Any]] = State, **kwargs: Any) -> State[Any]:
     """A Failed state; `data` holds the exception when there is one."""
     return cls(type=StateType.FAILED, **kwargs)
 
 
-def Crashed(cls: type[State] = State, **kwargs: Any) -> State:
+def Crashed(cls: type[State[Any]] = State, **kwargs: Any) -> State[Any]:
     """A Crashed state: the run was interrupted from outside its user code."""
     return cls(type=StateType.CRASHED, **kwargs)
 
 
-def Cancelling(cls: type[State] = State, **kwargs: Any) -> State:
+def Cancelling(cls: type[State[Any]] = State, **kwargs: Any) -> State[Any]:
     """A Cancelling state."""
     return cls(type=StateType.CANCELLING, **kwargs)
 
 
-def Cancelled(cls: type[State] = State, **kwargs: Any) -> State:
+def Cancelled(cls: type[State[Any]] = State, **kwargs: Any) -> State[Any]:
     """A Cancelled state."""
     return cls(type=StateType.CANCELLED, **kwargs)
 
 
 def Paused(
-    cls: type[State] = State,
+    cls: type[State[Any]] = State,
     timeout_seconds: float | None = None,
     pause_expiration_time: datetime | None = None,
     reschedule: bool = False,
     pause_key: str | None = None,
     **kwargs: Any,
-) -> State:
+) -> State[Any]:
     """A Paused state, with Prefect's checks on the pause timeout."""
     state_details = _as_details(kwargs.pop("state_details", None))
     if state_details.pause_timeout:
@@ -432,12 +431,12 @@ def Paused(
 
 
 def Suspended(
-    cls: type[State] = State,
+    cls: type[State[Any]] = State,
     timeout_seconds: float | None = None,
     pause_expiration_time: datetime | None = None,
     pause_key: str | None = None,
     **kwargs: Any,
-) -> State:
+) -> State[Any]:
     """A Paused state named Suspended, which reschedules the run when resumed."""
     return Paused(
         cls=cls,
@@ -451,42 +450,42 @@ def Suspended(
 
 
 def AwaitingRetry(
-    cls: type[State] = State, scheduled_time: datetime | None = None, **kwargs: Any
-) -> State:
+    cls: type[State[Any]] = State, scheduled_time: datetime | None = None, **kwargs: Any
+) -> State[Any]:
     """A Scheduled state named AwaitingRetry: a retry waiting out its delay."""
     return Scheduled(cls=cls, scheduled_time=scheduled_time, name="AwaitingRetry", **kwargs)
 
 
 def AwaitingConcurrencySlot(
-    cls: type[State] = State, scheduled_time: datetime | None = None, **kwargs: Any
-) -> State:
+    cls: type[State[Any]] = State, scheduled_time: datetime | None = None, **kwargs: Any
+) -> State[Any]:
     """A Scheduled state named AwaitingConcurrencySlot."""
     return Scheduled(
         cls=cls, scheduled_time=scheduled_time, name="AwaitingConcurrencySlot", **kwargs
     )
 
 
-def Retrying(cls: type[State] = State, **kwargs: Any) -> State:
+def Retrying(cls: type[State[Any]] = State, **kwargs: Any) -> State[Any]:
     """A Running state named Retrying: a run executing again after a failure."""
     return cls(type=StateType.RUNNING, name="Retrying", **kwargs)
 
 
-def Late(cls: type[State] = State, scheduled_time: datetime | None = None, **kwargs: Any) -> State:
+def Late(cls: type[State[Any]] = State, scheduled_time: datetime | None = None, **kwargs: Any) -> State[Any]:
     """A Scheduled state named Late."""
     return Scheduled(cls=cls, scheduled_time=scheduled_time, name="Late", **kwargs)
 
 
-def Submitting(cls: type[State] = State, **kwargs: Any) -> State:
+def Submitting(cls: type[State[Any]] = State, **kwargs: Any) -> State[Any]:
     """A Pending state named Submitting."""
     return cls(type=StateType.PENDING, name="Submitting", **kwargs)
 
 
-def InfrastructurePending(cls: type[State] = State, **kwargs: Any) -> State:
+def InfrastructurePending(cls: type[State[Any]] = State, **kwargs: Any) -> State[Any]:
     """A Pending state named InfrastructurePending."""
     return cls(type=StateType.PENDING, name="InfrastructurePending", **kwargs)
 
 
-def NotReady(upstream_task_run_id: Any, cls: type[State] = State, **kwargs: Any) -> State:
+def NotReady(upstream_task_run_id: Any, cls: type[State[Any]] = State, **kwargs: Any) -> State[Any]:
     """The state of a run that never started because an upstream did not complete.
 
     Not a Prefect constructor, but exactly the state Prefect's engine builds.
@@ -523,7 +522,7 @@ def format_exception(exc: BaseException, tb: TracebackType | None = None) -> str
 
 def exception_to_failed_state(
     exc: BaseException | None = None, *, run_kind: str = "Task run", **kwargs: Any
-) -> State:
+) -> State[Any]:
     """The Failed state for an exception raised by user code, with Prefect's message.
 
     `run_kind` is "Task run" or "Flow run"; Prefect's two engines word it differently
@@ -549,7 +548,7 @@ def exception_to_failed_state(
     return state
 
 
-def exception_to_crashed_state(exc: BaseException) -> State:
+def exception_to_crashed_state(exc: BaseException) -> State[Any]:
     """The Crashed state for an exception from outside user code (interrupts, signals, ...)."""
     asyncio = sys.modules.get("asyncio")  # if asyncio was never imported, exc can't be its
     if asyncio is not None and isinstance(exc, asyncio.CancelledError):
@@ -565,26 +564,35 @@ def exception_to_crashed_state(exc: BaseException) -> State:
     return Crashed(message=message, data=exc)
 
 
-def is_state_iterable(obj: Any) -> bool:
+def _is_state(obj: object) -> TypeGuard[State[Any]]:
+    """`isinstance(obj, State)`, telling the type checkers it is a `State[Any]`."""
+    return isinstance(obj, State)
+
+
+def is_state_iterable(obj: Any) -> TypeGuard[Collection[State[Any]]]:
     """True for a non-empty list, set or tuple holding only States (not an annotation)."""
     if isinstance(obj, (list, set, tuple)) and obj and not isinstance(obj, BaseAnnotation):
-        return all(isinstance(o, State) for o in obj)
+        return all(isinstance(o, State) for o in cast("Collection[object]", obj))
     return False
 
 
-def return_value_to_state(retval: Any) -> State:
+def return_value_to_state(retval: Any) -> State[Any]:
     """The final state for a run that returned `retval`, by Prefect's rules.
 
     A hand-made state (no run ids in its details) is used as is; a run's state or a
     list/set/tuple of states is aggregated; anything else is a Completed value.
     """
-    if isinstance(retval, State):
-        details = retval._state_details
+    if _is_state(retval):
+        state = retval
+        details = state._state_details
         if details is None or (not details.flow_run_id and not details.task_run_id):
-            return retval
-
-    if isinstance(retval, State) or is_state_iterable(retval):
-        states = StateGroup([retval] if isinstance(retval, State) else retval)
+            return state
+        states = StateGroup([state])
+    elif is_state_iterable(retval):
+        states = StateGroup(retval)
+    else:
+        states = None
+    if states is not None:
         if states.all_completed():
             return State(StateType.COMPLETED, message="All states completed.", data=retval)
         if states.any_cancelled():
@@ -601,12 +609,14 @@ def return_value_to_state(retval: Any) -> State:
             message = "Given states: " + states.counts_message()
         return State(StateType.FAILED, message=message, data=retval)
 
-    if isinstance(retval, GeneratorType):  # generators aren't portable: keep their items
-        retval = list(retval)
+    import inspect  # loaded by then: every task and flow reads its function's signature
+
+    if inspect.isgenerator(retval):  # generators aren't portable: keep their items
+        return State(StateType.COMPLETED, data=list(retval))
     return State(StateType.COMPLETED, data=retval)
 
 
-def get_state_exception(state: State) -> BaseException:
+def get_state_exception(state: State[Any]) -> BaseException:
     """The exception a failed, crashed or cancelled state stands for.
 
     The stored exception if there is one; for nested states, the first failure's;
@@ -631,7 +641,7 @@ def get_state_exception(state: State) -> BaseException:
         return result
     if isinstance(result, str):
         return wrapper(result)
-    if isinstance(result, State):
+    if _is_state(result):
         return get_state_exception(result)
     if is_state_iterable(result):
         for inner in result:
@@ -644,7 +654,7 @@ def get_state_exception(state: State) -> BaseException:
     )
 
 
-def raise_state_exception(state: State) -> None:
+def raise_state_exception(state: State[Any]) -> None:
     """Raise the state's exception if it failed, crashed or was cancelled; else do nothing."""
     if state.type in _FAILURE_TYPES:
         raise get_state_exception(state)
@@ -653,10 +663,10 @@ def raise_state_exception(state: State) -> None:
 class StateGroup:
     """Counts of a collection of states by type, for aggregating them into one state."""
 
-    def __init__(self, states: Iterable[State]) -> None:
+    def __init__(self, states: Collection[State[Any]]) -> None:
         self.states = states
         self.type_counts: Counter[StateType] = Counter(state.type for state in states)
-        self.total_count = len(states)  # type: ignore[arg-type]
+        self.total_count = len(states)
         self.cancelled_count = self.type_counts[StateType.CANCELLED]
         self.final_count = sum(state.is_final() for state in states)
         self.not_final_count = self.total_count - self.final_count
