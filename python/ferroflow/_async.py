@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ferroflow._core import futures_in
+from ferroflow._core import PrefectConcurrentFuture, futures_in
 from ferroflow._loop import drive
 from ferroflow.context import FlowRunContext, current_async_run
 from ferroflow.task_runners import current_runner
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 async def call_inline(
-    task: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, return_state: bool
+    task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None, return_state: bool
 ) -> Any:
     """`await task(x)`: the run executes on the caller's loop, after its upstreams."""
     if wait_for is not None:
@@ -156,7 +156,7 @@ async def await_future_done(future: Any) -> None:
             suspended.resume()
 
 
-async def _asyncio_wait(future: Any) -> None:
+async def _asyncio_wait(future: PrefectConcurrentFuture[Any]) -> None:
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -187,14 +187,15 @@ async def await_future_list(futures: Any) -> list[Any]:
     trio = _running_trio()
     if trio is not None:
         await _trio_wait(trio, futures._when_all_done, cancel_unstarted)
-        return futures.result()
-    suspended = _suspend_current_run()
-    try:
-        await _asyncio_wait_all(futures, cancel_unstarted)
-    finally:
-        if suspended is not None:
-            suspended.resume()
-    return futures.result()
+    else:
+        suspended = _suspend_current_run()
+        try:
+            await _asyncio_wait_all(futures, cancel_unstarted)
+        finally:
+            if suspended is not None:
+                suspended.resume()
+    results: list[Any] = futures.result()
+    return results
 
 
 async def _asyncio_wait_all(futures: Any, cancel_unstarted: Any) -> None:

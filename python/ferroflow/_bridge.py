@@ -17,13 +17,16 @@ batch, from an engine thread).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferroflow import _core
 from ferroflow._prints import enable_print_capture
 from ferroflow.context import FlowRunContext
 from ferroflow.logging import get_logger
 from ferroflow.utilities.text import safe_repr
+
+if TYPE_CHECKING:
+    from ferroflow._arguments import MapCall
 
 __all__ = [
     "ClaimedRun",
@@ -71,26 +74,40 @@ class RunnerEngine:
 
     # -- registering runs ------------------------------------------------------------
 
-    def submit(self, spec: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None) -> Any:
+    def submit(
+        self, spec: _core.TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None
+    ) -> _core.PrefectConcurrentFuture[Any]:
         future = self.core.submit(spec, args, kwargs or None, wait_for)
         if self.sequential:
             future.wait()  # an engine without workers runs it here, now
         return future
 
-    def map(self, spec: Any, call: Any, wait_for: Iterable[Any] | None) -> Any:
+    def map(
+        self, spec: _core.TaskSpec, call: MapCall, wait_for: Iterable[Any] | None
+    ) -> _core.PrefectFutureList[Any]:
         futures = self.core.map(spec, call.args, call.kwargs or None, call.slots, call.iterables, wait_for)
         if self.sequential:
             futures.wait()
         return futures
 
     def call(
-        self, spec: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool
-    ) -> Any:
+        self,
+        spec: _core.TaskSpec,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        wait_for: Iterable[Any] | None,
+        bare_name: bool,
+    ) -> _core.PrefectConcurrentFuture[Any]:
         """A direct call: the run executes in the calling thread, now."""
         return self.core.call(spec, args, kwargs or None, wait_for, bare_name)
 
     def claim_call(
-        self, spec: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool
+        self,
+        spec: _core.TaskSpec,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        wait_for: Iterable[Any] | None,
+        bare_name: bool,
     ) -> ClaimedRun:
         """A direct call of a coroutine task: the caller drives the claimed run."""
         return self.core.claim_call(spec, args, kwargs or None, wait_for, bare_name)

@@ -13,7 +13,7 @@ run's task runner). The flow, task and runner a context carries are held, not im
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -90,13 +90,16 @@ class FlowRunContext:
         if context is not None:
             return None if isinstance(context, _OutsideFlows) else context
         current = _core.current_run()
+        flow_context: FlowRunContext | None
         if current is not None:
-            return current[3]
-        async_run = current_async_run.get()
-        return None if async_run is None else async_run.identity[2]
+            flow_context = current[3]
+        else:
+            async_run = current_async_run.get()
+            flow_context = None if async_run is None else async_run.identity[2]
+        return flow_context
 
     @contextmanager
-    def entered(self) -> Iterator[FlowRunContext]:
+    def entered(self) -> Generator[FlowRunContext, None, None]:
         token = _current_flow_run.set(self)
         try:
             yield self
@@ -126,7 +129,7 @@ class TaskRunContext:
     @property
     def log_prints(self) -> bool:
         if self.task.log_prints is not None:
-            return self.task.log_prints
+            return bool(self.task.log_prints)
         return bool(self.flow_run_context and self.flow_run_context.log_prints)
 
     @classmethod
@@ -178,7 +181,7 @@ _current_tags: ContextVar[frozenset[str]] = ContextVar("ferroflow_tags", default
 
 
 @contextmanager
-def tags(*new_tags: str) -> Iterator[set[str]]:
+def tags(*new_tags: str) -> Generator[set[str], None, None]:
     """Adds tags to every task created or called in the block (Prefect's `tags`)."""
     merged = _current_tags.get() | frozenset(new_tags)
     token = _current_tags.set(merged)

@@ -85,7 +85,7 @@ class Flow(Generic[P, R]):
         flow_run_name: str | Callable[[], str] | None = None,
         retries: int | None = None,
         retry_delay_seconds: int | float | None = None,
-        task_runner: TaskRunner | type[TaskRunner] | None = None,
+        task_runner: TaskRunner[Any] | type[TaskRunner[Any]] | None = None,
         description: str | None = None,
         validate_parameters: bool = True,
         log_prints: bool | None = None,
@@ -131,7 +131,7 @@ class Flow(Generic[P, R]):
             task_runner = task_runner()
         if task_runner is not None and not isinstance(task_runner, TaskRunner):
             raise TypeError(f"Flow {self.name!r}: task_runner must be a TaskRunner or its class, got {task_runner!r}")
-        self.task_runner: TaskRunner = task_runner or ThreadPoolTaskRunner()
+        self.task_runner: TaskRunner[Any] = task_runner or ThreadPoolTaskRunner()
         self.description = description if description is not None else inspect.getdoc(fn)
         self.should_validate_parameters = validate_parameters
         self.log_prints = log_prints
@@ -159,7 +159,7 @@ class Flow(Generic[P, R]):
         retry_delay_seconds: int | float | None = None,
         description: str | None = None,
         flow_run_name: str | Callable[[], str] | None = None,
-        task_runner: TaskRunner | type[TaskRunner] | None = None,
+        task_runner: TaskRunner[Any] | type[TaskRunner[Any]] | None = None,
         validate_parameters: bool | None = None,
         log_prints: Any = NotSet,
         **options: Any,
@@ -235,7 +235,7 @@ def flow(
     flow_run_name: str | Callable[[], str] | None = None,
     retries: int | None = None,
     retry_delay_seconds: float | None = None,
-    task_runner: TaskRunner | type[TaskRunner] | None = None,
+    task_runner: TaskRunner[Any] | type[TaskRunner[Any]] | None = None,
     description: str | None = None,
     timeout_seconds: float | None = None,
     validate_parameters: bool = True,
@@ -252,8 +252,12 @@ def flow(
 ) -> _FlowDecorator: ...
 
 
-def flow(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
+def flow(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Makes a function a flow; usable bare (`@flow`) or with options (`@flow(retries=1)`)."""
     if __fn is not None:
         return Flow(__fn, **options)
-    return lambda fn: Flow(fn, **options)
+
+    def decorate(fn: Callable[..., Any]) -> Flow[..., Any]:
+        return Flow(fn, **options)
+
+    return decorate

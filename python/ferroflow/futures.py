@@ -77,7 +77,8 @@ for _abc in (PrefectFuture, PrefectTaskRunFuture, PrefectWrappedFuture):
     _abc.register(PrefectConcurrentFuture)
 # Not a `list` subclass as in Prefect: a map's future list is a view over its runs, so a
 # million-item map does not create a million future objects. It is a Sequence.
-collections.abc.Sequence.register(PrefectFutureList)
+# (typeshed does not declare `register` on `Sequence`, an ABC at run time)
+collections.abc.Sequence.register(PrefectFutureList)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
 
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def wait(futures: Iterable[AnyFuture], timeout: float | None = None) -> DoneAndN
     done = {f for f in unique if f.state.is_final()}
     pending = [f for f in unique if f not in done]
     if pending:
-        completions = Completions(cast("list[PrefectConcurrentFuture]", pending))
+        completions = Completions(cast("list[PrefectConcurrentFuture[Any]]", pending))
         deadline = time.monotonic() + timeout
         while completions.remaining:
             position = completions.next(max(0.0, deadline - time.monotonic()))
@@ -131,7 +132,7 @@ def as_completed(futures: Iterable[AnyFuture], timeout: float | None = None) -> 
     """Yields the futures as they finish; those already final first."""
     _check_timeout(timeout)
     unique = list(dict.fromkeys(futures))
-    pending = []
+    pending: list[AnyFuture] = []
     for future in unique:
         if future.state.is_final():
             yield future
@@ -139,7 +140,7 @@ def as_completed(futures: Iterable[AnyFuture], timeout: float | None = None) -> 
             pending.append(future)
     if not pending:
         return
-    completions = Completions(cast("list[PrefectConcurrentFuture]", pending))
+    completions = Completions(cast("list[PrefectConcurrentFuture[Any]]", pending))
     deadline = None if timeout is None else time.monotonic() + timeout
     while completions.remaining:
         position = completions.next(None if deadline is None else max(0.0, deadline - time.monotonic()))

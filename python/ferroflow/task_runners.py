@@ -19,11 +19,11 @@ import atexit
 import os
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from ferroflow._arguments import split_map
 from ferroflow._bridge import ClaimedRun, RunnerEngine, after_fork_in_child, begin_exit
-from ferroflow._core import PrefectConcurrentFuture
+from ferroflow._core import PrefectConcurrentFuture, PrefectFutureList
 from ferroflow._loop import RunLoop
 from ferroflow.context import FlowRunContext
 from ferroflow.logging import get_logger
@@ -89,6 +89,10 @@ class TaskRunner(abc.ABC, Generic[F]):
     _sequential = False
 
     def __init__(self) -> None:
+        self._init_running_state()
+
+    def _init_running_state(self) -> None:
+        """What a runner holds while started (`_RUNNING_STATE`), as before its first start."""
         self.logger = get_logger(f"task_runner.{self.name}")
         self._started = False
         self._engine: RunnerEngine | None = None
@@ -108,8 +112,8 @@ class TaskRunner(abc.ABC, Generic[F]):
         return {key: value for key, value in self.__dict__.items() if key not in self._RUNNING_STATE}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        TaskRunner.__init__(self)
-        self.__dict__.update(state)
+        self._init_running_state()
+        vars(self).update(state)
 
     @abc.abstractmethod
     def duplicate(self) -> TaskRunner[F]:
@@ -127,9 +131,12 @@ class TaskRunner(abc.ABC, Generic[F]):
     ) -> F:
         """Runs `task` with `parameters` (by name); returns its future."""
         args, kwargs = task._signature.to_call(parameters)
-        return self._submit(task, args, kwargs, wait_for)
+        # Every runner's futures are the engine's: `F` names them for Prefect's signature.
+        return cast("F", self._submit(task, args, kwargs, wait_for))
 
-    def map(self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None) -> Any:
+    def map(
+        self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
+    ) -> PrefectFutureList[Any]:
         """One run of `task` per element of the iterable `parameters`, zipped."""
         if not self._started:
             raise RuntimeError("The task runner must be started before submitting work.")
@@ -218,25 +225,27 @@ class TaskRunner(abc.ABC, Generic[F]):
             raise RuntimeError("The task runner must be started before submitting work.")
         return engine
 
-    def _submit(self, task: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None) -> Any:
+    def _submit(
+        self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None
+    ) -> PrefectConcurrentFuture[Any]:
         engine = self._engine or self._running_engine()  # the hot path: one attribute read
         return engine.submit(task._spec, args, kwargs, wait_for)
 
-    def _map(self, task: Any, call: MapCall, wait_for: Iterable[Any] | None) -> Any:
+    def _map(self, task: Any, call: MapCall, wait_for: Iterable[Any] | None) -> PrefectFutureList[Any]:
         return self._running_engine().map(task._spec, call, wait_for)
 
     def _call(
-        self, task: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool
-    ) -> Any:
+        self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool
+    ) -> PrefectConcurrentFuture[Any]:
         return self._running_engine().call(task._spec, args, kwargs, wait_for, bare_name)
 
     def _claim_call(
-        self, task: Any, args: tuple, kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool
+        self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Iterable[Any] | None, bare_name: bool
     ) -> ClaimedRun:
         return self._running_engine().claim_call(task._spec, args, kwargs, wait_for, bare_name)
 
 
-class ThreadPoolTaskRunner(TaskRunner[PrefectConcurrentFuture]):
+class ThreadPoolTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
     """Runs tasks on native worker threads; at most `max_workers` at once.
 
     The pool grows toward `max_workers` only while runs wait and the running ones are
@@ -272,7 +281,7 @@ class ThreadPoolTaskRunner(TaskRunner[PrefectConcurrentFuture]):
 ConcurrentTaskRunner = ThreadPoolTaskRunner
 
 
-class SequentialTaskRunner(TaskRunner[PrefectConcurrentFuture]):
+class SequentialTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
     """Prefect 2's sequential runner: each submitted run executes at once, in the
     submitting thread, one at a time and in submission order."""
 
@@ -311,16 +320,18 @@ def default_runner() -> ThreadPoolTaskRunner:
         if not (engine.runs >= _DEFAULT_RUNNER_RECYCLE_AT and engine.idle):
             return runner
     with _default_lock:
-        if _default_runner is runner:
-            fresh = ThreadPoolTaskRunner()
-            fresh._start(None)
-            _default_runner = fresh
-            if runner is not None:
-                runner._stop()
-        return _default_runner  # type: ignore[return-value]
+        current = _default_runner
+        if current is not None and current is not runner:
+            return current  # another thread replaced it meanwhile
+        fresh = ThreadPoolTaskRunner()
+        fresh._start(None)
+        _default_runner = fresh
+        if current is not None:
+            current._stop()
+        return fresh
 
 
-def current_runner() -> TaskRunner:
+def current_runner() -> TaskRunner[Any]:
     """The runner a task call goes to: the current flow run's (also from inside one of
     its task runs), else the process-wide default."""
     context = FlowRunContext.get()

@@ -308,7 +308,7 @@ class Task(Generic[P, R]):
             **options,
         )
 
-    def bind_parameters(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def bind_parameters(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults applied."""
         return self._signature.parameters(args, kwargs)
 
@@ -510,9 +510,13 @@ def task(
 ) -> _TaskDecorator: ...
 
 
-def task(__fn: Callable[..., R] | None = None, **options: Any) -> Any:
+def task(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Makes a function a task; usable bare (`@task`) or with options (`@task(retries=2)`)."""
     options.setdefault("log_prints", None)
     if __fn is not None:
         return Task(__fn, **options)
-    return lambda fn: Task(fn, **options)
+
+    def decorate(fn: Callable[..., Any]) -> Task[..., Any]:
+        return Task(fn, **options)
+
+    return decorate
