@@ -3,6 +3,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$root/.venv"
+echo "ferroflow: setting up .venv and building the Rust extension in release mode (the first run takes about a minute)..." >&2
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
