@@ -65,6 +65,22 @@ pub trait Executor: Send + Sync + Sized + 'static {
     }
 }
 
+/// How far an engine's runs have got, read from counters the engine keeps anyway
+/// ([`Shared::progress`]): no count is added per run for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Runs registered (or reserved by a map being registered) so far.
+    pub registered: u32,
+    /// Registered runs that are final and settled (done-callbacks called).
+    pub done: u32,
+    /// Of those, the runs that ended without completing: `Failed`, `Crashed`, `TimedOut`,
+    /// `Cancelled`, `NotReady`.
+    pub failed: u32,
+    /// Runs executing now (see `Pool::running`: what a waiting thread executes itself is
+    /// not counted), never more than those not done.
+    pub running: u32,
+}
+
 /// The state shared by an engine's handle, its workers and the futures users hold.
 pub struct Shared<E: Executor> {
     executor: E,
@@ -209,6 +225,26 @@ impl<E: Executor> Shared<E> {
     /// Runs registered and not yet final, or final with done-callbacks still running.
     pub fn unfinished(&self) -> usize {
         self.unfinished.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the engine's counts, for a progress line: a few atomic loads and the
+    /// length of the failures list (its lock is taken only when runs fail, once per
+    /// settled batch), so it can be read a few times a second while runs execute. The
+    /// counts are read one after the other, not at one instant; each is clamped so that
+    /// `failed <= done <= registered` and `running <= registered - done`.
+    pub fn progress(&self) -> Progress {
+        let to_u32 = |count: usize| u32::try_from(count).unwrap_or(u32::MAX);
+        let failed = to_u32(self.failures.lock().len());
+        // `registered` first: a reservation made in between raises `unfinished` only,
+        // which can make `done` read low for a moment, never high.
+        let registered = self.slots.len();
+        let done = registered.saturating_sub(to_u32(self.unfinished()));
+        Progress {
+            registered,
+            done,
+            failed: failed.min(done),
+            running: to_u32(self.pool.running()).min(registered - done),
+        }
     }
 
     pub fn state(&self, run: RunId) -> Option<RunState> {

@@ -41,7 +41,7 @@ mod state;
 mod sync;
 mod wait;
 
-pub use engine::{Batch, Engine, Executor, Shared};
+pub use engine::{Batch, Engine, Executor, Progress, Shared};
 pub use run::{Dep, Disposition, DoneCallback, EngineError, Job, Outcome, RunId, WaitAll};
 pub use scheduler::after_fork_in_child;
 pub use state::{Final, RunState, StateType};

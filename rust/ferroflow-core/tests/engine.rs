@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ferroflow_core::{Dep, EngineError, Final, RunState, WaitAll};
+use ferroflow_core::{Dep, EngineError, Final, Progress, RunState, WaitAll};
 use smallvec::SmallVec;
 
 // ---------------------------------------------------------------------------------------
@@ -1766,6 +1766,65 @@ fn finishing_a_run_that_is_not_claimed_changes_nothing() {
         assert_eq!(final_of(e, held), Final::Cancelled);
         drop(job);
         assert!(e.wait_idle(deadline(5_000), true));
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Progress: counts read from the engine's own counters (issue 11, item 2).
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn progress_counts_registered_done_failed_and_running_runs() {
+    within(|| {
+        let engine = engine(2);
+        let e = engine.shared();
+        assert_eq!(e.progress(), Progress::default());
+        let (mut gate, gated) = Gate::new(1);
+        let held = submit(e, gated);
+        let _ = gate.wait_started();
+        let bad = submit(e, Task::fail());
+        let after_bad = submit(e, Task::sum(1).after(&[bad]));
+        let _fine = submit_many(e, (0..10).map(Task::sum).collect());
+        // A run's end is counted once its batch is settled, a moment after it turns final,
+        // and a worker leaves the count of running ones after its batch.
+        let until = Instant::now() + Duration::from_secs(5);
+        while (e.progress().done < 12 || e.progress().running > 1) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let progress = e.progress();
+        assert_eq!(final_of(e, after_bad), Final::NotReady);
+        assert_eq!(progress.registered, 13);
+        assert_eq!(progress.done, 12, "all but the gated run: {progress:?}");
+        assert_eq!(
+            progress.failed, 2,
+            "the failed run and its NotReady dependent: {progress:?}"
+        );
+        assert_eq!(progress.running, 1, "the gated run: {progress:?}");
+        gate.open();
+        assert!(e.wait_idle(deadline(5_000), true));
+        assert_eq!(
+            e.progress(),
+            Progress {
+                registered: 13,
+                done: 13,
+                failed: 2,
+                running: 0
+            }
+        );
+        assert_eq!(final_of(e, held), Final::Completed);
+    });
+}
+
+#[test]
+fn progress_counts_a_reserved_map_as_registered_and_not_done() {
+    within(|| {
+        let engine = engine(1);
+        let e = engine.shared();
+        let reserved = e.reserve(100).unwrap();
+        let progress = e.progress();
+        assert_eq!((progress.registered, progress.done, progress.running), (100, 0, 0));
+        e.release_reserved(reserved);
+        assert_eq!(e.progress().done, 100, "given back: nothing left to wait for");
     });
 }
 

@@ -467,6 +467,15 @@ impl PyEngine {
         self.shared().len()
     }
 
+    /// `(registered, done, failed, running)`: how far this engine's runs have got, from
+    /// counters the engine keeps anyway (a few atomic loads; nothing is counted per run
+    /// for it), for a progress line read a few times a second. `failed` counts every run
+    /// that ended without completing; `running` is what workers execute now.
+    fn progress(&self) -> (u32, u32, u32, u32) {
+        let progress = self.shared().progress();
+        (progress.registered, progress.done, progress.failed, progress.running)
+    }
+
     #[getter]
     fn context(&self, py: Python<'_>) -> Py<PyAny> {
         self.shared().executor().context(py)

@@ -225,6 +225,14 @@ impl Pool {
         self.live.load(Ordering::Acquire)
     }
 
+    /// Runs executing now, as the bound counts them: workers inside a batch (each runs
+    /// one job at a time) plus deferred runs in flight. Two loads of counters the pool
+    /// keeps anyway (per batch and per deferred run, never per job); runs a waiting
+    /// thread executes itself are not counted. For a progress line, not for decisions.
+    pub(crate) fn running(&self) -> usize {
+        self.in_batch.load(Ordering::Relaxed) + self.deferred.load(Ordering::Relaxed)
+    }
+
     /// Runs queued (some may already have been taken by a waiter: see `queue.rs`).
     pub(crate) fn queued(&self) -> usize {
         self.queue.lock().len()
