@@ -2,8 +2,8 @@
 # The documentation site: installs the `docs` extra into the development .venv, then
 # builds the site with `mkdocs build --strict`, so a broken link or anchor, a page left
 # out of the nav, an API reference entry that does not resolve, or a warning Griffe
-# gives about a docstring fails it. The site goes to target/site (ignored by git); open
-# target/site/index.html to read it, or run `mkdocs serve` for a live preview.
+# gives about a docstring fails it. The site goes to target/site (ignored by git); to
+# read it, `.venv/bin/mkdocs serve` serves it at http://127.0.0.1:8000.
 # Sets everything up first and is safe to run again.
 #
 # Usage: bash scripts/check_docs.sh [MKDOCS_BUILD_ARGS...]
