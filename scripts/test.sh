@@ -6,7 +6,12 @@
 #   engine      cargo test, in the debug profile: the state machine's checks are live, and
 #               it builds in a third of the time fat LTO takes
 #   stubtest    the hand-written _core.pyi matches the binary
-#   wheel       one abi3 wheel, release profile (fat LTO): it serves every interpreter
+#   wheel       one abi3 wheel, release profile (fat LTO): it serves every interpreter. It is
+#               the wheel that would ship: linked by zig (ziglang from PyPI) against glibc
+#               2.17's symbols, tagged manylinux2014; `auditwheel show` must agree
+#               (scripts/check_wheel.py), and it is installed with plain pip in a fresh venv
+#               (a temporary directory) on the oldest and newest CPython found, where the
+#               README's first example and scripts/smoke_wheel.py (a sync and an async flow) run
 #   pytest      the whole suite on EVERY CPython 3.10-3.13 found (PATH, ~/.pyenv/versions),
 #               each in its own venv cached under .venvs/py3.X with the wheel installed,
 #               against that installed package (scripts/pytest_installed.py checks it)
@@ -58,10 +63,18 @@ step "stubtest ferroflow._core" "$dev_python" -m mypy.stubtest ferroflow._core
 wheel_dir="$root/target/test-wheel"
 build_wheel() {
   rm -rf "$wheel_dir"
-  "$venv/bin/maturin" build --release --interpreter "$dev_python" --out "$wheel_dir"
+  # maturin runs `python3 -m ziglang` when no `zig` is on PATH: python3 is the dev venv's
+  # (_env.sh activated it), so ziglang goes there.
+  "$dev_python" -m pip install --quiet "ziglang>=0.17" || return
+  local zig_version
+  zig_version=$(python3 -m ziglang version) || { echo "python3 -m ziglang does not run" >&2; return 1; }
+  echo "zig $zig_version (python3 -m ziglang, $(command -v python3))"
+  "$venv/bin/maturin" build --release --zig --compatibility manylinux2014 \
+    --interpreter "$dev_python" --out "$wheel_dir"
 }
-step "maturin build --release (abi3 wheel)" build_wheel
+step "maturin build --release --zig (manylinux2014 abi3 wheel)" build_wheel
 wheel=$(ls "$wheel_dir"/ferroflow-*.whl 2>/dev/null | head -n 1 || true)
+step "auditwheel show: manylinux2014" "$dev_python" "$root/scripts/check_wheel.py" audit "$wheel"
 
 # --- pytest on every interpreter --------------------------------------------------------
 banner "interpreters"
@@ -103,6 +116,15 @@ run_pytest() {
   make_venv "$minor" "$python" || return
   "$dir/bin/python" "$root/scripts/pytest_installed.py" tests "$@"
 }
+
+# The wheel as a user installs it: plain pip, a new venv, nothing cached; the oldest and
+# the newest interpreter found.
+if [ -n "$pythons" ]; then
+  oldest_newest=$(sed -n '1p;$p' <<<"$pythons" | cut -f 2)
+  # shellcheck disable=SC2086
+  step "fresh venv: README example and smoke flows" \
+    "$dev_python" "$root/scripts/check_wheel.py" fresh-venv "$wheel" $oldest_newest
+fi
 
 while IFS=$'\t' read -r -u 3 minor python; do
   [ -n "$minor" ] || continue
