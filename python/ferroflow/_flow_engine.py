@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Coroutine, Iterable
 from typing import Any, cast
 
-from ferroflow import states
+from ferroflow import _progress, states
 from ferroflow._async import _futures_in, await_future_done
 from ferroflow._bridge import RunnerEngine
 from ferroflow._core import contains_futures
@@ -72,6 +72,15 @@ class _FlowRun:
         self.context = FlowRunContext(flow, flow_run, self.runner, _log_prints(flow, parent), self.logger)
         #: The flow run's engine: every task run it starts is registered there.
         self.engine: RunnerEngine = self.runner._start(self.context)
+        #: Ends the progress line's count of this flow run (see `_progress`), if any.
+        self.end_progress = _progress.watch(
+            flow_run.id, None if parent is None else parent.flow_run.id, flow_run.name, self.engine.core
+        )
+
+    def stop_progress(self) -> None:
+        end, self.end_progress = self.end_progress, None
+        if end is not None:
+            end()
 
     def failed_attempt(self, exc: Exception) -> bool:
         """Logs a failed call of the flow function; returns whether to call it again."""
@@ -87,6 +96,7 @@ class _FlowRun:
     def interrupted(self, interrupt: BaseException) -> None:
         """Ctrl-C (or another interrupt): runs that have not started end Cancelled, and so
         do coroutine runs waiting out a retry delay; running ones finish."""
+        self.stop_progress()  # the line goes at once; what follows is the usual log lines
         self.runner._interrupt()
         self.runner._stop()
         crashed = states.exception_to_crashed_state(interrupt)
@@ -99,7 +109,10 @@ class _FlowRun:
         As in Prefect 3: a returned collection of futures or states is handed back as
         states, even when the flow ended Failed because some failed; a single returned
         state (or future), like an exception, raises when it did not complete."""
-        self.runner._stop()
+        try:
+            self.runner._stop()
+        finally:
+            self.stop_progress()  # the line is erased before the run's last log line
         self.logger.info(f"Finished in state {state}")
         if return_state:
             return state
