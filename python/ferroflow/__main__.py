@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     add_bench_parser(subparsers)
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        handler: Callable[[argparse.Namespace], int] = args.handler  # set by the subcommand
+        return handler(args)
     except KeyboardInterrupt:
         print(f"ferroflow {args.command}: interrupted", file=sys.stderr)
         return 130

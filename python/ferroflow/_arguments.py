@@ -27,6 +27,8 @@ from ferroflow.utilities.text import safe_repr
 if TYPE_CHECKING:
     import inspect
 
+    from ferroflow.utilities.annotations import BaseAnnotation
+
 RESERVED = ("return_state", "wait_for")
 
 
@@ -55,13 +57,13 @@ class Signature:
         positional_kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         self.simple = all(k in positional_kinds for k in kinds)
 
-    def check(self, args: tuple, kwargs: dict[str, Any]) -> None:
+    def check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raises ParameterBindError, naming the function and parameter, if the call cannot bind."""
         if self.simple and not kwargs and self.min_positional <= len(args) <= self.max_positional:
             return
         self.bind(args, kwargs)
 
-    def bind(self, args: tuple, kwargs: dict[str, Any]) -> inspect.BoundArguments:
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -69,11 +71,11 @@ class Signature:
         bound.apply_defaults()
         return bound
 
-    def parameters(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def parameters(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults applied (Prefect's `parameters`)."""
         return dict(self.bind(args, kwargs).arguments)
 
-    def to_call(self, parameters: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    def to_call(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Positional and keyword arguments from a parameters dict (Prefect's runner API)."""
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
@@ -108,6 +110,13 @@ def bound_copy(decorated: Any, instance: Any, owner: Any, owner_kind: str) -> An
 
 # Mapped inputs the engine reads by index as they are (they cannot change meanwhile).
 _IMMUTABLE_SEQUENCES = (tuple, range)
+
+# The classes `split_map` tests arguments against, typed `type[Any]` on purpose: what they
+# hold is the user's (Any), and an `isinstance` against a generic class would narrow the
+# argument to it with Unknown contents, which pyright's strict mode rejects at every use.
+_WRAPPERS: tuple[type[Any], ...] = (allow_failure, quote, opaque)
+_FUTURE: type[Any] = PrefectConcurrentFuture
+_UNMAPPED: type[Any] = unmapped
 
 #: The most runs one `.map` can have: the engine indexes runs with a u32.
 MAX_MAP_RUNS = 2**32 - 1
@@ -147,7 +156,7 @@ class MapCall:
 
     def __init__(
         self,
-        args: tuple,
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
         slots: list[int | str],
         iterables: list[list[Any] | tuple[Any, ...] | range],
@@ -158,7 +167,7 @@ class MapCall:
         self.iterables = iterables
 
 
-def split_map(task_name: str, signature: Signature, args: tuple, kwargs: dict[str, Any]) -> MapCall:
+def split_map(task_name: str, signature: Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> MapCall:
     """Binds a `.map` call and classifies every parameter as mapped or fixed.
 
     `unmapped(x)` is fixed; any other iterable (not str/bytes/IO) is mapped, consumed
@@ -180,11 +189,13 @@ def split_map(task_name: str, signature: Signature, args: tuple, kwargs: dict[st
                 call_kwargs.update(value)
             continue
         as_keyword = parameter.kind is parameter.KEYWORD_ONLY
-        wrapper = type(value) if isinstance(value, (allow_failure, quote, opaque)) else None
+        # pyright ignore: pyright makes `type()` of an Any `type[Unknown]` (mypy: `type[Any]`)
+        # and reports it even when declared; the declared type is what later lines see.
+        wrapper: type[BaseAnnotation[Any]] | None = type(value) if isinstance(value, _WRAPPERS) else None  # pyright: ignore[reportUnknownVariableType]
         inner = value.unwrap() if wrapper else value
-        if isinstance(inner, PrefectConcurrentFuture):
+        if isinstance(inner, _FUTURE):
             inner = inner.result()
-        if isinstance(inner, unmapped):
+        if isinstance(inner, _UNMAPPED):
             fixed: Any = inner.unwrap()
             values = None
         elif _is_mappable(inner):

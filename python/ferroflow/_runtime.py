@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from ferroflow import states
 from ferroflow.exceptions import CancelledRun, FailedRun, TaskRunNameError
@@ -34,7 +34,7 @@ _TYPES = {
 }
 
 
-def make_state(name: str, value: Any, finished_at: float | None, task_run_id: Any) -> states.State:
+def make_state(name: str, value: Any, finished_at: float | None, task_run_id: Any) -> states.State[Any]:
     """The `State` of a run: `value` is its result, its exception, or (NotReady) the id
     of the upstream run that stopped it.
 
@@ -45,7 +45,9 @@ def make_state(name: str, value: Any, finished_at: float | None, task_run_id: An
     details = states.StateDetails(task_run_id=task_run_id)
     timestamp = None if finished_at is None else datetime.fromtimestamp(finished_at, tz=timezone.utc)
     if isinstance(value, states.State) and name in ("Completed", "Failed"):
-        return _returned_state_copy(value, task_run_id, timestamp)
+        # A State the user's function returned, its result of any type: isinstance leaves
+        # that type Unknown to pyright (mypy has Any, so casting to State[Any] is redundant).
+        return _returned_state_copy(cast("states.State[object]", value), task_run_id, timestamp)
     if name == "NotReady":
         return states.NotReady(value, state_details=details, timestamp=timestamp)
     if name in ("Failed", "TimedOut") and isinstance(value, BaseException):
@@ -65,7 +67,9 @@ def make_state(name: str, value: Any, finished_at: float | None, task_run_id: An
     return states.State(_TYPES[name], name=name, data=value, state_details=details, timestamp=timestamp)
 
 
-def _returned_state_copy(value: states.State, task_run_id: Any, timestamp: datetime | None) -> states.State:
+def _returned_state_copy(
+    value: states.State[object], task_run_id: Any, timestamp: datetime | None
+) -> states.State[Any]:
     final = states.return_value_to_state(value)  # a hand-made state is itself; a run's is aggregated
     copy = final.model_copy()  # the user's object is left as it is
     copy.state_details.task_run_id = task_run_id
@@ -74,7 +78,7 @@ def _returned_state_copy(value: states.State, task_run_id: Any, timestamp: datet
     return copy
 
 
-def _task_logger(context: Any, task: Any, run_name: str) -> logging.LoggerAdapter:
+def _task_logger(context: Any, task: Any, run_name: str) -> logging.LoggerAdapter[logging.Logger]:
     if context is None:
         return task_run_logger(run_name, task_name=task.name)
     flow_run = context.flow_run
@@ -97,7 +101,7 @@ def task_failed(
     context: Any,
     task: Any,
     run_name: str,
-    exception: BaseException | states.State,
+    exception: BaseException | states.State[Any],
     attempt: int,
     retries: int,
     delay: float | None,
@@ -133,7 +137,7 @@ def map_finished(context: Any, task: Any, counts: list[tuple[str, int]], elapsed
     summary = ", ".join(f"{count} {name}" for name, count in counts) or "no runs"
     completed = all(name in ("Completed", "Cached") for name, _ in counts)
     message = f"Mapped task {task.name!r}: {total} runs finished in {elapsed:.3f}s: {summary}"
-    logger: logging.Logger | logging.LoggerAdapter
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
     if context is None:
         logger = get_logger("task_runs")
     else:
@@ -141,7 +145,7 @@ def map_finished(context: Any, task: Any, counts: list[tuple[str, int]], elapsed
     logger.log(logging.INFO if completed else logging.ERROR, message)
 
 
-def run_name(task: Any, name_fn: Any, args: tuple, kwargs: dict | None) -> str:
+def run_name(task: Any, name_fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> str:
     """A custom `task_run_name`: a template formatted with the call's parameters, or a
     callable taking no arguments or `parameters=`.
 
@@ -180,7 +184,7 @@ def _takes_parameters(fn: Any) -> bool:
     return code is not None and "parameters" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
 
 
-def returned_state(state: states.State) -> tuple[bool, Any]:
+def returned_state(state: states.State[Any]) -> tuple[bool, Any]:
     """A task that returns a State ends in it: (completed, its result or exception).
 
     A hand-made state is used as it is; the state of another run is aggregated first

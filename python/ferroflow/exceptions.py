@@ -58,7 +58,7 @@ class CancelledRun(PrefectException):
 class PausedRun(PrefectException):
     """A paused run's result was read; paused runs have no result yet."""
 
-    def __init__(self, *args: Any, state: State | None = None) -> None:
+    def __init__(self, *args: Any, state: State[Any] | None = None) -> None:
         super().__init__(*args)
         self.state = state
 

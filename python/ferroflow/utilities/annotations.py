@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import warnings
 from operator import itemgetter
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 __all__ = ["BaseAnnotation", "NotSet", "Quote", "allow_failure", "opaque", "quote", "unmapped"]
 
 T = TypeVar("T")
+
+# `tuple`, for calling its own methods past the overrides below. Its element type is named
+# for the checkers (Any: the wrapped value is the user's); on the bare class, pyright sees
+# the element type as Unknown.
+_tuple: type[tuple[Any, ...]] = tuple
 
 
 class BaseAnnotation(tuple[T]):
@@ -22,10 +27,16 @@ class BaseAnnotation(tuple[T]):
     __slots__ = ()
 
     def __new__(cls, value: T) -> BaseAnnotation[T]:
-        return tuple.__new__(cls, (value,))
+        return _tuple.__new__(cls, (value,))
 
-    # itemgetter, as namedtuple's generated fields do: the cheapest attribute access.
-    value: T = property(itemgetter(0))  # type: ignore[assignment]
+    if TYPE_CHECKING:
+
+        @property
+        def value(self) -> T: ...
+
+    else:
+        # itemgetter, as namedtuple's generated fields do: the cheapest attribute access.
+        value = property(itemgetter(0))
 
     def unwrap(self) -> T:
         return self[0]
@@ -37,19 +48,20 @@ class BaseAnnotation(tuple[T]):
         # `unmapped(1) != allow_failure(1)`: the kind of annotation is part of its meaning.
         if type(self) is not type(other):
             return False
-        return tuple.__eq__(self, other)
+        return _tuple.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
     # Prefect leaves these unhashable (defining __eq__ drops __hash__); keeping the tuple
     # hash lets annotated values sit in sets and dict keys, which nothing could rely on failing.
-    __hash__ = tuple.__hash__
+    __hash__ = _tuple.__hash__
 
     def __getnewargs__(self) -> tuple[T]:
         # tuple's own would hand `(value,)` to our one-value __new__ and nest it on unpickling;
         # process runners pickle these.
-        return (tuple.__getitem__(self, 0),)
+        value: T = _tuple.__getitem__(self, 0)
+        return (value,)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self[0]!r})"
@@ -64,8 +76,10 @@ class unmapped(BaseAnnotation[T]):
 
     __slots__ = ()
 
-    def __getitem__(self, _: object) -> T:  # type: ignore[override]
-        return tuple.__getitem__(self, 0)
+    # Deliberately incompatible with tuple's (a slice gives the value too, not a tuple).
+    def __getitem__(self, _: object) -> T:  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]
+        value: T = _tuple.__getitem__(self, 0)
+        return value
 
 
 class allow_failure(BaseAnnotation[T]):
@@ -92,7 +106,7 @@ class Quote(quote[T]):
         warnings.warn(
             "Use of `Quote` is deprecated. Use `quote` instead.", DeprecationWarning, stacklevel=2
         )
-        return tuple.__new__(cls, (expr,))
+        return _tuple.__new__(cls, (expr,))
 
 
 class opaque(BaseAnnotation[T]):

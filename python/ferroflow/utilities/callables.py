@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import WRAPPER_ASSIGNMENTS
 from types import MethodType
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "BOUND",
@@ -47,10 +47,11 @@ BOUND = "bound"
 def unwrap_method(fn: Any) -> tuple[Any, str]:
     """The function under a `classmethod` or `staticmethod`, and which of the kinds above
     it was (`@task` above `@classmethod`: the classmethod object is not callable)."""
+    # The casts: after isinstance, pyright leaves the wrapped function's type Unknown.
     if isinstance(fn, classmethod):
-        return fn.__func__, CLASSMETHOD
+        return cast("classmethod[Any, ..., Any]", fn).__func__, CLASSMETHOD
     if isinstance(fn, staticmethod):
-        return fn.__func__, STATICMETHOD
+        return cast("staticmethod[..., Any]", fn).__func__, STATICMETHOD
     return fn, FUNCTION
 
 
@@ -63,7 +64,7 @@ def rewrap_method(fn: Callable[..., Any], kind: str) -> Any:
     return fn
 
 
-def bind_method(fn: Callable[..., Any], kind: str, instance: Any, owner: Any) -> Callable[..., Any] | None:
+def bind_method(fn: Callable[..., Any], kind: str, instance: object, owner: Any) -> Callable[..., Any] | None:
     """What the wrapper's `__get__` should call instead of `fn`: `fn` bound to the class
     for a classmethod (read on the class or on an instance), bound to the instance for a
     plain function read on an instance; None when the wrapper is returned as it is (a
@@ -92,8 +93,10 @@ def copy_metadata(wrapper: Any, fn: Any) -> None:
         setattr(wrapper, attribute, value)
     own = getattr(fn, "__dict__", None)
     if isinstance(own, dict):
-        cls = type(wrapper)
-        for key, value in own.items():
+        attributes = cast("dict[str, Any]", own)  # the user function's own attributes
+        target: object = wrapper  # pyright makes `type()` of an Any `type[Unknown]`
+        cls = type(target)
+        for key, value in attributes.items():
             if not hasattr(cls, key):
                 wrapper.__dict__.setdefault(key, value)
     wrapper.__wrapped__ = fn
