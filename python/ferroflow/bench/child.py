@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, final
+from typing import Any, cast, final
 
 from .systems import SYSTEMS
 from .workloads import WORKLOADS
@@ -79,10 +79,12 @@ def wrong_result(got: Any, expected: Any) -> str | None:
     if got == expected:
         return None
     if isinstance(got, list) and isinstance(expected, list):
-        if len(got) != len(expected):
-            return f"wrong result: {len(got)} items instead of {len(expected)}"
-        index = next(i for i, (g, e) in enumerate(zip(got, expected, strict=True)) if g != e)
-        return f"wrong result: item {index} is {got[index]!r:.40}, expected {expected[index]!r:.40}"
+        # The casts: isinstance leaves the items' type Unknown to pyright; they are any objects.
+        got_items, expected_items = cast("list[object]", got), cast("list[object]", expected)
+        if len(got_items) != len(expected_items):
+            return f"wrong result: {len(got_items)} items instead of {len(expected_items)}"
+        index = next(i for i, (g, e) in enumerate(zip(got_items, expected_items, strict=True)) if g != e)
+        return f"wrong result: item {index} is {got_items[index]!r:.40}, expected {expected_items[index]!r:.40}"
     return f"wrong result: {got!r:.60}, expected {expected!r:.60}"
 
 

@@ -34,7 +34,7 @@ def _names(kind: str, known: list[str]) -> Callable[[str], list[str]]:
 
 def _sizes(text: str) -> tuple[int, ...]:
     """`1e4,1e5`, `10000`, `10^4` or `1_000`: positive whole numbers, ascending."""
-    sizes = []
+    sizes: list[int] = []
     for token in text.split(","):
         token = token.strip()
         try:
@@ -145,7 +145,8 @@ def _selected_workloads(args: argparse.Namespace) -> list[Workload]:
 
 def _sizes_of(workload: Workload, args: argparse.Namespace) -> tuple[int, ...]:
     if args.sizes and workload.scalable:
-        return args.sizes
+        sizes: tuple[int, ...] = args.sizes  # parsed by `_sizes`
+        return sizes
     return workload.quick_sizes if args.quick else workload.sizes
 
 

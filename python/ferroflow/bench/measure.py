@@ -53,7 +53,7 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, **CHILD_ENV}
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def _kill_group(process: subprocess.Popen[str]) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

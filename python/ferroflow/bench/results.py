@@ -107,7 +107,7 @@ def summarize(
     """The cells of one workload at one size, a system each, in `systems`' order."""
     here = [run for run in runs if run.workload == workload.name and run.size == size]
     ok = {s.name: {r.round: r for r in here if r.system == s.name and r.status == OK} for s in systems}
-    cells = []
+    cells: list[Cell] = []
     for system in systems:
         name = system.name
         failures = [r for r in here if r.system == name and r.status != OK]

@@ -46,7 +46,8 @@ class System:
     def open_session(self, workers: int | None) -> AbstractContextManager[Any]:
         module, function = self.session.split(":")
         implementation = importlib.import_module(f"{__package__}.implementations.{module}")
-        return getattr(implementation, function)(workers)
+        session: AbstractContextManager[Any] = getattr(implementation, function)(workers)
+        return session
 
 
 _CPUS = os.cpu_count() or 1

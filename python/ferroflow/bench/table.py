@@ -60,7 +60,7 @@ def _row(cell: Cell, first_of_group: bool) -> tuple[str, ...]:
 
 def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    lines = []
+    lines: list[str] = []
     for row in rows:
         fields = [
             text.ljust(w) if i in _TEXT_COLUMNS else text.rjust(w)

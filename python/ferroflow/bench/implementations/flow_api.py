@@ -8,7 +8,7 @@ with `workers=None` that is either library's default runner, as with a bare `@fl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from importlib import import_module
 from types import SimpleNamespace
@@ -28,24 +28,29 @@ def define_flows(root: str, workers: int | None) -> SimpleNamespace:
     runner = import_module(f"{root}.task_runners").ThreadPoolTaskRunner(max_workers=workers)
     inc_task, total_task, nap_task = task(inc), task(total), task(nap)
 
+    # The results are annotated: `task` is found at run time, so they are untyped here.
     @flow(task_runner=runner)
     def trivial_map(n: int) -> list[int]:
-        return inc_task.map(range(n)).result()
+        results: list[int] = inc_task.map(range(n)).result()
+        return results
 
     @flow(task_runner=runner)
     def two_stage_map(n: int) -> list[int]:
-        return inc_task.map(inc_task.map(range(n))).result()
+        results: list[int] = inc_task.map(inc_task.map(range(n))).result()
+        return results
 
     @flow(task_runner=runner)
     def chain(n: int) -> int:
         future = inc_task.submit(0)
         for _ in range(n - 1):
             future = inc_task.submit(future)
-        return future.result()
+        result: int = future.result()
+        return result
 
     @flow(task_runner=runner)
     def fan_in(n: int) -> int:
-        return total_task.submit(inc_task.map(range(n))).result()
+        result: int = total_task.submit(inc_task.map(range(n))).result()
+        return result
 
     @flow(task_runner=runner)
     def submit_loop(n: int) -> list[int]:
@@ -55,11 +60,13 @@ def define_flows(root: str, workers: int | None) -> SimpleNamespace:
 
     @flow(task_runner=runner)
     def sleep_fanout(n: int) -> list[int]:
-        return nap_task.map(range(n)).result()
+        results: list[int] = nap_task.map(range(n)).result()
+        return results
 
     @flow(task_runner=runner)
     def one_task(x: int) -> int:
-        return inc_task(x)
+        result: int = inc_task(x)
+        return result
 
     def many_flows(n: int) -> list[int]:
         return [one_task(x) for x in range(n)]
@@ -76,12 +83,12 @@ def define_flows(root: str, workers: int | None) -> SimpleNamespace:
 
 
 @contextmanager
-def ferroflow_session(workers: int | None) -> Iterator[SimpleNamespace]:
+def ferroflow_session(workers: int | None) -> Generator[SimpleNamespace, None, None]:
     yield define_flows("ferroflow", workers)
 
 
 @contextmanager
-def prefect_session(workers: int | None) -> Iterator[SimpleNamespace]:
+def prefect_session(workers: int | None) -> Generator[SimpleNamespace, None, None]:
     flows = define_flows("prefect", workers)
     flows.many_flows(1)  # starts Prefect's temporary API server (seconds), before the timing
     yield flows

@@ -9,11 +9,15 @@ alone. Ray does not resolve
 refs nested in a list, so the fan-in task gets the list of refs and `ray.get`s it.
 """
 
+# ray is an optional peer, not installed where the package is type-checked: its import
+# does not resolve, and the module's members are unknown to pyright.
+# pyright: reportMissingImports=false, reportUnknownMemberType=false, reportUnknownArgumentType=false
+
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,32 +39,38 @@ class RayRemote:
         self.total_of_refs = ray.remote(total_of_refs)
 
     def trivial_map(self, n: int) -> list[int]:
-        return self.ray.get([self.inc.remote(x) for x in range(n)])
+        results: list[int] = self.ray.get([self.inc.remote(x) for x in range(n)])
+        return results
 
     def two_stage_map(self, n: int) -> list[int]:
         firsts = [self.inc.remote(x) for x in range(n)]
-        return self.ray.get([self.inc.remote(ref) for ref in firsts])
+        results: list[int] = self.ray.get([self.inc.remote(ref) for ref in firsts])
+        return results
 
     def chain(self, n: int) -> int:
         ref = self.inc.remote(0)
         for _ in range(n - 1):
             ref = self.inc.remote(ref)
-        return self.ray.get(ref)
+        result: int = self.ray.get(ref)
+        return result
 
     def fan_in(self, n: int) -> int:
-        return self.ray.get(self.total_of_refs.remote([self.inc.remote(x) for x in range(n)]))
+        result: int = self.ray.get(self.total_of_refs.remote([self.inc.remote(x) for x in range(n)]))
+        return result
 
     def submit_loop(self, n: int) -> list[int]:
         refs = [self.inc.remote(x) for x in range(n)]
         self.ray.wait(refs, num_returns=len(refs))
-        return self.ray.get(refs)
+        results: list[int] = self.ray.get(refs)
+        return results
 
     def sleep_fanout(self, n: int) -> list[int]:
-        return self.ray.get([self.nap.remote(x) for x in range(n)])
+        results: list[int] = self.ray.get([self.nap.remote(x) for x in range(n)])
+        return results
 
 
 @contextmanager
-def session(workers: int | None) -> Iterator[RayRemote]:
+def session(workers: int | None) -> Generator[RayRemote, None, None]:
     import ray
 
     # Functions travel by value: a measuring child loads this package under a name
