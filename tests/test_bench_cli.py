@@ -187,6 +187,43 @@ def test_no_subcommand_exits_2_with_usage():
     assert "usage: ferroflow" in done.stderr and "{bench}" in done.stderr
 
 
+def test_each_workload_table_is_printed_as_soon_as_it_is_measured():
+    # stdout and stderr into one pipe, in the order written: the first workload's rows
+    # must come before the second workload's first progress line.
+    done = subprocess.run(
+        [sys.executable, "-m", "ferroflow", "bench", "--only", "trivial_map,chain", "--sizes", "20",
+         "--rounds", "1", "--import-repeats", "0", "--peers", ""],
+        check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    first_row = next(i for i, line in enumerate(lines) if line.split()[:2] == ["trivial_map", "20"])
+    second_started = next(i for i, line in enumerate(lines) if "chain N=20 round 1/1" in line)
+    second_row = next(i for i, line in enumerate(lines) if line.split()[:2] == ["chain", "20"])
+    assert first_row < second_started < second_row, done.stdout
+    assert lines.index("systems:") < first_row  # the header before anything is measured
+    assert any(line.startswith("total ") for line in lines[second_row:]), done.stdout
+
+
+def test_every_workload_measured_at_several_sizes_gets_a_plot_panel():
+    from ferroflow.bench.plot import plotted_workloads
+    from ferroflow.bench.results import Cell
+
+    def cell(workload: str, size: int, system: str, status: str = "ok") -> Cell:
+        return Cell(workload, size, system, status, us_per_task=1.0 if status == "ok" else None)
+
+    cells = [
+        cell("trivial_map", 10, "bare loop"),
+        cell("trivial_map", 100, "bare loop"),
+        cell("chain", 10, "ferroflow"),  # one size only: no panel
+        cell("fan_in", 10, "ferroflow"),
+        cell("fan_in", 100, "dask"),  # sizes measured by different systems still count
+        cell("many_flows", 10, "ferroflow"),
+        cell("many_flows", 100, "ferroflow", status="failed"),  # a failed size is not a measurement
+    ]
+    assert plotted_workloads(cells) == ["trivial_map", "fan_in"]
+
+
 def test_plot_is_written(tmp_path):
     pytest.importorskip("matplotlib")
     path = tmp_path / "bench.png"

@@ -158,9 +158,9 @@ def _asked_systems(args: argparse.Namespace) -> list[System]:
 def run(args: argparse.Namespace) -> int:
     from . import plot
     from .measure import environment, import_seconds
-    from .results import Report, summarize
-    from .runner import Plan, Progress, run_plan
-    from .table import render
+    from .results import Cell, Report, summarize
+    from .runner import Outcome, Plan, Progress, run_plan
+    from .table import footer, header, workload_table
 
     started = time.perf_counter()
     if args.plot and not plot.available():
@@ -179,17 +179,31 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
     )
     progress = Progress(sys.stderr)
+    environment_now = {**environment(), "versions": versions}
+    systems = [
+        {"name": s.name, "version": versions[s.name], "installed": bool(versions[s.name]), "setup": s.setup}
+        for s in asked
+    ]
+    as_table = args.json != "-"  # with JSON on stdout, nothing else goes there
+    if as_table:
+        print(header(environment_now, args.rounds, systems), flush=True)
+    cells: list[Cell] = []
+
+    def workload_done(workload: Workload, outcome: Outcome) -> None:
+        mine = [
+            cell
+            for size in plan.sizes[workload.name]
+            for cell in summarize(outcome.runs, outcome.skipped, workload, size, installed)
+        ]
+        cells.extend(mine)
+        if as_table:
+            print(workload_table(mine), flush=True)
+
     modules = [system.module for system in installed if system.module]
     imports = import_seconds(modules, args.import_repeats) if args.import_repeats else {}
-    outcome = run_plan(plan, progress)
-    cells = [
-        cell
-        for w in workloads
-        for size in plan.sizes[w.name]
-        for cell in summarize(outcome.runs, outcome.skipped, w, size, installed)
-    ]
+    outcome = run_plan(plan, progress, workload_done)
     report = Report(
-        environment={**environment(), "versions": versions},
+        environment=environment_now,
         settings={
             "argv": sys.argv[1:],
             "rounds": args.rounds,
@@ -198,23 +212,20 @@ def run(args: argparse.Namespace) -> int:
             "timeout": args.timeout,
             "import_repeats": args.import_repeats,
         },
-        systems=[
-            {"name": s.name, "version": versions[s.name], "installed": bool(versions[s.name]), "setup": s.setup}
-            for s in asked
-        ],
+        systems=systems,
         workloads={w.name: w.measures for w in workloads},
         import_seconds=imports,
         runs=outcome.runs,
         summary=cells,
         total_seconds=time.perf_counter() - started,
     )
-    if args.json == "-":
-        print(report.to_json())
-    else:
-        print(render(report), end="")
+    if as_table:
+        print(footer(report), end="")
         if args.json:
             with open(args.json, "w") as out:
                 out.write(report.to_json() + "\n")
+    else:
+        print(report.to_json())
     if args.plot:
         print(plot.write(cells, args.plot), file=sys.stderr)
     progress.note("done")

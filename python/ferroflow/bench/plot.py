@@ -29,6 +29,19 @@ def available() -> bool:
     return True
 
 
+def _measured(cells: list[Cell]) -> list[Cell]:
+    return [c for c in cells if c.status == OK and c.us_per_task is not None]
+
+
+def plotted_workloads(cells: list[Cell]) -> list[str]:
+    """The workloads that get a panel: every one with a cost measured at more than one
+    size (by any system), in the order measured."""
+    measured = _measured(cells)
+    return [
+        w for w in dict.fromkeys(c.workload for c in measured) if len({c.size for c in measured if c.workload == w}) > 1
+    ]
+
+
 def write(cells: list[Cell], path: str) -> str:
     """Writes the plot; returns what was done, in a sentence for the user."""
     import matplotlib
@@ -36,10 +49,8 @@ def write(cells: list[Cell], path: str) -> str:
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    measured = [c for c in cells if c.status == OK and c.us_per_task is not None]
-    workloads = [
-        w for w in dict.fromkeys(c.workload for c in measured) if len({c.size for c in measured if c.workload == w}) > 1
-    ]
+    measured = _measured(cells)
+    workloads = plotted_workloads(cells)
     if not workloads:
         return f"--plot: no workload was measured at several sizes; {path} not written"
     figure, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 4.5), squeeze=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -78,7 +79,8 @@ def _rotated(systems: list[System], round_: int) -> list[System]:
     return systems[shift:] + systems[:shift]
 
 
-def run_plan(plan: Plan, progress: Progress) -> Outcome:
+def run_plan(plan: Plan, progress: Progress, workload_done: Callable[[Workload, Outcome], None]) -> Outcome:
+    """Runs the plan; `workload_done` is called after each workload, with the outcome so far."""
     outcome = Outcome()
     for workload in plan.workloads:
         systems = [s for s in plan.systems if workload.name not in s.not_applicable]
@@ -106,4 +108,5 @@ def run_plan(plan: Plan, progress: Progress) -> Outcome:
                     elif run.seconds is not None:
                         times.setdefault(system.name, []).append(run.seconds)
             previous = {name: (size, statistics.median(t)) for name, t in times.items() if name not in stopped}
+        workload_done(workload, outcome)
     return outcome

@@ -1,5 +1,6 @@
-"""The report as plain text: a header saying how it was measured, one aligned row per
-workload, size and system, the import times, and a legend of the columns."""
+"""The report as plain text, printed as it is measured: a header saying how, then one
+table per workload as soon as it is done (an aligned row per size and system), then the
+import times, a legend of the columns and the total."""
 
 from __future__ import annotations
 
@@ -87,23 +88,35 @@ def _table(cells: list[Cell]) -> list[str]:
     return lines
 
 
-def _header(report: Report) -> list[str]:
-    env, settings = report.environment, report.settings
-    children = " ".join(f"{k}={v}" for k, v in env["child_env"].items())
+def header(environment: dict[str, Any], rounds: int, systems: list[dict[str, Any]]) -> str:
+    """What is measured and how: printed before the first run."""
+    children = " ".join(f"{k}={v}" for k, v in environment["child_env"].items())
     lines = [
         (
-            f"ferroflow bench: {plural(settings['rounds'], 'round')}, systems interleaved in each, medians; "
+            f"ferroflow bench: {plural(rounds, 'round')}, systems interleaved in each, medians; "
             "each run in a fresh interpreter, timed inside it"
         ),
-        f"{env['implementation']} {env['python']} on {env['platform']}, {env['cpu_count']} CPUs; "
-        f"children run with {children}",
+        f"{environment['implementation']} {environment['python']} on {environment['platform']}, "
+        f"{environment['cpu_count']} CPUs; children run with {children}",
         "systems:",
     ]
-    width = max(len(f"{s['name']} {s['version'] or ''}") for s in report.systems)
-    for system in report.systems:
+    width = max(len(f"{s['name']} {s['version'] or ''}") for s in systems)
+    for system in systems:
         label = f"{system['name']} {system['version'] or ''}".strip().ljust(width)
         lines.append(f"  {label}  {system['setup'] if system['version'] else 'not installed'}")
-    return lines
+    return "\n".join(lines) + "\n"
+
+
+def workload_table(cells: list[Cell]) -> str:
+    """One workload's rows, every size and system, under the column names: printed as
+    soon as that workload is measured."""
+    return "\n".join(_table(cells)) + "\n"
+
+
+def footer(report: Report) -> str:
+    """The import times, the legend of the columns and the total: printed at the end."""
+    blocks = [_imports(report), LEGEND.splitlines(), [f"total {report.total_seconds:.1f} s"]]
+    return "\n\n".join("\n".join(block) for block in blocks if block) + "\n"
 
 
 def _imports(report: Report) -> list[str]:
@@ -115,14 +128,3 @@ def _imports(report: Report) -> list[str]:
         for module, seconds in report.import_seconds.items()
     )
     return [f"import time (median of {interpreters}, minus `python -c pass`): {timings}"]
-
-
-def render(report: Report) -> str:
-    blocks = [
-        _header(report),
-        _table(report.summary),
-        _imports(report),
-        LEGEND.splitlines(),
-        [f"total {report.total_seconds:.1f} s"],
-    ]
-    return "\n\n".join("\n".join(block) for block in blocks if block) + "\n"
