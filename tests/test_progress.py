@@ -35,8 +35,9 @@ from ferroflow.task_runners import ThreadPoolTaskRunner
 
 #: An escape sequence (colours, cursor moves, line erasure).
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-#: The progress line, as `describe` writes it (with runs registered).
-LINE = re.compile(r"Flow run '[^']+' .*\d+% [\d,]+/[\d,]+ task runs · [\d,]+ failed · [\d,]+ running")
+#: The progress line, as `describe` writes it (with runs registered; in 80 columns, without
+#: the words "Flow run").
+LINE = re.compile(r"(Flow run )?'[^']+' .*\d+% +[\d,]+/[\d,]+ task runs · [\d,]+ failed · [\d,]+ running")
 
 #: A flow whose map runs about `seconds` (tasks sleep 10 ms, on 4 workers), with its own
 #: delay and interval for the line; prints whether rich was imported, at the end.
@@ -147,28 +148,35 @@ def _text(parts: list[tuple[str, str]]) -> str:
 def test_the_line_says_done_failed_running_rate_and_eta():
     parts = describe("quiet-otter", Counts(registered=1000, done=400, failed=3, running=4), 2.0, 200.0)
     assert _text(parts) == (
-        "Flow run 'quiet-otter' ━━━━━━━━━━━━━━━━━━━━  40% 400/1,000 task runs · 3 failed · 4 running"
-        " · 200/s · ETA 0:03 · 0:02"
+        "Flow run 'quiet-otter' ━━━━━━━━────────────  40%   400/1,000 task runs · 3 failed · 4 running"
+        " · 200/s · ETA 0:03 · 0:02 elapsed"
     )
-    assert parts[1:3] == [("━" * 8, "bar.complete"), ("━" * 12, "bar.back")]  # 40% of 20 cells
+    assert parts[1:3] == [("━" * 8, "bar.complete"), ("─" * 12, "bar.back")]  # 40% of 20 cells
     assert ("━" * 8 + "╸", "bar.complete") in describe("r", Counts(1000, 425, 0, 0), 1.0, None)  # and a half
+    assert (" · ETA 0:03", "cyan") in parts
     assert (" · 3 failed", "red") in parts
 
 
 def test_the_line_without_a_rate_without_runs_and_when_narrow():
     counts = Counts(registered=1_000_000, done=999_999, failed=0, running=1)
     assert _text(describe("r", counts, 3725.0, None)).endswith(
-        " 99% 999,999/1,000,000 task runs · 0 failed · 1 running · 1:02:05"
+        " 99%   999,999/1,000,000 task runs · 0 failed · 1 running · 1:02:05 elapsed"
     )
-    assert _text(describe("r", Counts(), 5.0, None)) == "Flow run 'r' no task runs yet · 0:05"
+    assert _text(describe("r", Counts(), 5.0, None)) == "Flow run 'r' no task runs yet · 0:05 elapsed"
     wide = _text(describe("r", counts, 3.0, 1.5e6))
-    assert wide.endswith("· 1.5M/s · ETA 0:01 · 0:03")
+    assert wide.endswith(
+        "━╸  99%   999,999/1,000,000 task runs · 0 failed · 1 running · 1.5M/s · ETA 0:01 · 0:03 elapsed"
+    )
     assert _text(describe("r", counts, 3.0, 1.5e6, width=len(wide))) == wide
-    # Narrower: the time so far goes first, then the bar.
-    without_time = _text(describe("r", counts, 3.0, 1.5e6, width=len(wide) - 1))
-    assert without_time == wide.removesuffix(" · 0:03")
-    without_bar = _text(describe("r", counts, 3.0, 1.5e6, width=40))
-    assert without_bar == "Flow run 'r'  99% 999,999/1,000,000 task runs · 0 failed · 1 running · 1.5M/s · ETA 0:01"
+    # Narrower: the time so far goes, then the bar narrows to 8 cells, then it goes.
+    without_time = wide.removesuffix(" · 0:03 elapsed")
+    assert _text(describe("r", counts, 3.0, 1.5e6, width=len(wide) - 1)) == without_time
+    narrower = _text(describe("r", counts, 3.0, 1.5e6, width=len(without_time) - 12))
+    assert narrower == without_time.replace("━" * 12, "", 1)
+    counted = " 99%   999,999/1,000,000 task runs · 0 failed · 1 running · 1.5M/s · ETA 0:01"
+    assert _text(describe("r", counts, 3.0, 1.5e6, width=len(counted) + 13)) == "Flow run 'r' " + counted
+    assert _text(describe("r", counts, 3.0, 1.5e6, width=len(counted) + 12)) == "'r'" + counted
+    assert _text(describe("r", counts, 3.0, 1.5e6, width=40)) == counted  # the terminal cuts it
 
 
 def _progress_threads() -> list[threading.Thread]:
@@ -385,7 +393,7 @@ def test_in_a_terminal_the_line_shows_while_a_map_runs_and_only_the_summary_stay
     # Mid-run, the line is the last on screen, below whole log lines ...
     middle = _screen_lines(live[len(live) // 2])
     assert LINE.match(middle[-1]), middle[-1]
-    assert re.search(r" · \d+/s · ETA \d+:\d\d · \d+:\d\d$", middle[-1]), middle[-1]
+    assert re.search(r" · \d+/s · ETA \d+:\d\d( · \d+:\d\d elapsed)?$", middle[-1]), middle[-1]
     assert not any("task runs" in line for line in middle[:-1])
     # ... and at the end, those lines are still there, and the usual ones follow.
     final = _screen_lines(screens[-1])

@@ -50,6 +50,7 @@ RATE_WINDOW = 3.0
 #: How long ending a flow run waits for its line to be erased (seconds).
 _ERASE_TIMEOUT = 2.0
 _BAR_WIDTH = 20
+_MIN_BAR = 8
 
 
 class _Engine(Protocol):
@@ -121,30 +122,32 @@ def _per_second(rate: float) -> str:
     return f"{rate:.1f}/s" if rate < 10 else f"{rate:.0f}/s"
 
 
-def _bar(done: int, registered: int, width: int = _BAR_WIDTH) -> tuple[str, str]:
-    """The bar's finished and unfinished parts, in half cells (as rich draws its bars)."""
+def _bar(done: int, registered: int, width: int) -> tuple[str, str]:
+    """The bar's finished and unfinished parts, in half cells; told apart by their
+    lines as well as their colours (a terminal may show no colour: `NO_COLOR`)."""
     halves = width * 2 * done // registered if registered else 0
     full, half = divmod(halves, 2)
     finished = "━" * full + ("╸" if half else "")
-    return finished, "━" * (width - len(finished))
+    return finished, "─" * (width - len(finished))
 
 
 def describe(
     name: str, counts: Counts, elapsed: float, rate: float | None, width: int | None = None
 ) -> list[tuple[str, str]]:
-    """The line as (text, style) parts: the bar, runs done out of registered, failed,
+    """The line as (text, style) parts: a bar, runs done out of registered, failed,
     running, the rate of runs ending (per second), the time left at that rate and the
-    time so far. Narrower than its text, the line drops the time so far, then the bar
-    (the terminal cuts what is still too long)."""
+    time so far. To fit `width`, the time so far goes, then the bar narrows (down to
+    `_MIN_BAR` cells), then it goes, then the words `Flow run`, then the name (the
+    terminal cuts what is still too long)."""
     registered, done, failed, running = counts
     head = (f"Flow run {name!r} ", "bold")
-    since = (f" · {_clock(elapsed)}", "")
+    since = (f" · {_clock(elapsed)} elapsed", "")
     if registered == 0:
         return [head, ("no task runs yet", "dim"), since]
-    finished, unfinished = _bar(done, registered)
-    bar = [(finished, "bar.complete"), (unfinished, "bar.back"), (" ", "")]
+    total = f"{registered:,}"
     counted = [
-        (f"{100 * done // registered:>3d}% {done:,}/{registered:,} task runs", ""),
+        # (`done` as wide as the total: the line does not shift as it grows)
+        (f"{100 * done // registered:>3d}% {done:>{len(total)},}/{total} task runs", ""),
         (f" · {failed:,} failed", "red" if failed else ""),
         (f" · {running:,} running", ""),
     ]
@@ -152,10 +155,21 @@ def describe(
         counted.append((f" · {_per_second(rate)}", ""))
     if rate and done < registered:
         counted.append((f" · ETA {_clock(math.ceil((registered - done) / rate))}", "cyan"))
-    for parts in ([head, *bar, *counted, since], [head, *bar, *counted], [head, *counted]):
-        if width is None or sum(len(text) for text, _ in parts) <= width:
-            break
-    return parts
+    if width is None:
+        width = sys.maxsize
+    for tail, least in (([*counted, since], _BAR_WIDTH), (counted, _BAR_WIDTH), (counted, _MIN_BAR)):
+        room = width - _length([head, *tail]) - 1
+        if room >= least:
+            finished, unfinished = _bar(done, registered, min(room, _BAR_WIDTH))
+            return [head, (finished, "bar.complete"), (unfinished, "bar.back"), (" ", ""), *tail]
+    for shorter in ([head, *counted], [(f"{name!r}", "bold"), *counted]):
+        if _length(shorter) <= width:
+            return shorter
+    return counted
+
+
+def _length(parts: list[tuple[str, str]]) -> int:
+    return sum(len(text) for text, _ in parts)
 
 
 class _Rate:
