@@ -279,6 +279,26 @@ def test_the_thread_ends_when_the_flow_fails_or_is_interrupted(watched, call_wit
     # (the fixture checks that no watch and no thread is left)
 
 
+def test_an_async_flow_run_is_watched_like_a_sync_one(watched):
+    import asyncio
+
+    seen: list[Counts] = []
+
+    @task
+    async def double(x: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * x
+
+    @flow
+    async def doubled() -> None:
+        await double.map(range(5))
+        (watch,) = set(_progress._watches.values())
+        seen.append(watch.counts())
+
+    asyncio.run(doubled())
+    assert seen == [Counts(registered=5, done=5, failed=0, running=0)]
+
+
 def test_an_ended_watch_erases_its_line_and_its_thread_ends(monkeypatch, run_script):
     """Failure, Ctrl-C (a KeyboardInterrupt in the flow) and a line shown meanwhile: the
     streams are rich's no longer once the flow run has ended, and the monitor thread ends

@@ -96,8 +96,8 @@ class _FlowRun:
     def interrupted(self, interrupt: BaseException) -> None:
         """Ctrl-C (or another interrupt): runs that have not started end Cancelled, and so
         do coroutine runs waiting out a retry delay; running ones finish."""
-        self.stop_progress()  # the line goes at once; what follows is the usual log lines
         self.runner._interrupt()
+        self.stop_progress()  # the line goes now; what follows is the usual log lines
         self.runner._stop()
         crashed = states.exception_to_crashed_state(interrupt)
         self.logger.error(f"Crash detected! {crashed.message}")
