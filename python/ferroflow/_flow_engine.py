@@ -11,7 +11,7 @@ import os
 import time
 import types
 import weakref
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any, cast
 
 from ferroflow import _progress, states
@@ -41,7 +41,7 @@ def _run_name(flow: Any, parameters: dict[str, Any]) -> str:
 
 def _log_prints(flow: Any, parent: FlowRunContext | None) -> bool:
     if flow.log_prints is not None:
-        return flow.log_prints
+        return bool(flow.log_prints)
     if parent is not None:
         return parent.log_prints
     return os.environ.get("FERROFLOW_LOGGING_LOG_PRINTS", os.environ.get("PREFECT_LOGGING_LOG_PRINTS", "")).lower() in (
@@ -55,7 +55,7 @@ class _FlowRun:
     """One flow run's life around its function calls, shared by sync and async flows:
     naming, the begin and end lines, the task runner, the final state."""
 
-    def __init__(self, flow: Any, args: tuple, kwargs: dict[str, Any]) -> None:
+    def __init__(self, flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         import uuid  # here, not at import: `import ferroflow` stays fast
 
         parent = FlowRunContext.get()
@@ -103,7 +103,7 @@ class _FlowRun:
         self.logger.error(f"Crash detected! {crashed.message}")
         self.logger.info(f"Finished in state {crashed}")
 
-    def finished(self, state: states.State, returned: Any, return_state: bool) -> Any:
+    def finished(self, state: states.State[Any], returned: Any, return_state: bool) -> Any:
         """Stops the runner (after every run the flow started) and gives the call's value.
 
         As in Prefect 3: a returned collection of futures or states is handed back as
@@ -125,11 +125,11 @@ def _states_of(returned: Any) -> Any:
     """The states a returned value is judged by: a list, tuple or set of them, or the
     values of a dict of them."""
     if isinstance(returned, dict):
-        return list(returned.values())
+        return list(cast("Mapping[Any, Any]", returned).values())  # typed: pyright leaves a dict's parts unknown
     return returned
 
 
-def _returned_state(returned: Any) -> states.State:
+def _returned_state(returned: Any) -> states.State[Any]:
     """The flow run's final state for what its function returned (with its futures
     already turned into their final states, as Prefect does)."""
     judged = _states_of(returned)
@@ -141,7 +141,7 @@ def _returned_state(returned: Any) -> states.State:
 
 
 def run_flow(
-    flow: Any, args: tuple, kwargs: dict[str, Any], *, return_state: bool, wait_for: Iterable[Any] | None
+    flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, return_state: bool, wait_for: Iterable[Any] | None
 ) -> Any:
     if wait_for is not None:
         wait(list(wait_for))
@@ -180,14 +180,15 @@ async def _wait_all_without_blocking(engine: RunnerEngine) -> None:
 
 
 def call_async_flow(
-    flow: Any, args: tuple, kwargs: dict[str, Any], *, return_state: bool, wait_for: Iterable[Any] | None
+    flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, return_state: bool, wait_for: Iterable[Any] | None
 ) -> Coroutine[Any, Any, Any]:
     """What calling an async flow gives: a real coroutine (as in Prefect) that runs the
     flow when it is awaited or run. One that is dropped without ever starting (usually
     `asyncio.run(my_flow())` where a loop already runs: a notebook) logs what to write."""
     started: list[bool] = []
     made = _run_flow_async(flow, args, kwargs, return_state, wait_for, started)
-    coroutine = cast("types.CoroutineType[Any, Any, Any]", made)
+    # An `async def`'s call is a CoroutineType (pyright says so; mypy says Coroutine).
+    coroutine: types.CoroutineType[Any, Any, Any] = made  # type: ignore[assignment]
     name = getattr(flow.fn, "__name__", flow.name)
     coroutine.__name__ = coroutine.__qualname__ = name  # Python's own warnings name the flow
     finalizer = weakref.finalize(coroutine, _never_started, name, started)
@@ -213,7 +214,7 @@ def _never_started(name: str, started: list[bool]) -> None:
 
 async def _run_flow_async(
     flow: Any,
-    args: tuple,
+    args: tuple[Any, ...],
     kwargs: dict[str, Any],
     return_state: bool,
     wait_for: Iterable[Any] | None,

@@ -9,13 +9,16 @@ printed by concurrent tasks never merge.
 
 from __future__ import annotations
 
-import logging
+from typing import TYPE_CHECKING
 
 from ferroflow.context import TaskRunContext, current_flow_run_context
 from ferroflow.logging import install_print_capture, task_run_logger
 
+if TYPE_CHECKING:
+    from ferroflow.logging import RunLogger
 
-def _print_logger() -> logging.LoggerAdapter | None:
+
+def _print_logger() -> RunLogger | None:
     task_context = TaskRunContext.get()
     if task_context is not None:
         if not task_context.log_prints:
@@ -34,7 +37,8 @@ def _print_logger() -> logging.LoggerAdapter | None:
         )
     flow_context = current_flow_run_context()
     if flow_context is not None and flow_context.log_prints:
-        return flow_context.logger
+        logger: RunLogger = flow_context.logger
+        return logger
     return None
 
 

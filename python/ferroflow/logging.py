@@ -15,12 +15,24 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Generator, MutableMapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ferroflow.context import FlowRunContext, TaskRunContext
 from ferroflow.exceptions import MissingContextError
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # Generic to the type checkers; subscriptable at run time only from Python 3.11.
+    _StreamHandler = logging.StreamHandler[TextIO]
+    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
+    #: What a run logger is: the plain logger, or an adapter adding the run's fields.
+    RunLogger: TypeAlias = logging.Logger | logging.LoggerAdapter[logging.Logger]
+else:
+    _StreamHandler = logging.StreamHandler
+    _LoggerAdapter = logging.LoggerAdapter
 
 __all__ = [
     "DATE_FORMAT",
@@ -75,7 +87,7 @@ class RunFormatter(logging.Formatter):
         return self._style.format(record)
 
 
-class StderrHandler(logging.StreamHandler):
+class StderrHandler(_StreamHandler):
     """A StreamHandler writing to whatever `sys.stderr` is at emit time.
 
     Binding the stream at import would write past pytest's capsys/capfd and any
@@ -85,8 +97,9 @@ class StderrHandler(logging.StreamHandler):
     def __init__(self) -> None:
         logging.Handler.__init__(self)  # StreamHandler's __init__ would assign `stream`
 
+    # Read-only on purpose: the stream is whatever sys.stderr is now.
     @property
-    def stream(self) -> Any:
+    def stream(self) -> TextIO:  # type: ignore[override]  # pyright: ignore[reportIncompatibleVariableOverride]
         return sys.stderr
 
 
@@ -95,7 +108,8 @@ def _level_from_env() -> int | str:
     value = raw.strip().upper()
     if value.isdigit():
         return int(value)
-    if not isinstance(logging.getLevelName(value), int):
+    # The one lookup of a level by name that 3.10 has (getLevelNamesMapping is 3.11+).
+    if not isinstance(logging.getLevelName(value), int):  # pyright: ignore[reportDeprecated]
         raise ValueError(f"FERROFLOW_LOGGING_LEVEL={raw!r} is not a logging level name")
     return value
 
@@ -115,7 +129,7 @@ def _configure() -> None:
 _configure()
 
 
-class RunLoggerAdapter(logging.LoggerAdapter):
+class RunLoggerAdapter(_LoggerAdapter):
     """A LoggerAdapter that merges its run fields with a call's `extra=`.
 
     The stock adapter replaces the call's `extra` with its own (bpo-32732); Prefect's
@@ -125,12 +139,12 @@ class RunLoggerAdapter(logging.LoggerAdapter):
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         extra = kwargs.get("extra")
         # No copy when the call brings no extra: makeRecord only reads it.
-        kwargs["extra"] = {**self.extra, **extra} if extra else self.extra  # type: ignore[dict-item]
+        kwargs["extra"] = {**(self.extra or {}), **extra} if extra else self.extra
         return msg, kwargs
 
     def getChild(self, suffix: str, extra: dict[str, Any] | None = None) -> RunLoggerAdapter:
         """A child logger that keeps this adapter's run fields (plus `extra`)."""
-        fields = {**self.extra, **(extra or {})}  # type: ignore[dict-item]
+        fields = {**(self.extra or {}), **(extra or {})}
         return RunLoggerAdapter(self.logger.getChild(suffix), fields)
 
 
@@ -190,7 +204,7 @@ _null_logger = logging.Logger("ferroflow.null")
 _null_logger.disabled = True
 
 
-def get_run_logger(context: Any = None, **kwargs: Any) -> logging.Logger | logging.LoggerAdapter:
+def get_run_logger(context: Any = None, **kwargs: Any) -> RunLogger:
     """The logger of the current task run, else of the current flow run.
 
     `context` picks a run context explicitly instead of the active one; `kwargs`
@@ -237,7 +251,7 @@ def get_run_logger(context: Any = None, **kwargs: Any) -> logging.Logger | loggi
 
 
 @contextmanager
-def disable_run_logger() -> Iterator[None]:
+def disable_run_logger() -> Generator[None, None, None]:
     """Silence both run loggers for the block, process-wide (as Prefect), then restore them."""
     loggers = [logging.getLogger(_FLOW_RUNS), logging.getLogger(_TASK_RUNS)]
     previous = [logger.disabled for logger in loggers]
@@ -254,10 +268,10 @@ def disable_run_logger() -> Iterator[None]:
 
 _print_lock = threading.Lock()
 _original_print: Callable[..., None] = builtins.print
-_print_resolver: Callable[[], logging.Logger | logging.LoggerAdapter | None] | None = None
+_print_resolver: Callable[[], RunLogger | None] | None = None
 
 
-def _print_in_one_write(args: tuple, kwargs: dict[str, Any]) -> None:
+def _print_in_one_write(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """`print`, except that the whole line (sep and end included) reaches the stream in
     one `write`, so lines printed by concurrent threads never merge. Formatting (and its
     errors) is print's own; `file=` and `flush=` keep their meaning."""
@@ -300,7 +314,7 @@ def print_as_log(*args: Any, **kwargs: Any) -> None:
 
 
 def install_print_capture(
-    resolver: Callable[[], logging.Logger | logging.LoggerAdapter | None],
+    resolver: Callable[[], RunLogger | None],
 ) -> None:
     """Route prints through `resolver()`'s logger, by swapping `builtins.print` once.
 
