@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # All the tests. Sets everything up first and is safe to run again.
 #
-#   lint        ruff check; mypy on the package; cargo fmt --check; cargo clippy (workspace
-#               lints, pedantic, -D warnings)
+#   lint        ruff check; mypy and basedpyright, both strict, on the package and on
+#               tests/typing (what a user's checker infers from the API, and the errors it
+#               must report); cargo fmt --check; cargo clippy (workspace lints, pedantic,
+#               -D warnings)
+#   docs        the documentation site, mkdocs build --strict (scripts/check_docs.sh)
 #   engine      cargo test, in the debug profile: the state machine's checks are live, and
 #               it builds in a third of the time fat LTO takes
 #   stubtest    the hand-written _core.pyi matches the binary
@@ -51,7 +54,8 @@ step() {
 
 # --- lint ------------------------------------------------------------------------------
 step "ruff check" "$dev_python" -m ruff check .
-step "mypy python/ferroflow" "$dev_python" -m mypy python/ferroflow
+step "mypy (strict: the package, tests/typing)" "$dev_python" -m mypy
+step "basedpyright (strict: the package, tests/typing)" "$venv/bin/basedpyright"
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 
@@ -130,6 +134,9 @@ while IFS=$'\t' read -r -u 3 minor python; do
   [ -n "$minor" ] || continue
   step "pytest on CPython $minor ($python)" run_pytest "$minor" "$python" "$@"
 done 3<<<"$pythons"  # fd 3: the tests must not read the list from stdin
+
+# --- docs --------------------------------------------------------------------------------
+step "docs: mkdocs build --strict" bash "$root/scripts/check_docs.sh"
 
 # --- benchmarks --------------------------------------------------------------------------
 step "benchmarks (smoke)" "$dev_python" -m pytest benches --benchmark-disable -q
