@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any, cast
 
-from ferroflow import _progress, states
+from ferroflow import states
 from ferroflow._async import _futures_in, await_future_done
 from ferroflow._bridge import RunnerEngine
 from ferroflow._core import contains_futures
@@ -72,6 +72,8 @@ class _FlowRun:
         self.context = FlowRunContext(flow, flow_run, self.runner, _log_prints(flow, parent), self.logger)
         #: The flow run's engine: every task run it starts is registered there.
         self.engine: RunnerEngine = self.runner._start(self.context)
+        from ferroflow import _progress  # here, not at import: `import ferroflow` stays fast
+
         #: Ends the progress line's count of this flow run (see `_progress`), if any.
         self.end_progress = _progress.watch(
             flow_run.id, None if parent is None else parent.flow_run.id, flow_run.name, self.engine.core
