@@ -293,6 +293,11 @@ def test_an_async_flow_run_is_watched_like_a_sync_one(watched):
     async def doubled() -> None:
         await double.map(range(5))
         (watch,) = set(_progress._watches.values())
+        # An awaited result is there a moment before the engine counts its run as
+        # finished (the counters are read without a lock): wait for the count to settle.
+        deadline = time.monotonic() + 5
+        while watch.counts().done < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         seen.append(watch.counts())
 
     asyncio.run(doubled())

@@ -28,6 +28,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "python" / "ferroflow"
 LAYERS = [
     "context",
     "logging",
+    "_progress",
     "_prints",
     "_bridge",
     "_loop",

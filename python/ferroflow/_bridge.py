@@ -124,6 +124,11 @@ class RunnerEngine:
                 if not run.done:
                     crash(run, exc)
 
+    def progress(self) -> tuple[int, int, int, int]:
+        """(registered, done, failed, running) task runs, from counters the engine keeps
+        anyway: what the progress line shows."""
+        return self.core.progress()
+
     def wait_all(self) -> None:
         """Blocks until every run registered so far has ended."""
         self.core.wait_idle()

@@ -76,7 +76,7 @@ class _FlowRun:
 
         #: Ends the progress line's count of this flow run (see `_progress`), if any.
         self.end_progress = _progress.watch(
-            flow_run.id, None if parent is None else parent.flow_run.id, flow_run.name, self.engine.core
+            flow_run.id, None if parent is None else parent.flow_run.id, flow_run.name, self.engine
         )
 
     def stop_progress(self) -> None:
