@@ -55,7 +55,8 @@ step() {
 # --- lint ------------------------------------------------------------------------------
 step "ruff check" "$dev_python" -m ruff check .
 step "mypy (strict: the package, tests/typing)" "$dev_python" -m mypy
-step "basedpyright (strict: the package, tests/typing)" "$venv/bin/basedpyright"
+# --project: this pyproject.toml's settings, never a pyrightconfig.json found above the tree.
+step "basedpyright (strict: the package, tests/typing)" "$venv/bin/basedpyright" --project "$root"
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 
