@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Tests press Ctrl-C in child interpreters (SIGINT). A test run started as a background
+# job of a non-interactive shell inherits SIGINT *ignored*, every child inherits that
+# too, and Python then installs no KeyboardInterrupt handler: those tests would fail for
+# the way they were launched. A handler here (reset to the default by exec) gives every
+# child the ordinary Ctrl-C, and makes the run itself interruptible as usual.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 EXAMPLES_DIR = ROOT / "examples"
 
 #: One console log line in Prefect's format: ``12:00:01.234 | INFO    | ...``.
