@@ -193,8 +193,8 @@ class _Rate:
 
 #: Root flow runs going on (oldest first), whose line the monitor may draw.
 _roots: list[Watch] = []
-#: Guards `_roots`, each watch's `ended` and `on_screen`, and `_monitor`; the monitor
-#: sleeps on it.
+#: Guards `_roots`, `_watches`, each watch's `ended` and `on_screen`, and `_monitor`; the
+#: monitor sleeps on it.
 _cond = threading.Condition()
 #: The thread that draws the line: one in the process, started by the first watched
 #: flow run; it exits once no flow run has been watched for `IDLE_EXIT` seconds (a
@@ -204,7 +204,6 @@ IDLE_EXIT = 2.0
 #: Every watch whose flow run is going on, by the id of each flow run counted in it
 #: (the root's and its subflows').
 _watches: dict[Any, Watch] = {}
-_watches_lock = threading.Lock()
 #: rich could not be imported (said once).
 _no_rich = False
 
@@ -401,7 +400,7 @@ def watch(flow_run_id: Any, parent_id: Any, name: str, engine: _Engine) -> Calla
     the flow run it runs under. Returns what to call when the flow run ends (after its
     runs have ended), or None when nothing watches it."""
     if parent_id is not None:
-        with _watches_lock:
+        with _cond:
             root = _watches.get(parent_id)
             if root is None:
                 return None
@@ -410,7 +409,7 @@ def watch(flow_run_id: Any, parent_id: Any, name: str, engine: _Engine) -> Calla
 
         def subflow_ended() -> None:
             root.retire(engine)
-            with _watches_lock:
+            with _cond:
                 _watches.pop(flow_run_id, None)
 
         return subflow_ended
@@ -419,12 +418,12 @@ def watch(flow_run_id: Any, parent_id: Any, name: str, engine: _Engine) -> Calla
     if chosen == "off" or (chosen == "auto" and not _isatty(sys.stderr)):
         return None
     started = Watch(name, engine, force_terminal=chosen == "on")
-    with _watches_lock:
+    with _cond:
         _watches[flow_run_id] = started
     started.begin()
 
     def ended() -> None:
-        with _watches_lock:
+        with _cond:
             _watches.pop(flow_run_id, None)
         started.end()
 
@@ -433,7 +432,7 @@ def watch(flow_run_id: Any, parent_id: Any, name: str, engine: _Engine) -> Calla
 
 def _end_all() -> None:
     """At exit: erase any line still shown (a flow run in a daemon thread)."""
-    with _watches_lock:
+    with _cond:
         live = set(_watches.values())
         _watches.clear()
     for each in live:
@@ -442,11 +441,10 @@ def _end_all() -> None:
 
 def _forget_after_fork() -> None:
     """In a forked child, the monitor does not exist, nor the flow runs it watched."""
-    global _cond, _monitor, _watches_lock
+    global _cond, _monitor
     _cond = threading.Condition()
     _monitor = None
     _roots.clear()
-    _watches_lock = threading.Lock()
     _watches.clear()
 
 
