@@ -9,18 +9,16 @@
 #   3. `ferroflow bench --quick`: the standard workloads at their smaller sizes, side by
 #      side with concurrent.futures and any other peer installed (about half a minute).
 # Usage: bash scripts/main.sh [N]   (N: a whole number of items, at least 1)
-n=${1:-1000000}
-case $n in
-  '' | *[!0-9]*)
-    echo "usage: bash scripts/main.sh [N]   (N: a whole number of items, at least 1; default 1000000), got '$n'" >&2
-    exit 2
-    ;;
-esac
-n=$((10#$n))
-if [ "$n" -lt 1 ]; then
+usage() {
   echo "usage: bash scripts/main.sh [N]   (N: a whole number of items, at least 1; default 1000000), got '$1'" >&2
   exit 2
-fi
+}
+n=${1:-1000000}
+case $n in
+  '' | *[!0-9]*) usage "$n" ;;
+esac
+n=$((10#$n))
+[ "$n" -ge 1 ] || usage "$1"
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 python "$root/examples/huge_map.py" "$n"
 python -m ferroflow bench --only trivial_map --sizes "$n" --peers concurrent.futures --import-repeats 0
