@@ -69,6 +69,27 @@ _current_flow_run: ContextVar[FlowRunContext | _OutsideFlows | None] = ContextVa
 current_async_run: ContextVar[Any] = ContextVar("ferroflow_async_run", default=None)
 
 
+class CarriedRun:
+    """A run continued on a thread other than the one the engine gave it (a time limit's
+    helper thread): set as `current_async_run` there, it answers for the run as an
+    `AsyncRun` does, so run contexts and loggers find it."""
+
+    __slots__ = ("future", "identity")
+
+    def __init__(self, future: Any, identity: tuple[Any, ...]) -> None:
+        self.future = future
+        self.identity = identity  # (run name, task, flow run context), as an AsyncRun's
+
+
+def carry_run() -> Any:
+    """The run the calling code executes, in a form `current_async_run` can hold on
+    another thread; None outside task runs."""
+    current = _core.current_run()
+    if current is not None:
+        return CarriedRun(current[0], current[1:])
+    return current_async_run.get()
+
+
 class FlowRunContext:
     """What a running flow knows: the flow, its run record, its task runner, its options."""
 

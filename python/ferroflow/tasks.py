@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, Ty
 
 from ferroflow import _core
 from ferroflow._arguments import Signature, bound_copy, split_map
+from ferroflow._task_body import engine_function
 from ferroflow.context import FlowRunContext, current_tags
 from ferroflow.task_runners import current_runner
 from ferroflow.utilities.annotations import NotSet
@@ -27,38 +28,37 @@ T = TypeVar("T")  # what an async task's coroutine returns
 #: Most retry delays a task may list (Prefect's bound).
 MAX_RETRY_DELAYS = 50
 
-# Options of Prefect's @task that ferroflow does not implement yet, with their defaults.
-# Passing one with another value raises NotImplementedError: an option that silently
-# does nothing would be worse than none.
-_NOT_YET = {
-    "cache_policy": NotSet,
-    "cache_key_fn": None,
-    "cache_expiration": None,
-    "retry_jitter_factor": None,
-    "persist_result": None,
-    "result_storage": None,
-    "result_storage_key": None,
-    "result_serializer": None,
-    "cache_result_in_memory": True,
-    "timeout_seconds": None,
-    "refresh_cache": None,
-    "on_completion": None,
-    "on_failure": None,
-    "on_running": None,
-    "on_commit": None,
-    "on_rollback": None,
-    "retry_condition_fn": None,
-    "viz_return_value": None,
-    "asset_deps": None,
+# Options of Prefect's @task that need its server or its transactions, with their
+# defaults. Passing one with another value raises NotImplementedError naming the option
+# and the reason: an option that silently does nothing would be worse than none.
+_OUT_OF_SCOPE = {
+    "on_commit": (None, "transaction hooks need Prefect's transactions, which ferroflow does not have"),
+    "on_rollback": (None, "transaction hooks need Prefect's transactions, which ferroflow does not have"),
+    "asset_deps": (None, "assets are recorded by Prefect's server"),
 }
 
 
 def _reject_unsupported(owner: str, options: dict[str, Any]) -> None:
     for option, value in options.items():
-        if option not in _NOT_YET:
+        if option not in _OUT_OF_SCOPE:
             raise TypeError(f"{owner}() got an unexpected keyword argument {option!r}")
-        if value is not _NOT_YET[option]:
-            raise NotImplementedError(f"{owner} option {option!r} is not supported by ferroflow yet")
+        default, reason = _OUT_OF_SCOPE[option]
+        if value is not default:
+            raise NotImplementedError(f"{owner}: option {option!r} is not supported by ferroflow: {reason}")
+
+
+def _timeout(value: Any, owner: str) -> float | None:
+    """`timeout_seconds` checked: None, or a finite number of seconds > 0."""
+    if value is None:
+        return None
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: timeout_seconds must be a number of seconds, got {type(value).__name__}: {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{owner}: timeout_seconds must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
@@ -69,53 +69,6 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
         return [backoff_factor * max(0, 2**r) for r in range(retries)]
 
     return retry_backoff_callable
-
-
-# Bytecode that can suspend a coroutine: `await`, `async for`, `async with`.
-_SUSPENDING_OPS = frozenset(
-    {"GET_AWAITABLE", "SEND", "YIELD_VALUE", "GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH", "END_ASYNC_FOR"}
-)
-
-
-# Names whose use means the coroutine wants a running loop or task even without awaiting.
-_LOOP_APIS = frozenset(
-    {
-        "get_running_loop",
-        "get_event_loop",
-        "current_task",
-        "all_tasks",
-        "create_task",
-        "ensure_future",
-        "run_coroutine_threadsafe",
-        "call_soon",
-        "call_later",
-        "call_at",
-        "run_in_executor",
-        "get_current_task",
-        "current_async_library",
-    }
-)
-
-
-def _body(fn: Callable[..., Any]) -> str:
-    """What calling `fn` gives, for the engine: a value ("sync"), a coroutine that cannot
-    suspend and so runs to completion in one step ("eager-coroutine": a trivial async
-    task costs what a sync one does), or one that may suspend, or asks for its loop or
-    task, and runs on an event loop ("coroutine")."""
-    import inspect
-
-    if not inspect.iscoroutinefunction(fn):
-        return "sync"
-    code = getattr(inspect.unwrap(fn), "__code__", None)
-    if code is None:
-        return "coroutine"
-    import dis
-
-    if any(instruction.opname in _SUSPENDING_OPS for instruction in dis.get_instructions(code)):
-        return "coroutine"
-    if _LOOP_APIS.intersection(code.co_names):
-        return "coroutine"  # it asks for its event loop or task: it gets a real one
-    return "eager-coroutine"
 
 
 def _retries(retries: Any, owner: str) -> int:
@@ -200,6 +153,27 @@ def _tags(tags: Any, owner: str) -> set[str]:
     return tag_set
 
 
+# The options `with_options` copies unless given, by the attribute that holds each.
+_INHERITED_OPTIONS = {
+    "cache_policy": "cache_policy",
+    "cache_key_fn": "cache_key_fn",
+    "cache_expiration": "cache_expiration",
+    "refresh_cache": "refresh_cache",
+    "persist_result": "persist_result",
+    "result_storage": "result_storage",
+    "result_serializer": "result_serializer",
+    "result_storage_key": "result_storage_key",
+    "cache_result_in_memory": "cache_result_in_memory",
+    "timeout_seconds": "timeout_seconds",
+    "retry_jitter_factor": "retry_jitter_factor",
+    "retry_condition_fn": "retry_condition_fn",
+    "on_completion": "on_completion_hooks",
+    "on_failure": "on_failure_hooks",
+    "on_running": "on_running_hooks",
+    "viz_return_value": "viz_return_value",
+}
+
+
 class Task(Generic[P, R]):
     """A function run as a task: called directly it runs at once, `.submit()` and
     `.map()` hand it to the flow's task runner and return futures.
@@ -220,6 +194,22 @@ class Task(Generic[P, R]):
         retries: int | None = None,
         retry_delay_seconds: float | Iterable[float] | Callable[[int], Iterable[float]] | None = None,
         log_prints: bool | None = False,
+        cache_policy: Any = NotSet,
+        cache_key_fn: Callable[[Any, dict[str, Any]], str | None] | None = None,
+        cache_expiration: datetime.timedelta | None = None,
+        refresh_cache: bool | None = None,
+        persist_result: bool | None = None,
+        result_storage: Any = None,
+        result_serializer: Any = None,
+        result_storage_key: str | None = None,
+        cache_result_in_memory: bool = True,
+        timeout_seconds: float | None = None,
+        retry_jitter_factor: float | None = None,
+        retry_condition_fn: Callable[..., bool] | None = None,
+        on_completion: list[Callable[..., Any]] | None = None,
+        on_failure: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
+        viz_return_value: Any = None,
         **options: Any,
     ) -> None:
         fn, self._method_kind = unwrap_method(fn)
@@ -254,6 +244,23 @@ class Task(Generic[P, R]):
         else:
             self.retry_delay_seconds = list(self._delays)
         self.log_prints = log_prints
+        self.timeout_seconds = _timeout(timeout_seconds, owner)
+        self.retry_jitter_factor = retry_jitter_factor
+        self.retry_condition_fn = retry_condition_fn
+        self.on_completion_hooks = list(on_completion or [])
+        self.on_failure_hooks = list(on_failure or [])
+        self.on_running_hooks = list(on_running or [])
+        self.viz_return_value = viz_return_value
+        # Caching and results, as given; `ferroflow._task_body` reads them (Prefect's semantics).
+        self.cache_policy = cache_policy
+        self.cache_key_fn = cache_key_fn
+        self.cache_expiration = cache_expiration
+        self.refresh_cache = refresh_cache
+        self.persist_result = persist_result
+        self.result_storage = result_storage
+        self.result_serializer = result_serializer
+        self.result_storage_key = result_storage_key
+        self.cache_result_in_memory = cache_result_in_memory
         self.isasync = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
         self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
         code = getattr(fn, "__code__", None)
@@ -270,7 +277,8 @@ class Task(Generic[P, R]):
 
     def _make_spec(self) -> _core.TaskSpec:
         """What the engine reads of this task on every run."""
-        return _core.TaskSpec(self, self.fn, self.name, self.retries, self._delays, self.task_run_name, _body(self.fn))
+        func, body = engine_function(self)
+        return _core.TaskSpec(self, func, self.name, self.retries, self._delays, self.task_run_name, body)
 
     def __get__(self, instance: Any, owner: Any = None) -> Task[P, R]:
         """A task defined on a class binds like a method: to the instance, or for a
@@ -295,6 +303,8 @@ class Task(Generic[P, R]):
         **options: Any,
     ) -> Task[P, R]:
         """A copy of the task with some options changed; the rest are inherited."""
+        inherited = {option: getattr(self, attribute) for option, attribute in _INHERITED_OPTIONS.items()}
+        inherited.update(options)
         return Task(
             rewrap_method(self.fn, self._method_kind),
             name=name or self.name,
@@ -305,7 +315,7 @@ class Task(Generic[P, R]):
             retries=self.retries if retries is NotSet else retries,
             retry_delay_seconds=self.retry_delay_seconds if retry_delay_seconds is NotSet else retry_delay_seconds,
             log_prints=self.log_prints if log_prints is NotSet else log_prints,
-            **options,
+            **inherited,
         )
 
     def bind_parameters(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
