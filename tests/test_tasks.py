@@ -1,6 +1,7 @@
 """@task: the decorator, Task attributes, direct calls, retries and options."""
 from __future__ import annotations
 
+import re
 import time
 import traceback
 
@@ -433,6 +434,24 @@ def test_out_of_scope_option_raises_at_decoration_with_the_reason(option):
         @task(**{option: OUT_OF_SCOPE_OPTIONS[option]})
         def t():
             pass
+
+
+@pytest.mark.parametrize(
+    ("call", "feature"),
+    [
+        (lambda t: t.delay(1), ".delay()"),
+        (lambda t: t.apply_async((1,)), ".apply_async()"),
+        (lambda t: t.serve(), ".serve()"),
+        (lambda t: t.map([1], deferred=True), "map(deferred=True)"),
+    ],
+)
+def test_server_only_features_say_they_need_a_server(call, feature):
+    @task
+    def background(x):
+        return x
+
+    with pytest.raises(NotImplementedError, match=rf"Task 'background': {re.escape(feature)} needs a Prefect server"):
+        call(background)
 
 
 def test_unknown_decorator_keyword_is_a_type_error():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, ParamSpec, Protocol, TypeVar, overload
 
 from ferroflow import _core
 from ferroflow._arguments import Signature, bound_copy, split_map
@@ -47,6 +47,14 @@ def _reject_unsupported(owner: str, options: dict[str, Any]) -> None:
             raise NotImplementedError(f"{owner}: option {option!r} is not supported by ferroflow: {reason}")
 
 
+def needs_server(owner: str, feature: str) -> NotImplementedError:
+    """The error for a Prefect feature that needs its server or its task workers: ferroflow
+    runs flows in-process, with neither."""
+    return NotImplementedError(
+        f"{owner}: {feature} needs a Prefect server and its workers; ferroflow runs flows in-process, without one"
+    )
+
+
 def _timeout(value: Any, owner: str) -> float | None:
     """`timeout_seconds` checked: None, or a finite number of seconds > 0."""
     if value is None:
@@ -56,9 +64,10 @@ def _timeout(value: Any, owner: str) -> float | None:
 
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{owner}: timeout_seconds must be a number of seconds, got {type(value).__name__}: {value!r}")
-    if not (math.isfinite(value) and value > 0):
+    seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"{owner}: timeout_seconds must be a finite number > 0, got {value!r}")
-    return float(value)
+    return seconds
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
@@ -473,13 +482,26 @@ class Task(Generic[P, R]):
         """One run per element of the iterable arguments, zipped; returns their futures."""
         self._no_generators()
         if deferred:
-            raise NotImplementedError(f"Task {self.name!r}: deferred map needs a Prefect server and task workers")
+            raise needs_server(f"Task {self.name!r}", "map(deferred=True)")
         call = split_map(self.name, self._signature, args, kwargs)
         futures = current_runner()._map(self, call, wait_for)
         if return_state:
             futures.wait()
             return [future.state for future in futures]
         return futures
+
+
+    def delay(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Prefect's background task run: refused, it needs a server and task workers."""
+        raise needs_server(f"Task {self.name!r}", ".delay()")
+
+    def apply_async(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Prefect's background task run: refused, it needs a server and task workers."""
+        raise needs_server(f"Task {self.name!r}", ".apply_async()")
+
+    def serve(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Prefect's task worker: refused, it needs a server."""
+        raise needs_server(f"Task {self.name!r}", ".serve()")
 
 
 class _TaskDecorator(Protocol):
