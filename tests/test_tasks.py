@@ -534,3 +534,20 @@ def test_without_log_prints_prints_go_to_stdout(capfd):
     out, err = capfd.readouterr()
     assert out == "plain print\n"
     assert "plain print" not in err
+
+
+@pytest.mark.parametrize(("given", "kept"), [(None, None), (0, None), (0.0, None), (1, 1.0), (2.5, 2.5)])
+def test_timeout_seconds_is_kept_as_seconds_and_zero_means_no_limit(given, kept):
+    assert task(timeout_seconds=given)(lambda: 1).timeout_seconds == kept
+
+
+@pytest.mark.parametrize(
+    ("given", "error", "message"),
+    [(-1, ValueError, "finite number > 0"), (float("nan"), ValueError, "finite"), ("1", TypeError, "got str")],
+)
+def test_a_bad_timeout_names_the_task_and_the_option(given, error, message):
+    def slow():
+        pass
+
+    with pytest.raises(error, match=rf"Task 'slow': timeout_seconds .*{message}"):
+        task(timeout_seconds=given)(slow)

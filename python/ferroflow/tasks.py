@@ -56,8 +56,9 @@ def needs_server(owner: str, feature: str) -> NotImplementedError:
 
 
 def _timeout(value: Any, owner: str) -> float | None:
-    """`timeout_seconds` checked: None, or a finite number of seconds > 0."""
-    if value is None:
+    """`timeout_seconds` checked: None, or a finite number of seconds > 0; 0 means no
+    limit, as in Prefect (which keeps only a truthy value)."""
+    if value is None or (value == 0 and not isinstance(value, bool)):
         return None
     import math
     import numbers
