@@ -1,8 +1,15 @@
-"""Running one flow run: its context, task runner, retries, final state and log lines.
+"""Running one flow run: its context, task runner, parameters, attempts (retries and the
+time limit), state hooks, final state and log lines.
 
 Where ferroflow deliberately differs from Prefect: a flow run waits for every task run
 it started before it finishes (Prefect cancels the ones still queued), and Ctrl-C cancels
 the runs that have not started (they end Cancelled) before the interrupt propagates.
+
+With `timeout_seconds`, an attempt is the call of the flow function *and* the wait for
+the task runs it started, within the limit. At the limit the attempt ends `TimedOut`:
+its task runs that have not started end Cancelled, and those already executing are not
+waited for (they finish on their own, after the flow's last line). The flow returns at
+its limit, or retries.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from ferroflow._async import _futures_in, await_future_done
 from ferroflow._bridge import RunnerEngine
 from ferroflow._core import contains_futures
 from ferroflow._naming import generate_slug
+from ferroflow._state_hooks import Hook, acall_hooks, call_hooks
 from ferroflow.context import FlowRun, FlowRunContext
 from ferroflow.futures import resolve_futures_to_results, resolve_futures_to_states, wait
 from ferroflow.logging import flow_run_logger, get_logger
@@ -51,20 +59,50 @@ def _log_prints(flow: Any, parent: FlowRunContext | None) -> bool:
     )
 
 
+def _hooks_for(flow: Any, state: states.State[Any]) -> list[Hook]:
+    """The hooks a flow run entering `state` calls (Prefect's choice, by the state's type)."""
+    hooks: list[Hook]
+    if state.is_failed():
+        hooks = flow.on_failure_hooks
+    elif state.is_completed():
+        hooks = flow.on_completion_hooks
+    elif state.is_cancelling():
+        hooks = flow.on_cancellation_hooks
+    elif state.is_crashed():
+        hooks = flow.on_crashed_hooks
+    elif state.is_running():
+        hooks = flow.on_running_hooks
+    else:
+        hooks = []
+    return hooks
+
+
 class _FlowRun:
     """One flow run's life around its function calls, shared by sync and async flows:
-    naming, the begin and end lines, the task runner, the final state."""
+    parameters, naming, the begin and end lines, the task runner, each attempt's end,
+    the final state."""
 
     def __init__(self, flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         import uuid  # here, not at import: `import ferroflow` stays fast
 
         parent = FlowRunContext.get()
-        parameters = flow._signature.parameters(args, kwargs)
+        bound = parameters = flow._signature.parameters(args, kwargs)  # a bad call raises here: no run
         if parent is not None:
             # A subflow gets values, not its parent's futures (Prefect resolves them first).
-            args, kwargs = resolve_futures_to_results((args, kwargs))
+            parameters = resolve_futures_to_results(parameters)
+        #: Why the parameters were refused (the run fails without calling the function).
+        self.invalid: Exception | None = None
+        if flow.should_validate_parameters:
+            try:
+                parameters = flow._validator.validate(parameters)
+            except Exception as exc:  # as Prefect: whatever validation raises fails the run
+                self.invalid = exc
+        if parameters is not bound:
+            args, kwargs = flow._signature.to_call(parameters)
         self.flow, self.args, self.kwargs = flow, args, kwargs
-        flow_run = FlowRun(uuid.uuid4(), _run_name(flow, parameters), parameters)
+        # Refused parameters do not name the run (Prefect keeps its generated name then).
+        name = _run_name(flow, parameters) if self.invalid is None else generate_slug()
+        flow_run = FlowRun(uuid.uuid4(), name, parameters)
         self.logger = flow_run_logger(flow_run.name, flow.name, flow_run.id)
         kind = "flow run" if parent is None else "subflow run"
         self.logger.info(f"Beginning {kind} {flow_run.name!r} for flow {flow.name!r}")
@@ -72,6 +110,10 @@ class _FlowRun:
         self.context = FlowRunContext(flow, flow_run, self.runner, _log_prints(flow, parent), self.logger)
         #: The flow run's engine: every task run it starts is registered there.
         self.engine: RunnerEngine = self.runner._start(self.context)
+        #: What the current attempt raises at the time limit (see `attempt_within_limit`).
+        self.deadline: BaseException | None = None
+        #: Whether the last attempt ran out of time, leaving runs that are not waited for.
+        self.abandoned_runs = False
         from ferroflow import _progress  # here, not at import: `import ferroflow` stays fast
 
         #: Ends the progress line's count of this flow run (see `_progress`), if any.
@@ -84,35 +126,114 @@ class _FlowRun:
         if end is not None:
             end()
 
-    def failed_attempt(self, exc: Exception) -> bool:
-        """Logs a failed call of the flow function; returns whether to call it again."""
-        self.logger.error(f"Encountered exception during execution: {safe_repr(exc)}", exc_info=exc)
+    # -- the attempts --------------------------------------------------------------------
+
+    def refused(self, invalid: Exception) -> states.State[Any]:
+        """The end of a run whose parameters failed validation (Prefect's line and state)."""
+        message = "Validation of flow parameters failed with error:"
+        self.logger.error(f"{message} {invalid}")
+        return states.exception_to_failed_state(invalid, run_kind="Flow run", message=message)
+
+    def starting_attempt(self) -> list[Hook]:
+        """Counts the attempt about to start; gives the `on_running` hooks to call."""
+        self.context.flow_run.run_count += 1
+        self.deadline = None
+        hooks: list[Hook] = self.flow.on_running_hooks
+        return hooks
+
+    def attempt(self) -> Any:
+        """One attempt: the flow function, then the wait for the task runs it started;
+        returned futures become their final states."""
+        returned = self.flow.fn(*self.args, **self.kwargs)
+        self.engine.wait_all()
+        return resolve_futures_to_states(returned)
+
+    async def attempt_async(self) -> Any:
+        """One attempt of an async flow; waiting for its task runs keeps the loop running."""
+        returned = await self.flow.fn(*self.args, **self.kwargs)
+        await _wait_all_without_blocking(self.engine)
+        if contains_futures(returned):
+            for future in _futures_in(returned):
+                await await_future_done(future)
+        return resolve_futures_to_states(returned)
+
+    def attempt_within_limit(self) -> Any:
+        """`attempt` under the flow's time limit: in the main thread it is interrupted
+        where it is (SIGALRM); elsewhere it runs on a helper thread that is left behind,
+        told to stop (see `ferroflow._timeouts`)."""
+        from ferroflow._timeouts import call_with_timeout
+
+        return call_with_timeout(self.attempt, (), {}, self.flow.timeout_seconds, self._deadline_error)
+
+    async def attempt_async_within_limit(self) -> Any:
+        """`attempt_async` under the flow's time limit: cancelled at its next `await`."""
+        from ferroflow._timeouts import await_with_timeout
+
+        return await await_with_timeout(self.attempt_async(), self.flow.timeout_seconds, self._deadline_error)
+
+    def _deadline_error(self) -> BaseException:
+        """What an attempt raises at the flow's time limit: Prefect's FlowRunTimeoutError.
+        It is kept, so the run tells it from a TimeoutError its code raised (a subflow's)."""
+        from ferroflow.flow_engine import FlowRunTimeoutError
+
+        self.deadline = FlowRunTimeoutError(f"Scope timed out after {self.flow.timeout_seconds} second(s).")
+        return self.deadline
+
+    def attempt_failed(self, exc: Exception) -> states.State[Any]:
+        """The state an attempt that raised ends in, with Prefect's line. A TimeoutError is
+        `TimedOut` (as in Prefect, also one the function raised itself); at the flow's own
+        limit, runs of the attempt that have not started are cancelled."""
+        self.abandoned_runs = False
+        if not isinstance(exc, TimeoutError):
+            self.logger.error(f"Encountered exception during execution: {safe_repr(exc)}", exc_info=exc)
+            return states.exception_to_failed_state(exc, run_kind="Flow run")
+        if exc is self.deadline:
+            message = f"Flow run exceeded timeout of {self.flow.timeout_seconds} second(s)"
+            self.runner._interrupt()
+            self.abandoned_runs = True
+        else:
+            message = f"Flow run failed due to timeout: {safe_repr(exc)}"
+        self.logger.error(message)
+        return states.Failed(name="TimedOut", message=message, data=exc)
+
+    def retrying(self, failed: states.State[Any]) -> bool:
+        """Whether to call the function again after an attempt ended `failed`; a retry
+        first waits for the runs of the attempt, unless it ran out of time."""
         if self.context.flow_run.run_count > self.flow.retries:
             return False
         self.logger.info(
-            "Received non-final state 'AwaitingRetry' when proposing final state 'Failed' "
+            f"Received non-final state 'AwaitingRetry' when proposing final state {failed.name!r} "
             "and will attempt to run again..."
         )
         return True
 
+    # -- the end ---------------------------------------------------------------------------
+
     def interrupted(self, interrupt: BaseException) -> None:
         """Ctrl-C (or another interrupt): runs that have not started end Cancelled, and so
-        do coroutine runs waiting out a retry delay; running ones finish."""
+        do coroutine runs waiting out a retry delay; running ones finish. Then the run is
+        Crashed, and its `on_crashed` hooks run (outside the flow run's context, as
+        Prefect's; an async hook runs on a loop of its own)."""
         self.runner._interrupt()
         self.stop_progress()  # the line goes now; what follows is the usual log lines
         self.runner._stop()
         crashed = states.exception_to_crashed_state(interrupt)
         self.logger.error(f"Crash detected! {crashed.message}")
+        call_hooks(_hooks_for(self.flow, crashed), self.flow, self.context.flow_run, crashed, self.logger)
         self.logger.info(f"Finished in state {crashed}")
 
     def finished(self, state: states.State[Any], returned: Any, return_state: bool) -> Any:
-        """Stops the runner (after every run the flow started) and gives the call's value.
+        """Stops the runner (after every run the flow started, unless the run ran out of
+        time) and gives the call's value.
 
         As in Prefect 3: a returned collection of futures or states is handed back as
         states, even when the flow ended Failed because some failed; a single returned
         state (or future), like an exception, raises when it did not complete."""
         try:
-            self.runner._stop()
+            if self.abandoned_runs:
+                self._stop_runner_later()
+            else:
+                self.runner._stop()
         finally:
             self.stop_progress()  # the line is erased before the run's last log line
         self.logger.info(f"Finished in state {state}")
@@ -121,6 +242,14 @@ class _FlowRun:
         if isinstance(returned, states.State) or not states.is_state_iterable(_states_of(returned)):
             return state.result()
         return returned
+
+    def _stop_runner_later(self) -> None:
+        """Stops the runner once the runs still executing end, on a thread of its own, so
+        the flow returns at its time limit. Not a daemon: the interpreter's exit waits for
+        those runs, as it does for any started run."""
+        import threading
+
+        threading.Thread(target=self.runner._stop, name=f"ferroflow-stop-{self.context.flow_run.name}").start()
 
 
 def _states_of(returned: Any) -> Any:
@@ -150,26 +279,32 @@ def run_flow(
     run = _FlowRun(flow, args, kwargs)
     try:
         with run.context.entered():
-            while True:
-                run.context.flow_run.run_count += 1
-                try:
-                    returned = flow.fn(*run.args, **run.kwargs)
-                except Exception as exc:
-                    if run.failed_attempt(exc):
-                        run.engine.wait_all()
-                        time.sleep(flow.retry_delay_seconds)
-                        continue
-                    returned = None
-                    state = states.exception_to_failed_state(exc, run_kind="Flow run")
-                    break
-                run.engine.wait_all()
-                returned = resolve_futures_to_states(returned)
-                state = _returned_state(returned)
-                break
+            state, returned = _attempts(run) if run.invalid is None else (run.refused(run.invalid), None)
+            call_hooks(_hooks_for(flow, state), flow, run.context.flow_run, state, run.logger)
     except BaseException as interrupt:
         run.interrupted(interrupt)
         raise
     return run.finished(state, returned, return_state)
+
+
+def _attempts(run: _FlowRun) -> tuple[states.State[Any], Any]:
+    """Calls the flow function until an attempt completes or no retry is left; gives the
+    final state and what the function returned."""
+    while True:
+        running_hooks = run.starting_attempt()
+        if running_hooks:
+            call_hooks(running_hooks, run.flow, run.context.flow_run, states.Running(), run.logger)
+        try:
+            returned = run.attempt() if run.flow.timeout_seconds is None else run.attempt_within_limit()
+        except Exception as exc:
+            failed = run.attempt_failed(exc)
+        else:
+            return _returned_state(returned), returned
+        if not run.retrying(failed):
+            return failed, None
+        if not run.abandoned_runs:
+            run.engine.wait_all()
+        time.sleep(run.flow.retry_delay_seconds)
 
 
 async def _wait_all_without_blocking(engine: RunnerEngine) -> None:
@@ -222,37 +357,42 @@ async def _run_flow_async(
     wait_for: Iterable[Any] | None,
     started: list[bool],
 ) -> Any:
-    """An async flow run: its function runs on the caller's loop; waiting for its task
-    runs happens on a helper thread, so the loop keeps running meanwhile."""
+    """An async flow run: its function and hooks run on the caller's loop; waiting for
+    its task runs happens on a helper thread, so the loop keeps running meanwhile."""
     started.append(True)
-    import asyncio
-
     if wait_for is not None:
         for future in list(wait_for):
             await await_future_done(future)
     run = _FlowRun(flow, args, kwargs)
     try:
         with run.context.entered():
-            while True:
-                run.context.flow_run.run_count += 1
-                try:
-                    returned = await flow.fn(*run.args, **run.kwargs)
-                except Exception as exc:
-                    if run.failed_attempt(exc):
-                        await _wait_all_without_blocking(run.engine)
-                        await asyncio.sleep(flow.retry_delay_seconds)
-                        continue
-                    returned = None
-                    state = states.exception_to_failed_state(exc, run_kind="Flow run")
-                    break
-                await _wait_all_without_blocking(run.engine)
-                if contains_futures(returned):
-                    for future in _futures_in(returned):
-                        await await_future_done(future)
-                returned = resolve_futures_to_states(returned)
-                state = _returned_state(returned)
-                break
+            state, returned = await _attempts_async(run) if run.invalid is None else (run.refused(run.invalid), None)
+            await acall_hooks(_hooks_for(flow, state), flow, run.context.flow_run, state, run.logger)
     except BaseException as interrupt:
         run.interrupted(interrupt)
         raise
     return run.finished(state, returned, return_state)
+
+
+async def _attempts_async(run: _FlowRun) -> tuple[states.State[Any], Any]:
+    """`_attempts` for an async flow."""
+    import asyncio
+
+    while True:
+        running_hooks = run.starting_attempt()
+        if running_hooks:
+            await acall_hooks(running_hooks, run.flow, run.context.flow_run, states.Running(), run.logger)
+        try:
+            if run.flow.timeout_seconds is None:
+                returned = await run.attempt_async()
+            else:
+                returned = await run.attempt_async_within_limit()
+        except Exception as exc:
+            failed = run.attempt_failed(exc)
+        else:
+            return _returned_state(returned), returned
+        if not run.retrying(failed):
+            return failed, None
+        if not run.abandoned_runs:
+            await _wait_all_without_blocking(run.engine)
+        await asyncio.sleep(run.flow.retry_delay_seconds)

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, Ty
 
 from ferroflow._arguments import Signature, bound_copy
 from ferroflow._flow_engine import call_async_flow, run_flow
+from ferroflow._flow_parameters import ParameterValidator, check_validatable
 from ferroflow._prints import enable_print_capture
+from ferroflow._state_hooks import Hook, checked_hooks
 from ferroflow.exceptions import InvalidNameError
 from ferroflow.task_runners import TaskRunner, ThreadPoolTaskRunner
-from ferroflow.tasks import _reject_unsupported
+from ferroflow.tasks import _timeout
 from ferroflow.utilities.annotations import NotSet
 from ferroflow.utilities.callables import copy_metadata, rewrap_method, unwrap_method
 
@@ -25,19 +27,8 @@ T = TypeVar("T")  # what an async flow's coroutine returns
 
 _BANNED_NAME_CHARACTERS = ("/", "%", "&", ">", "<")
 
-# Options of Prefect's @flow that ferroflow does not implement yet (see tasks._NOT_YET).
-_FLOW_NOT_YET = {
-    "timeout_seconds": None,
-    "persist_result": None,
-    "result_storage": None,
-    "result_serializer": None,
-    "cache_result_in_memory": True,
-    "on_completion": None,
-    "on_failure": None,
-    "on_cancellation": None,
-    "on_crashed": None,
-    "on_running": None,
-}
+#: The state hooks a flow takes, by option; each is kept as the attribute `<option>_hooks`.
+HOOK_OPTIONS = ("on_completion", "on_failure", "on_cancellation", "on_crashed", "on_running")
 
 
 def _check_options(owner: str, **options: Any) -> None:
@@ -67,10 +58,17 @@ def _check_options(owner: str, **options: Any) -> None:
         raise TypeError(
             f"{owner}: flow_run_name must be a string or a callable, got {type(run_name).__name__} {run_name!r}"
         )
-    for option in ("validate_parameters", "log_prints"):
+    for option in ("validate_parameters", "log_prints", "persist_result", "cache_result_in_memory"):
         value = options[option]
         if not (value is None or isinstance(value, bool)):
             raise TypeError(f"{owner}: {option} must be True or False, got {type(value).__name__} {value!r}")
+
+
+def _reject_unknown(owner: str, options: dict[str, Any]) -> None:
+    """Prefect's @flow takes no other keyword: one that is not known is a TypeError
+    naming the flow (where Python's own would name only `__init__`)."""
+    if options:
+        raise TypeError(f"{owner}: @flow got an unexpected keyword argument {next(iter(options))!r}")
 
 
 class Flow(Generic[P, R]):
@@ -87,8 +85,18 @@ class Flow(Generic[P, R]):
         retry_delay_seconds: int | float | None = None,
         task_runner: TaskRunner[Any] | type[TaskRunner[Any]] | None = None,
         description: str | None = None,
+        timeout_seconds: int | float | None = None,
         validate_parameters: bool = True,
+        persist_result: bool | None = None,
+        result_storage: Any = None,
+        result_serializer: Any = None,
+        cache_result_in_memory: bool = True,
         log_prints: bool | None = None,
+        on_completion: Iterable[Hook] | None = None,
+        on_failure: Iterable[Hook] | None = None,
+        on_cancellation: Iterable[Hook] | None = None,
+        on_crashed: Iterable[Hook] | None = None,
+        on_running: Iterable[Hook] | None = None,
         **options: Any,
     ) -> None:
         fn, self._method_kind = unwrap_method(fn)
@@ -107,14 +115,10 @@ class Flow(Generic[P, R]):
                 f"Flow name {self.name!r} contains an invalid character {banned[0]!r}; "
                 f"flow names may not contain {' '.join(_BANNED_NAME_CHARACTERS)}"
             )
-        for option, value in options.items():
-            if option in _FLOW_NOT_YET:
-                if value is not _FLOW_NOT_YET[option]:
-                    raise NotImplementedError(f"Flow {self.name!r} option {option!r} is not supported by ferroflow yet")
-            else:
-                _reject_unsupported(f"Flow {self.name!r}", {option: value})
+        owner = f"Flow {self.name!r}"
+        _reject_unknown(owner, options)
         _check_options(
-            f"Flow {self.name!r}",
+            owner,
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,
             version=version,
@@ -122,11 +126,15 @@ class Flow(Generic[P, R]):
             flow_run_name=flow_run_name,
             validate_parameters=validate_parameters,
             log_prints=log_prints,
+            persist_result=persist_result,
+            cache_result_in_memory=cache_result_in_memory,
         )
         self.version = version
         self.flow_run_name = flow_run_name
         self.retries = retries or 0
         self.retry_delay_seconds = retry_delay_seconds or 0
+        #: Seconds an attempt of a run may take (0 or None: no limit), as a float.
+        self.timeout_seconds = _timeout(timeout_seconds, owner)
         if isinstance(task_runner, type):
             task_runner = task_runner()
         if task_runner is not None and not isinstance(task_runner, TaskRunner):
@@ -135,9 +143,27 @@ class Flow(Generic[P, R]):
         self.description = description if description is not None else inspect.getdoc(fn)
         self.should_validate_parameters = validate_parameters
         self.log_prints = log_prints
+        # Results, as Prefect keeps them: a storage or serializer turns persistence on.
+        if persist_result is None and (result_storage is not None or result_serializer is not None):
+            persist_result = True
+        self.persist_result = persist_result
+        self.result_storage = result_storage
+        self.result_serializer = result_serializer
+        self.cache_result_in_memory = cache_result_in_memory
+        self.on_completion_hooks = checked_hooks(owner, "on_completion", on_completion, "flow")
+        self.on_failure_hooks = checked_hooks(owner, "on_failure", on_failure, "flow")
+        self.on_cancellation_hooks = checked_hooks(owner, "on_cancellation", on_cancellation, "flow")
+        self.on_crashed_hooks = checked_hooks(owner, "on_crashed", on_crashed, "flow")
+        self.on_running_hooks = checked_hooks(owner, "on_running", on_running, "flow")
         self.isasync = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
         self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
         self._signature = Signature(fn, "flow")
+        if validate_parameters:
+            check_validatable(owner, self._signature.signature)
+        self._validator = ParameterValidator(fn, self._signature.signature)
+        #: The validator of this flow's bound copies (a method flow read on an instance),
+        #: made when first needed; their signature lacks the bound first parameter.
+        self._bound_validator: ParameterValidator | None = None
         if log_prints:
             enable_print_capture()
 
@@ -148,7 +174,33 @@ class Flow(Generic[P, R]):
         """A flow defined on a class binds like a method (also as a classmethod or
         staticmethod), as in Prefect 3."""
         bound: Flow[P, R] = bound_copy(self, instance, owner, "flow")
+        if bound is not self:
+            if self._bound_validator is None:
+                self._bound_validator = ParameterValidator(bound.fn, bound._signature.signature)
+            bound._validator = self._bound_validator
         return bound
+
+    # Registering hooks with a decorator, as Prefect's: each appends and returns the hook.
+
+    def on_completion(self, fn: Hook) -> Hook:
+        self.on_completion_hooks.append(fn)
+        return fn
+
+    def on_failure(self, fn: Hook) -> Hook:
+        self.on_failure_hooks.append(fn)
+        return fn
+
+    def on_cancellation(self, fn: Hook) -> Hook:
+        self.on_cancellation_hooks.append(fn)
+        return fn
+
+    def on_crashed(self, fn: Hook) -> Hook:
+        self.on_crashed_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: Hook) -> Hook:
+        self.on_running_hooks.append(fn)
+        return fn
 
     def with_options(
         self,
@@ -160,11 +212,23 @@ class Flow(Generic[P, R]):
         description: str | None = None,
         flow_run_name: str | Callable[[], str] | None = None,
         task_runner: TaskRunner[Any] | type[TaskRunner[Any]] | None = None,
+        timeout_seconds: int | float | None = None,
         validate_parameters: bool | None = None,
+        persist_result: Any = NotSet,
+        result_storage: Any = NotSet,
+        result_serializer: Any = NotSet,
+        cache_result_in_memory: bool | None = None,
         log_prints: Any = NotSet,
+        on_completion: Iterable[Hook] | None = None,
+        on_failure: Iterable[Hook] | None = None,
+        on_cancellation: Iterable[Hook] | None = None,
+        on_crashed: Iterable[Hook] | None = None,
+        on_running: Iterable[Hook] | None = None,
         **options: Any,
     ) -> Flow[P, R]:
-        """A copy of the flow with some options changed; the rest are inherited."""
+        """A copy of the flow with some options changed; the rest are inherited, by
+        Prefect's rules: an option given as None (or `NotSet`, or an empty hook list)
+        keeps the flow's own."""
         return Flow(
             rewrap_method(self.fn, self._method_kind),
             name=name or self.name,
@@ -174,17 +238,31 @@ class Flow(Generic[P, R]):
             retry_delay_seconds=retry_delay_seconds if retry_delay_seconds is not None else self.retry_delay_seconds,
             task_runner=task_runner or self.task_runner.duplicate(),
             description=description or self.description,
+            timeout_seconds=timeout_seconds if timeout_seconds is not None else self.timeout_seconds,
             validate_parameters=validate_parameters
             if validate_parameters is not None
             else self.should_validate_parameters,
+            persist_result=self.persist_result if persist_result is NotSet else persist_result,
+            result_storage=self.result_storage if result_storage is NotSet else result_storage,
+            result_serializer=self.result_serializer if result_serializer is NotSet else result_serializer,
+            cache_result_in_memory=cache_result_in_memory
+            if cache_result_in_memory is not None
+            else self.cache_result_in_memory,
             log_prints=self.log_prints if log_prints is NotSet else log_prints,
+            on_completion=on_completion or self.on_completion_hooks,
+            on_failure=on_failure or self.on_failure_hooks,
+            on_cancellation=on_cancellation or self.on_cancellation_hooks,
+            on_crashed=on_crashed or self.on_crashed_hooks,
+            on_running=on_running or self.on_running_hooks,
             **options,
         )
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        """Checks that `parameters` bind to the flow's signature; returns them by name."""
+        """`parameters` bound to the flow's signature (defaults applied) and, where pydantic
+        is installed, each annotated one validated and coerced to its type hint, as
+        Prefect's; raises ParameterBindError or ParameterTypeError."""
         args, kwargs = self._signature.to_call(parameters)
-        return self._signature.parameters(args, kwargs)
+        return self._validator.validate(self._signature.parameters(args, kwargs))
 
     # What a type checker infers, as for tasks (see `Task.__call__`): a plain call is
     # checked against the function's parameters, one with `return_state=` by its result.
