@@ -1,0 +1,417 @@
+"""Time limits that stop the work: `timeout_seconds` of a task attempt or a flow run.
+
+How a call is stopped depends on the thread it runs in:
+
+- The main thread (of the main interpreter, where SIGALRM exists): an interval timer
+  (`signal.setitimer`) interrupts the call in place at its next bytecode, and a blocking
+  `time.sleep`, socket read or `select` at once, as Prefect does. Limits nest (a flow's
+  around a task's): one timer, armed for the earliest; the SIGALRM handler in place
+  before is put back when the outermost ends. A timer someone else armed is never taken
+  over: the call then goes to a lane.
+- Any other thread (an engine worker running a submitted or mapped run, a subflow's
+  thread): the call runs on a *lane*, a daemon thread of a small pool reused between
+  calls, while the calling thread waits for it with the deadline, the GIL released. At
+  the deadline the caller stops waiting whatever the lane is blocked in: the attempt
+  fails on time, and no engine thread, which holds a batch of other runs, is ever the
+  one stuck. The lane is told to stop at its next bytecode (`PyThreadState_SetAsyncExc`)
+  and leaves the pool; the next call gets a fresh lane. (Prefect injects the exception
+  into its worker thread itself, which stays blocked: its issues 15760 and 18542.)
+- A coroutine: cancelled at its next `await` (an anyio cancel scope: asyncio or trio).
+
+The run a call belongs to follows it into its lane (`ferroflow.context.carry_run`), so
+`get_run_logger()`, run contexts, `print` capture and nested `.submit()` work there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import copy_context
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from ferroflow.context import FlowRunContext, carry_run, current_async_run
+from ferroflow.task_engine import TaskRunTimeoutError
+
+if TYPE_CHECKING:
+    from types import FrameType, ModuleType
+
+__all__ = [
+    "TimeoutInterrupt",
+    "await_with_timeout",
+    "call_with_timeout",
+    "interrupt_lane_waits",
+    "with_task_timeout",
+]
+
+T = TypeVar("T")
+
+
+class TimeoutInterrupt(BaseException):
+    """Raised inside a call whose time limit has passed, to stop it.
+
+    A BaseException, so that the call's own `except Exception:` does not swallow it;
+    the caller of the timed call gets the timeout's error instead (its context is this
+    interrupt, whose traceback shows where the call was stopped)."""
+
+    def __init__(self, deadline: _Deadline | None = None) -> None:
+        # A lane is stopped with the class alone: Python makes it without arguments.
+        super().__init__("time limit reached" if deadline is None else f"time limit of {deadline.seconds} s reached")
+        self.deadline = deadline
+
+
+def with_task_timeout(task: Any, func: Callable[..., Any], body_kind: str) -> tuple[Callable[..., Any], str]:
+    """What the engine calls for each attempt of a task with `timeout_seconds`: `func`
+    under that limit, and its body kind (see `ferroflow._task_body.body_kind`).
+
+    An attempt over the limit raises `TaskRunTimeoutError` (Prefect's message), which
+    fails it and is retried while retries remain. A sync body stays "sync"; an async one
+    is awaited in an anyio cancel scope, so it is a "coroutine" (it needs its loop)."""
+    seconds: float = task.timeout_seconds
+
+    def timeout_error() -> TaskRunTimeoutError:
+        error = TaskRunTimeoutError(f"Scope timed out after {seconds} second(s).")
+        error.timeout_seconds = seconds
+        return error
+
+    if body_kind == "sync":
+
+        def call_timed(*args: Any, **kwargs: Any) -> Any:
+            return call_with_timeout(func, args, kwargs, seconds, timeout_error)
+
+        return call_timed, "sync"
+
+    async def await_timed(*args: Any, **kwargs: Any) -> Any:
+        return await await_with_timeout(func(*args, **kwargs), seconds, timeout_error)
+
+    return await_timed, "coroutine"
+
+
+def call_with_timeout(
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    seconds: float,
+    error: Callable[[], BaseException],
+) -> T:
+    """`fn(*args, **kwargs)`, given `seconds`: raises `error()` if it has not returned by
+    then. In the main thread the call is interrupted where it is (SIGALRM); in any other
+    thread it runs on a lane and is abandoned at the deadline, told to stop (module doc)."""
+    if threading.get_ident() == threading.main_thread().ident:
+        import signal  # here: only a timed call in the main thread needs it
+
+        if _alarm_stack or (hasattr(signal, "setitimer") and signal.getitimer(signal.ITIMER_REAL)[0] == 0):
+            return _call_under_alarm(signal, fn, args, kwargs, seconds, error)
+    return _call_in_lane(fn, args, kwargs, seconds, error)
+
+
+async def await_with_timeout(awaitable: Awaitable[T], seconds: float, error: Callable[[], BaseException]) -> T:
+    """`await awaitable`, cancelled at its next `await` after `seconds`: then raises
+    `error()`. Also when the awaitable caught the cancellation and returned anyway."""
+    import anyio  # here: only timed coroutines need it
+
+    with anyio.move_on_after(seconds) as scope:
+        value = await awaitable
+        if not scope.cancel_called:
+            return value
+    raise error()
+
+
+# -- the main thread: SIGALRM ----------------------------------------------------------
+
+
+class _Deadline:
+    """One timed call's limit. `ended` once its call has returned (the handler leaves it
+    alone from then on), `fired` once the handler has interrupted it."""
+
+    __slots__ = ("at", "seconds", "fired", "ended")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.fired = False
+        self.ended = False
+
+
+#: The timed calls under way in the main thread, outermost first.
+_alarm_stack: list[_Deadline] = []
+#: The SIGALRM handler to put back when the outermost timed call ends, and the thread
+#: that took SIGALRM (the main thread; after a fork, maybe no longer there).
+_previous_handler: list[Any] = [None]
+_alarm_owner = [0]
+#: The shortest timer `setitimer` is asked for (0 would disarm it).
+_SOONEST = 1e-6
+
+
+def _call_under_alarm(
+    signal: ModuleType,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    seconds: float,
+    error: Callable[[], BaseException],
+) -> T:
+    depth = len(_alarm_stack)
+    if depth == 0:
+        try:
+            _previous_handler[0] = signal.signal(signal.SIGALRM, _on_alarm)
+            _alarm_owner[0] = threading.get_ident()
+        except ValueError:  # the main thread of a sub-interpreter: its signals are not ours
+            return _call_in_lane(fn, args, kwargs, seconds, error)
+    deadline = _Deadline(seconds)
+    _alarm_stack.append(deadline)
+    try:
+        try:
+            _arm(signal)
+            try:
+                value = fn(*args, **kwargs)
+            finally:
+                deadline.ended = True
+        except TimeoutInterrupt as interrupt:
+            if interrupt.deadline is not deadline:
+                raise  # an outer call's limit: it unwinds to that call
+            raise error()  # noqa: B904  # its context is the interrupt: where the call was stopped
+        if deadline.fired:
+            raise error()  # the call caught the interrupt and went on: its result came too late
+        return value
+    finally:
+        # Every deadline from this depth goes, also one an interrupt left behind.
+        del _alarm_stack[depth:]
+        if depth:
+            _arm(signal)
+        else:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, _previous_handler[0])
+            _previous_handler[0] = None
+
+
+def _arm(signal: ModuleType) -> None:
+    """Sets the timer for the earliest deadline still running (or disarms it)."""
+    pending = [deadline.at for deadline in _alarm_stack if not (deadline.fired or deadline.ended)]
+    delay = max(min(pending) - time.monotonic(), _SOONEST) if pending else 0
+    signal.setitimer(signal.ITIMER_REAL, delay)
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    """Interrupts the outermost timed call whose deadline has come: unwinding it also
+    unwinds the calls inside it. A signal for no such deadline re-arms the timer."""
+    now = time.monotonic()
+    for deadline in _alarm_stack:
+        if not (deadline.fired or deadline.ended) and deadline.at <= now + _SOONEST:
+            deadline.fired = True
+            raise TimeoutInterrupt(deadline)
+    import signal
+
+    _arm(signal)
+
+
+# -- other threads: lanes ----------------------------------------------------------------
+
+#: How long an idle lane waits for its next call before its thread ends.
+_LANE_IDLE_SECONDS = 2.0
+
+_RUNNING, _DONE, _ABANDONED = "running", "done", "abandoned"
+
+
+class _Job:
+    """One call given to a lane. Its state changes once, under its lock: to done (by the
+    lane, which then releases `done`) or to abandoned (by its waiter, at the deadline)."""
+
+    __slots__ = ("call", "done", "lock", "state", "outcome", "lane_ident", "waiting_on", "interrupted")
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.lock = threading.Lock()
+        self.state = _RUNNING
+        self.outcome: tuple[bool, Any] = (False, None)  # (returned, its value or exception)
+        self.lane_ident = 0
+        #: The job this job's call waits for, when the call runs a timed call of its own.
+        self.waiting_on: _Job | None = None
+        #: Abandoned by Ctrl-C in its flow run (`interrupt_lane_waits`), not at its deadline.
+        self.interrupted = False
+
+    def run_here(self) -> bool:
+        """Runs the call on this lane; returns whether the lane may take another."""
+        _lane_job.job = self
+        try:
+            self.outcome = (True, self.call())
+        except BaseException as exc:  # handed to the waiter, which raises it
+            self.outcome = (False, exc)
+        finally:
+            _lane_job.job = None
+        with self.lock:
+            if self.state is _ABANDONED:
+                _send_to_thread(threading.get_ident(), None)  # a stop not yet delivered: none now
+                return False
+            self.state = _DONE
+        self.done.release()
+        return True
+
+    def result(self) -> Any:
+        returned, value = self.outcome
+        if returned:
+            return value
+        raise value
+
+
+class _Lane:
+    """A daemon thread that runs timed calls for threads that wait with a deadline."""
+
+    __slots__ = ("wake", "job", "ident")
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.job: _Job | None = None
+        thread = threading.Thread(target=self._serve, name=f"ferroflow-timeout-lane-{next(_lane_numbers)}", daemon=True)
+        thread.start()
+        self.ident = thread.ident or 0
+        # A daemon, so a stuck lane never holds up the exit; but threads the call starts
+        # are ordinary ones, as they would be from an engine worker (which is made
+        # non-daemon for the same reason): they are joined at exit, not killed.
+        setattr(thread, "_daemonic", False)  # noqa: B010  # a private attribute, deliberately
+
+    def give(self, job: _Job) -> None:
+        job.lane_ident = self.ident
+        self.job = job
+        self.wake.release()
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                if not self.wake.acquire(True, _LANE_IDLE_SECONDS):
+                    with _lanes_lock:
+                        if self in _idle_lanes:  # nobody took it meanwhile: it ends
+                            _idle_lanes.remove(self)
+                            return
+                    self.wake.acquire()  # taken just as it gave up: its call is on the way
+                job, self.job = self.job, None
+                if job is None or not job.run_here():
+                    return
+        except TimeoutInterrupt:
+            return  # the stop of an abandoned call, delivered after the call had ended
+
+
+_lane_numbers = itertools.count(1)
+_lanes_lock = threading.Lock()
+_idle_lanes: list[_Lane] = []
+#: The lane calls being waited for, with the flow run each belongs to (None: outside flows).
+_waits: dict[_Job, FlowRunContext | None] = {}
+#: The job the current thread runs, when it is a lane.
+_lane_job = threading.local()
+
+
+def _call_in_lane(
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    seconds: float,
+    error: Callable[[], BaseException],
+) -> T:
+    context = copy_context()  # the caller's context variables, in a context of the lane's own
+    carried = carry_run()
+    job = _Job(lambda: context.run(_call_as_run, carried, fn, args, kwargs))
+    flow_run_context = FlowRunContext.get()
+    with _lanes_lock:
+        lane = _idle_lanes.pop() if _idle_lanes else None
+        _waits[job] = flow_run_context
+    parent: _Job | None = getattr(_lane_job, "job", None)
+    if parent is not None:
+        parent.waiting_on = job
+    try:
+        if lane is None:
+            lane = _Lane()
+        lane.give(job)
+        finished = job.done.acquire(True, seconds)
+    except BaseException:  # Ctrl-C while the main thread waits: the call is left, told to stop
+        _abandon(job)
+        raise
+    finally:
+        if parent is not None:
+            parent.waiting_on = None
+        with _lanes_lock:
+            del _waits[job]
+    if not finished:
+        if _abandon(job):
+            raise error()
+    elif job.state is _ABANDONED:  # woken before the end: stopped from outside
+        raise KeyboardInterrupt if job.interrupted else TimeoutInterrupt()
+    with _lanes_lock:
+        _idle_lanes.append(lane)
+    return cast("T", job.result())
+
+
+def _call_as_run(carried: Any, fn: Callable[..., T], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> T:
+    """In the lane, in its copy of the caller's context: the caller's run is the current
+    one (the engine knows runs by the thread executing them, and this is another)."""
+    if carried is not None:
+        current_async_run.set(carried)
+    return fn(*args, **kwargs)
+
+
+def _abandon(job: _Job, wake_waiter: bool = False) -> bool:
+    """Gives up on a job: it is told to stop at its next bytecode, and so is the timed
+    call it waits for, if any, whose waiting lane is woken (`wake_waiter`) to meet its
+    own stop. Returns False if the job had ended meanwhile."""
+    with job.lock:
+        if job.state is _DONE:
+            return False
+        if job.state is _ABANDONED:
+            return True
+        job.state = _ABANDONED
+        _send_to_thread(job.lane_ident, TimeoutInterrupt)
+    if wake_waiter:
+        job.done.release()
+    inner = job.waiting_on
+    if inner is not None:
+        _abandon(inner, wake_waiter=True)
+    return True
+
+
+def interrupt_lane_waits(flow_run_context: FlowRunContext | None) -> None:
+    """Ctrl-C in a flow run (its task runner's `_interrupt`; None: the runner outside
+    flows): every thread waiting for a lane call of that flow run stops waiting at once
+    and raises KeyboardInterrupt there, so the run ends Crashed as an interrupted run in
+    the main thread does, and the lanes are told to stop. A timed run does not hold the
+    interrupt up until its deadline."""
+    with _lanes_lock:
+        jobs = [job for job, owner in _waits.items() if owner is flow_run_context]
+    for job in jobs:
+        job.interrupted = True
+        _abandon(job, wake_waiter=True)
+
+
+def _send_to_thread(ident: int, exception: type[BaseException] | None) -> None:
+    """Raises `exception` in thread `ident` at its next bytecode (None: withdraws one not
+    yet raised). A thread blocked in a C call meets it when the call returns."""
+    import ctypes  # here: only a call that overran needs it
+
+    stop = None if exception is None else ctypes.py_object(exception)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), stop)
+
+
+def _after_fork_in_child() -> None:
+    """The child has none of the parent's lanes, and its lock may have been held by a
+    thread that is gone; an alarm armed by another thread than the forking one belongs
+    to frames the child does not have (a timer is not inherited: re-armed if kept)."""
+    global _lanes_lock
+    _lanes_lock = threading.Lock()
+    _idle_lanes.clear()
+    if not _alarm_stack:
+        return
+    import signal
+
+    if _alarm_owner[0] == threading.get_ident():
+        _arm(signal)
+    else:
+        _alarm_stack.clear()
+        signal.signal(signal.SIGALRM, _previous_handler[0])
+        _previous_handler[0] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
