@@ -13,8 +13,18 @@ from typing import Any
 
 def engine_function(task: Any) -> tuple[Callable[..., Any], str]:
     """The callable the engine calls with a run's arguments, and what calling it gives
-    ("sync", "eager-coroutine" or "coroutine", see `body_kind`)."""
-    return task.fn, body_kind(task.fn)
+    ("sync", "eager-coroutine" or "coroutine", see `body_kind`).
+
+    A task that caches gets its function wrapped in the cache lookup
+    (`ferroflow._task_cache`)."""
+    func, body = task.fn, body_kind(task.fn)
+    from ferroflow._cache_options import caches
+
+    if caches(task):
+        from ferroflow._task_cache import cached_function
+
+        func, body = cached_function(task, func, body)
+    return func, body
 
 
 # Bytecode that can suspend a coroutine: `await`, `async for`, `async with`.

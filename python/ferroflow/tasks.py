@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ferroflow.futures import PrefectFuture, PrefectFutureList
     from ferroflow.states import State
 
-__all__ = ["Task", "exponential_backoff", "task"]
+__all__ = ["Task", "exponential_backoff", "task", "task_input_hash"]
 
 P = ParamSpec("P")  # the task's parameters
 R = TypeVar("R", covariant=True)  # what it returns (a task returning int is one returning object)
@@ -69,6 +69,14 @@ def _timeout(value: Any, owner: str) -> float | None:
     if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"{owner}: timeout_seconds must be a finite number > 0, got {value!r}")
     return seconds
+
+
+def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
+    """Prefect's legacy `cache_key_fn`: a hash of the task's name and bytecode and of the
+    run's arguments (None if they cannot be hashed), the same in every process."""
+    from ferroflow.cache_policies import task_input_hash as input_hash
+
+    return input_hash(context, arguments)
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
@@ -261,16 +269,33 @@ class Task(Generic[P, R]):
         self.on_failure_hooks = list(on_failure or [])
         self.on_running_hooks = list(on_running or [])
         self.viz_return_value = viz_return_value
-        # Caching and results, as given; `ferroflow._task_body` reads them (Prefect's semantics).
-        self.cache_policy = cache_policy
-        self.cache_key_fn = cache_key_fn
-        self.cache_expiration = cache_expiration
-        self.refresh_cache = refresh_cache
-        self.persist_result = persist_result
-        self.result_storage = result_storage
-        self.result_serializer = result_serializer
-        self.result_storage_key = result_storage_key
-        self.cache_result_in_memory = cache_result_in_memory
+        # Caching and results, checked and resolved by Prefect's rules; `ferroflow._task_body` reads them.
+        from ferroflow._cache_options import CacheOptions, task_cache_options
+
+        (
+            self.cache_policy,
+            self.cache_key_fn,
+            self.cache_expiration,
+            self.refresh_cache,
+            self.persist_result,
+            self.result_storage,
+            self.result_serializer,
+            self.result_storage_key,
+            self.cache_result_in_memory,
+        ) = task_cache_options(
+            owner,
+            CacheOptions(
+                cache_policy,
+                cache_key_fn,
+                cache_expiration,
+                refresh_cache,
+                persist_result,
+                result_storage,
+                result_serializer,
+                result_storage_key,
+                cache_result_in_memory,
+            ),
+        )
         self.isasync = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
         self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
         code = getattr(fn, "__code__", None)
