@@ -15,6 +15,7 @@ its limit, or retries.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import types
 import weakref
@@ -189,7 +190,7 @@ class _FlowRun:
             return states.exception_to_failed_state(exc, run_kind="Flow run")
         if exc is self.deadline:
             message = f"Flow run exceeded timeout of {self.flow.timeout_seconds} second(s)"
-            self.runner._interrupt()
+            self.runner._interrupt_pending()
             self.abandoned_runs = True
         else:
             message = f"Flow run failed due to timeout: {safe_repr(exc)}"
@@ -211,12 +212,16 @@ class _FlowRun:
 
     def interrupted(self, interrupt: BaseException) -> None:
         """Ctrl-C (or another interrupt): runs that have not started end Cancelled, and so
-        do coroutine runs waiting out a retry delay; running ones finish. Then the run is
-        Crashed, and its `on_crashed` hooks run (outside the flow run's context, as
-        Prefect's; an async hook runs on a loop of its own)."""
+        do coroutine runs waiting out a retry delay; running ones finish (unless an outer
+        flow's time limit interrupted this one: that flow does not wait for them). Then
+        the run is Crashed, and its `on_crashed` hooks run (outside the flow run's
+        context, as Prefect's; an async hook runs on a loop of its own)."""
         self.runner._interrupt()
         self.stop_progress()  # the line goes now; what follows is the usual log lines
-        self.runner._stop()
+        if _is_time_limit(interrupt):
+            self._stop_runner_later()
+        else:
+            self.runner._stop()
         crashed = states.exception_to_crashed_state(interrupt)
         self.logger.error(f"Crash detected! {crashed.message}")
         call_hooks(_hooks_for(self.flow, crashed), self.flow, self.context.flow_run, crashed, self.logger)
@@ -250,6 +255,13 @@ class _FlowRun:
         import threading
 
         threading.Thread(target=self.runner._stop, name=f"ferroflow-stop-{self.context.flow_run.name}").start()
+
+
+def _is_time_limit(interrupt: BaseException) -> bool:
+    """Whether `interrupt` is a time limit's (`ferroflow._timeouts`), stopping a call that
+    ran past it. None can be where that module was never loaded."""
+    timeouts = sys.modules.get("ferroflow._timeouts")
+    return timeouts is not None and isinstance(interrupt, timeouts.TimeoutInterrupt)
 
 
 def _states_of(returned: Any) -> Any:
@@ -309,11 +321,38 @@ def _attempts(run: _FlowRun) -> tuple[states.State[Any], Any]:
 
 async def _wait_all_without_blocking(engine: RunnerEngine) -> None:
     """Waits for the flow run's task runs on a helper thread, so the loop keeps running
-    (and skips the hop when none is left)."""
-    if not engine.idle:
-        import asyncio
+    (and skips the hop when none is left). The thread is a daemon of its own, not one of
+    the loop's executor: a wait cancelled at a time limit leaves it behind, and
+    `asyncio.run` would otherwise join it before returning."""
+    if engine.idle:
+        return
+    import asyncio
+    import threading
 
-        await asyncio.to_thread(engine.wait_all)
+    loop = asyncio.get_running_loop()
+    idle: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if idle.done():
+            return  # the wait was cancelled meanwhile
+        if error is None:
+            idle.set_result(None)
+        else:
+            idle.set_exception(error)
+
+    def wait() -> None:
+        error: BaseException | None = None
+        try:
+            engine.wait_all()
+        except BaseException as exc:  # handed to the awaiting flow, which raises it
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:
+            pass  # the loop has closed: nobody waits any more
+
+    threading.Thread(target=wait, name="ferroflow-flow-wait", daemon=True).start()
+    await idle
 
 
 def call_async_flow(
