@@ -20,18 +20,20 @@ import time
 import types
 import weakref
 from collections.abc import Coroutine, Iterable, Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ferroflow import states
 from ferroflow._async import _futures_in, await_future_done
 from ferroflow._bridge import RunnerEngine
 from ferroflow._core import contains_futures
 from ferroflow._naming import generate_slug
-from ferroflow._state_hooks import Hook, acall_hooks, call_hooks
 from ferroflow.context import FlowRun, FlowRunContext
 from ferroflow.futures import resolve_futures_to_results, resolve_futures_to_states, wait
 from ferroflow.logging import flow_run_logger, get_logger
 from ferroflow.utilities.text import safe_repr
+
+if TYPE_CHECKING:
+    from ferroflow._state_hooks import Hook
 
 # `flow` below is a `ferroflow.flows.Flow`: that module sits above this one and calls it.
 
@@ -135,6 +137,21 @@ class _FlowRun:
         self.logger.error(f"{message} {invalid}")
         return states.exception_to_failed_state(invalid, run_kind="Flow run", message=message)
 
+    def call_hooks(self, hooks: list[Hook], state: states.State[Any]) -> None:
+        """Calls the hooks for `state`, in this thread (see `ferroflow._state_hooks`; a
+        flow without hooks never loads it)."""
+        if hooks:
+            from ferroflow._state_hooks import call_hooks
+
+            call_hooks(hooks, self.flow, self.context.flow_run, state, self.logger)
+
+    async def acall_hooks(self, hooks: list[Hook], state: states.State[Any]) -> None:
+        """`call_hooks` for an async flow: async hooks are awaited on its loop."""
+        if hooks:
+            from ferroflow._state_hooks import acall_hooks
+
+            await acall_hooks(hooks, self.flow, self.context.flow_run, state, self.logger)
+
     def starting_attempt(self) -> list[Hook]:
         """Counts the attempt about to start; gives the `on_running` hooks to call."""
         self.context.flow_run.run_count += 1
@@ -224,7 +241,7 @@ class _FlowRun:
             self.runner._stop()
         crashed = states.exception_to_crashed_state(interrupt)
         self.logger.error(f"Crash detected! {crashed.message}")
-        call_hooks(_hooks_for(self.flow, crashed), self.flow, self.context.flow_run, crashed, self.logger)
+        self.call_hooks(_hooks_for(self.flow, crashed), crashed)
         self.logger.info(f"Finished in state {crashed}")
 
     def finished(self, state: states.State[Any], returned: Any, return_state: bool) -> Any:
@@ -292,7 +309,7 @@ def run_flow(
     try:
         with run.context.entered():
             state, returned = _attempts(run) if run.invalid is None else (run.refused(run.invalid), None)
-            call_hooks(_hooks_for(flow, state), flow, run.context.flow_run, state, run.logger)
+            run.call_hooks(_hooks_for(flow, state), state)
     except BaseException as interrupt:
         run.interrupted(interrupt)
         raise
@@ -305,7 +322,7 @@ def _attempts(run: _FlowRun) -> tuple[states.State[Any], Any]:
     while True:
         running_hooks = run.starting_attempt()
         if running_hooks:
-            call_hooks(running_hooks, run.flow, run.context.flow_run, states.Running(), run.logger)
+            run.call_hooks(running_hooks, states.Running())
         try:
             returned = run.attempt() if run.flow.timeout_seconds is None else run.attempt_within_limit()
         except Exception as exc:
@@ -406,7 +423,7 @@ async def _run_flow_async(
     try:
         with run.context.entered():
             state, returned = await _attempts_async(run) if run.invalid is None else (run.refused(run.invalid), None)
-            await acall_hooks(_hooks_for(flow, state), flow, run.context.flow_run, state, run.logger)
+            await run.acall_hooks(_hooks_for(flow, state), state)
     except BaseException as interrupt:
         run.interrupted(interrupt)
         raise
@@ -420,7 +437,7 @@ async def _attempts_async(run: _FlowRun) -> tuple[states.State[Any], Any]:
     while True:
         running_hooks = run.starting_attempt()
         if running_hooks:
-            await acall_hooks(running_hooks, run.flow, run.context.flow_run, states.Running(), run.logger)
+            await run.acall_hooks(running_hooks, states.Running())
         try:
             if run.flow.timeout_seconds is None:
                 returned = await run.attempt_async()

@@ -7,9 +7,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, Ty
 
 from ferroflow._arguments import Signature, bound_copy
 from ferroflow._flow_engine import call_async_flow, run_flow
-from ferroflow._flow_parameters import ParameterValidator, check_validatable
 from ferroflow._prints import enable_print_capture
-from ferroflow._state_hooks import Hook, checked_hooks
 from ferroflow.exceptions import InvalidNameError
 from ferroflow.task_runners import TaskRunner, ThreadPoolTaskRunner
 from ferroflow.tasks import _timeout
@@ -17,6 +15,8 @@ from ferroflow.utilities.annotations import NotSet
 from ferroflow.utilities.callables import copy_metadata, rewrap_method, unwrap_method
 
 if TYPE_CHECKING:
+    from ferroflow._flow_parameters import ParameterValidator
+    from ferroflow._state_hooks import Hook
     from ferroflow.states import State
 
 __all__ = ["Flow", "flow"]
@@ -105,6 +105,9 @@ class Flow(Generic[P, R]):
         copy_metadata(self, fn)  # first: the flow's own attributes below win
         import inspect  # here, not at import: `import ferroflow` stays fast
 
+        from ferroflow._flow_parameters import ParameterValidator, check_validatable
+        from ferroflow._state_hooks import checked_hooks
+
         self.fn: Callable[..., R] = fn
         if name is not None and not isinstance(name, str):
             raise TypeError(f"@flow: name must be a string, got {type(name).__name__} {name!r}")
@@ -176,6 +179,8 @@ class Flow(Generic[P, R]):
         bound: Flow[P, R] = bound_copy(self, instance, owner, "flow")
         if bound is not self:
             if self._bound_validator is None:
+                from ferroflow._flow_parameters import ParameterValidator
+
                 self._bound_validator = ParameterValidator(bound.fn, bound._signature.signature)
             bound._validator = self._bound_validator
         return bound
