@@ -136,11 +136,14 @@ class RecordFolder:
 
     def _remembered(self, path: str, warn: Warn) -> tuple[tuple[int, int, int, int], float, Any] | None:
         """The decoded record kept in memory for `path`, if the file is still the one it
-        was decoded from (one `lstat`, instead of reading and decoding it again)."""
+        was decoded from and still only ours (one `lstat`, instead of reading and decoding
+        it again)."""
         try:
             st = os.lstat(path)
         except OSError:
             return None  # gone or unreadable: `_load` says which
+        if not stat.S_ISREG(st.st_mode) or _foreign(st) is not None:
+            return None  # `_load` refuses it, saying why
         with self._lock:
             remembered = self._memory.get(path)
             if remembered is None or remembered[0] != (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size):
@@ -219,9 +222,10 @@ class RecordFolder:
         exists (or, to write, is made owner-only) and no other user owns or can write it
         or a folder between it and the record. A folder found safe is trusted for a
         second before it is looked at again."""
-        folder = os.path.dirname(path)
-        if folder == self.path and time.monotonic() < self._trusted_until:
+        in_folder = path.rfind(os.sep) == len(self.path)  # not in a subfolder
+        if in_folder and time.monotonic() < self._trusted_until:
             return True
+        folder = os.path.dirname(path)
         subfolders: list[str] = []
         while len(folder) > len(self.path):
             subfolders.append(folder)
@@ -245,7 +249,7 @@ class RecordFolder:
                     "Use a folder only you can write (chmod go-w).",
                 )
                 return False
-        if not subfolders:
+        if in_folder:
             self._trusted_until = time.monotonic() + _FOLDER_CHECK_INTERVAL
         return True
 

@@ -71,6 +71,16 @@ def _cached_state(value: Any) -> states.State[Any]:
     return states.State(states.StateType.COMPLETED, name="Cached", data=value)
 
 
+def _reads_run_context(policy: Any) -> bool:
+    """Whether `policy` may read the `task_ctx` it is given: all do but ferroflow's own
+    INPUTS, FLOW_PARAMETERS and NO_CACHE (and sums of them), which get None instead."""
+    from ferroflow import cache_policies
+
+    if type(policy) is cache_policies.CompoundCachePolicy:
+        return any(_reads_run_context(part) for part in policy.policies)
+    return type(policy) not in (cache_policies.Inputs, cache_policies.FlowParameters, type(cache_policies.NO_CACHE))
+
+
 def _warn(message: str) -> None:
     get_run_logger().warning(message)
 
@@ -105,6 +115,7 @@ class _CachePlan:
         "names",
         "defaults",
         "simple",
+        "needs_context",
         "_settings",
     )
 
@@ -135,6 +146,8 @@ class _CachePlan:
         self.names = tuple(parameter.name for parameter in parameters)
         self.defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
         self.simple: bool = signature.simple
+        #: Whether the policy reads the task run's context (building it costs a run id).
+        self.needs_context = _reads_run_context(self.policy)
         self._settings: tuple[Any, _Settings] | None = None  # (flow run id, its settings)
 
     # -- the key ---------------------------------------------------------------------
@@ -154,13 +167,13 @@ class _CachePlan:
         """This run's record, or None when the run has no key (a key that could not be
         computed is logged)."""
         parameters = self.parameters(args, kwargs)
-        context = TaskRunContext.get()
+        context = TaskRunContext.get() if self.needs_context else None
         flow_context = FlowRunContext.get() if context is None else context.flow_run_context
         if self.policy is None:
             key: Any = self._formatted_storage_key(parameters)
         else:
             try:
-                if context is None:
+                if context is None and self.needs_context:
                     raise ValueError("Task run context is not set")
                 flow_parameters = (flow_context.parameters if flow_context is not None else None) or {}
                 key = self.policy.compute_key(task_ctx=context, inputs=parameters, flow_parameters=flow_parameters)
