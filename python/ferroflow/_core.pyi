@@ -20,6 +20,7 @@ __all__ = [
     "PrefectConcurrentFuture",
     "PrefectFutureList",
     "PrefectFutureListIterator",
+    "RunArguments",
     "TaskSpec",
     "__version__",
     "after_fork_in_child",
@@ -44,9 +45,25 @@ class TaskSpec:
         delays: Sequence[float],
         custom_name: str | Callable[..., str] | None,
         body: str = "sync",
+        *,
+        on_running: list[Callable[..., Any]] | None = None,
+        on_completion: list[Callable[..., Any]] | None = None,
+        on_failure: list[Callable[..., Any]] | None = None,
+        retry_condition: Callable[..., Any] | None = None,
+        retry_jitter_factor: float = 0.0,
     ) -> Self: ...
     @property
     def name(self) -> str: ...
+
+@final
+class RunArguments:
+    """A run's arguments, resolved when asked (`TaskRunContext.parameters`)."""
+
+    def resolved(self) -> tuple[tuple[Any, ...], dict[str, Any] | None]: ...
+
+#: `(future, run_name, task, flow_run_context, run_count, arguments)`: a run as code
+#: inside it finds it (`current_run()`, `AsyncRun.current`).
+_CurrentRun = tuple[PrefectConcurrentFuture[Any], str, Any, Any, int, RunArguments]
 
 # Registered as a virtual subclass of `PrefectWrappedFuture` (futures.py): to a type
 # checker it is one, so a `PrefectConcurrentFuture[int]` is a `PrefectFuture[int]`.
@@ -122,7 +139,7 @@ class AsyncRun:
     @property
     def context(self) -> Any: ...
     @property
-    def identity(self) -> tuple[str, Any, Any]: ...
+    def current(self) -> _CurrentRun: ...
 
 @final
 class Engine:
@@ -183,7 +200,7 @@ class Engine:
     @property
     def context(self) -> Any: ...
 
-def current_run() -> tuple[PrefectConcurrentFuture[Any], str, Any, Any] | None: ...
+def current_run() -> _CurrentRun | None: ...
 def contains_futures(obj: object) -> bool: ...
 def futures_in(obj: object) -> list[PrefectConcurrentFuture[Any]]: ...
 def replace_futures(obj: _T, replace: Callable[[PrefectConcurrentFuture[Any]], Any]) -> _T: ...

@@ -1,22 +1,31 @@
 """The Python side of the engine: functions `ferroflow._core` calls back.
 
 The engine decides states; these turn them into Prefect's `State` objects and log
-lines. They are off the hot path: the engine asks `finished_lines_enabled()` once per
-batch and skips per-run INFO lines when nobody would see them, and the runs of a `.map`
-are summed up in one line instead of one line each.
+lines, and call the user's code that a run's states call for (state hooks,
+`retry_condition_fn`, the jitter of a retry delay). They are off the hot path: the engine
+asks `finished_lines_enabled()` once per batch and skips per-run INFO lines when nobody
+would see them, the runs of a `.map` are summed up in one line instead of one line each,
+and a task without hooks, retry condition or jitter never gets here for them.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ferroflow import states
+from ferroflow.context import TaskRunContext, carry_run, current_async_run
 from ferroflow.exceptions import CancelledRun, FailedRun, TaskRunNameError
-from ferroflow.logging import flow_run_logger, get_logger, task_run_logger
+from ferroflow.logging import flow_run_logger, get_logger, get_run_logger, task_run_logger
 from ferroflow.utilities.text import safe_repr
+
+if TYPE_CHECKING:
+    from ferroflow._state_hooks import Hook
+
+T = TypeVar("T")
 
 _task_runs = logging.getLogger("ferroflow.task_runs")
 
@@ -105,8 +114,11 @@ def task_failed(
     attempt: int,
     retries: int,
     delay: float | None,
+    exhausted: bool | None = None,
 ) -> None:
-    """The line of a failed attempt: a retry to come, retries exhausted, or a crash.
+    """The line of a failed attempt: a retry to come, retries exhausted, a failure not
+    retried (no retries, or `retry_condition_fn` declined one), or a crash. The engine
+    says whether the retries are `exhausted` (None: they are if the task has any).
 
     `exception` may be the failed State the task returned (Prefect words that line
     "Task run failed with state: ..."). Exceptions whose `__repr__` raises are shown by
@@ -125,7 +137,7 @@ def task_failed(
     if delay is not None:
         when = "immediately" if delay == 0 else f"{delay:g} second(s) from now"
         logger.info(f"{prefix} - Retry {attempt + 1}/{retries} will start {when}")
-    elif retries:
+    elif exhausted or (exhausted is None and retries):
         logger.error(f"{prefix} - Retries are exhausted", exc_info=failure)
     else:
         logger.error(prefix, exc_info=failure)
@@ -222,3 +234,120 @@ def warn_if_blocking_loop() -> None:
         "it blocks the loop until the run finishes. "
         "In async code, `await` the future instead."
     )
+
+
+# -- state hooks, retry condition, jitter (tasks that have them) -------------------------
+
+
+def task_state_hooks(hooks: list[Hook], state_name: str, value: Any) -> None:
+    """Calls a task's hooks for the state its current run enters (`state_name`; `value`
+    is its result, or what failed it), as Prefect does: `hook(task, task_run, state)`, in
+    order, each logged before and after; one that raises is logged with its traceback
+    and changes nothing. The engine calls this in the run's thread and context, while
+    the run is its current one, before the run's `Finished in state` line and before its
+    future completes."""
+    from ferroflow._state_hooks import call_hooks  # only for tasks with hooks
+
+    context = TaskRunContext.get()
+    if context is None:  # the engine calls this only inside a run
+        raise RuntimeError(f"task state hooks for {state_name!r} called outside a task run")
+    task_run = context.task_run
+    state = make_state(state_name, value, None, task_run.id)
+    call_hooks([_run_to_end_here(hook) for hook in hooks], context.task, task_run, state, get_run_logger(context))
+
+
+def _run_to_end_here(hook: Hook) -> Hook:
+    """`hook`, except that an awaitable it returns is run to its end in this run (see
+    `run_in_this_run`), and the hook is logged under its own name."""
+    from ferroflow._state_hooks import hook_name
+
+    def call(task: Any, task_run: Any, state: Any) -> None:
+        result = hook(task, task_run, state)
+        if _is_awaitable(result):
+            run_in_this_run(result)
+
+    call.__name__ = hook_name(hook)
+    return call
+
+
+def retry_allowed(condition: Callable[..., Any], failure: Any) -> bool:
+    """Whether the task's `retry_condition_fn` lets a failed attempt of the current run be
+    retried: `condition(task, task_run, state)`, where `state` is Prefect's Failed state
+    holding the exception (or the failed State the task returned). An async condition is
+    run to its end. One that raises declines, logged as Prefect logs it.
+
+    Unlike Prefect, any callable is called (Prefect treats a callable object or a
+    `functools.partial` as declining, since it checks for a plain function)."""
+    context = TaskRunContext.get()
+    if context is None:  # the engine calls this only inside a run
+        raise RuntimeError("retry_condition_fn asked outside a task run")
+    kind = "exception" if isinstance(failure, BaseException) else "state"
+    state = states.Failed(data=failure, message=f"Task run encountered unexpected {kind}: {safe_repr(failure)}")
+    try:
+        allowed = condition(context.task, context.task_run, state)
+        if _is_awaitable(allowed):
+            allowed = run_in_this_run(allowed)
+        return bool(allowed)
+    except Exception:
+        get_run_logger(context).error(
+            f"An error was encountered while running `retry_condition_fn` check '{condition!r}' "
+            f"for task {context.task.name!r}",
+            exc_info=True,
+        )
+        return False
+
+
+def jittered_delay(delay: float, factor: float) -> float:
+    """A retry delay with `retry_jitter_factor` applied: Prefect's clamped Poisson
+    interval, drawn with Python's `random` (so `random.seed` makes it repeat).
+
+    An exponential variate of mean `delay`, clamped to at most `delay * (1 + factor)`
+    and at least a lower bound chosen so that as much probability lies between it and
+    the median as between the median and the upper bound: the mean stays about `delay`.
+    The engine calls it only for delays and factors above 0."""
+    import math
+    import random
+
+    upper_multiple = 1 + factor
+    # The lower clamp multiple (0 for large factors, where 2**k would overflow).
+    lower_multiple = 0.0
+    if upper_multiple < 50:
+        lower_multiple = math.log(max(2**upper_multiple / (2**upper_multiple - 1), 1e-10), 2)
+
+    def cdf(x: float) -> float:  # of the exponential distribution of mean `delay`
+        return 1 - math.exp(-x / delay)
+
+    low, high = cdf(max(0.0, delay * lower_multiple)), cdf(delay * upper_multiple)
+    return -math.log(max(1 - random.uniform(low, high), 1e-10)) * delay
+
+
+def _is_awaitable(value: Any) -> bool:
+    import inspect
+
+    return inspect.isawaitable(value)
+
+
+def run_in_this_run(awaitable: Awaitable[T]) -> T:
+    """Runs what an async hook or retry condition returned to its end, from the run's own
+    thread: on a loop of its own; or, where a loop already runs in this thread (a
+    coroutine run's, an async flow's) and cannot be re-entered, on a helper thread that
+    carries this run and its `contextvars` along (so `get_run_logger()` and
+    `TaskRunContext.get()` work inside), while this thread waits."""
+    import asyncio
+
+    async def awaited() -> T:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(awaited())
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    context = contextvars.copy_context()
+    carried = carry_run()
+    if carried is not None:  # a run the engine executes on this thread is not seen on another
+        context.run(current_async_run.set, carried)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferroflow-hook") as helper:
+        return helper.submit(context.run, asyncio.run, awaited()).result()

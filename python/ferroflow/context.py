@@ -13,41 +13,77 @@ run's task runner). The flow, task and runner a context carries are held, not im
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferroflow import _core
 from ferroflow.exceptions import MissingContextError
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = ["FlowRun", "FlowRunContext", "TaskRun", "TaskRunContext", "get_run_context", "tags"]
 
 
 class FlowRun:
-    """The record of one flow run: its id, name and parameters."""
+    """The record of one flow run: its id, name, parameters, attempts so far
+    (`run_count`), and the tags of the `ferroflow.tags(...)` blocks it was called in."""
 
-    __slots__ = ("id", "name", "flow_id", "parameters", "run_count")
+    __slots__ = ("id", "name", "flow_id", "parameters", "run_count", "tags", "_started_at")
 
     def __init__(self, id: Any, name: str, parameters: dict[str, Any]) -> None:
         self.id = id
         self.name = name
         self.parameters = parameters
         self.run_count = 0
+        self.tags = sorted(_current_tags.get())
+        self._started_at = time.time()
+
+    @property
+    def expected_start_time(self) -> datetime:
+        """When the run started (in-process, a run starts when it is called), in UTC."""
+        from datetime import datetime, timezone
+
+        return datetime.fromtimestamp(self._started_at, tz=timezone.utc)
 
     def __repr__(self) -> str:
         return f"FlowRun(id={self.id}, name={self.name!r})"
 
 
 class TaskRun:
-    """The record of one task run, as `TaskRunContext.get().task_run` shows it."""
+    """The record of one task run, as `TaskRunContext.get().task_run` and its state hooks
+    show it: its id, name, flow run id, attempts so far (`run_count`: 1 in the first, 2
+    in the first retry, ...), task key and tags."""
 
-    __slots__ = ("id", "name", "flow_run_id")
+    __slots__ = ("id", "name", "flow_run_id", "run_count", "task_key", "_task_tags", "_context_tags")
 
-    def __init__(self, id: Any, name: str, flow_run_id: Any) -> None:
+    def __init__(
+        self,
+        id: Any,
+        name: str,
+        flow_run_id: Any,
+        run_count: int = 1,
+        task_key: str | None = None,
+        task_tags: frozenset[str] | set[str] = frozenset(),
+        context_tags: frozenset[str] = frozenset(),
+    ) -> None:
         self.id = id
         self.name = name
         self.flow_run_id = flow_run_id
+        self.run_count = run_count
+        self.task_key = task_key
+        self._task_tags = task_tags
+        self._context_tags = context_tags
+
+    @property
+    def tags(self) -> list[str]:
+        """The task's tags and those of the `ferroflow.tags(...)` blocks around the call
+        that made the run (a list, as Prefect's), sorted. Joined when asked: a run that
+        prints or logs makes a record per line, and most never read its tags."""
+        return sorted(self._task_tags | self._context_tags)
 
     def __repr__(self) -> str:
         return f"TaskRun(id={self.id}, name={self.name!r})"
@@ -71,14 +107,19 @@ current_async_run: ContextVar[Any] = ContextVar("ferroflow_async_run", default=N
 
 class CarriedRun:
     """A run continued on a thread other than the one the engine gave it (a time limit's
-    helper thread): set as `current_async_run` there, it answers for the run as an
-    `AsyncRun` does, so run contexts and loggers find it."""
+    helper thread, an async hook's loop): set as `current_async_run` there, it answers
+    for the run as an `AsyncRun` does (`current`, `future`), so run contexts and loggers
+    find it."""
 
-    __slots__ = ("future", "identity")
+    __slots__ = ("current",)
 
-    def __init__(self, future: Any, identity: tuple[Any, ...]) -> None:
-        self.future = future
-        self.identity = identity  # (run name, task, flow run context), as an AsyncRun's
+    def __init__(self, current: tuple[Any, ...]) -> None:
+        #: `(future, run_name, task, flow_run_context, run_count, arguments)`, as an AsyncRun's.
+        self.current = current
+
+    @property
+    def future(self) -> Any:
+        return self.current[0]
 
 
 def carry_run() -> Any:
@@ -86,7 +127,7 @@ def carry_run() -> Any:
     another thread; None outside task runs."""
     current = _core.current_run()
     if current is not None:
-        return CarriedRun(current[0], current[1:])
+        return CarriedRun(current)
     return current_async_run.get()
 
 
@@ -116,7 +157,7 @@ class FlowRunContext:
             flow_context = current[3]
         else:
             async_run = current_async_run.get()
-            flow_context = None if async_run is None else async_run.identity[2]
+            flow_context = None if async_run is None else async_run.current[3]
         return flow_context
 
     @contextmanager
@@ -129,15 +170,39 @@ class FlowRunContext:
 
 
 class TaskRunContext:
-    """What a running task knows: the task, its run record, and its flow run if any."""
+    """What a running task knows: the task, its run record, its parameters, and its flow
+    run if any."""
 
-    __slots__ = ("task", "task_run", "flow_run_context", "future")
+    __slots__ = ("task", "task_run", "flow_run_context", "future", "_arguments", "_parameters")
 
-    def __init__(self, task: Any, task_run: TaskRun, flow_run_context: FlowRunContext | None, future: Any) -> None:
+    def __init__(
+        self,
+        task: Any,
+        task_run: TaskRun,
+        flow_run_context: FlowRunContext | None,
+        future: Any,
+        arguments: Any = None,
+    ) -> None:
         self.task = task
         self.task_run = task_run
         self.flow_run_context = flow_run_context
         self.future = future
+        self._arguments = arguments  # a `_core.RunArguments`, resolved when asked
+        self._parameters: dict[str, Any] | None = None
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The run's arguments by parameter name, defaults applied, the results of its
+        upstream futures in place of the futures (as Prefect's). Bound on first use."""
+        parameters = self._parameters
+        if parameters is None:
+            if self._arguments is None:
+                parameters = {}
+            else:
+                args, kwargs = self._arguments.resolved()
+                parameters = self.task.bind_parameters(args, kwargs or {})
+            self._parameters = parameters
+        return parameters
 
     @property
     def flow_run(self) -> FlowRun | None:
@@ -161,10 +226,13 @@ class TaskRunContext:
             async_run = current_async_run.get()
             if async_run is None:
                 return None
-            current = (async_run.future, *async_run.identity)
-        future, name, task, flow_context = current
+            current = async_run.current
+        future, name, task, flow_context, run_count, arguments = current
         flow_run_id = None if flow_context is None else flow_context.flow_run.id
-        return cls(task, TaskRun(future.task_run_id, name, flow_run_id), flow_context, future)
+        task_run = TaskRun(
+            future.task_run_id, name, flow_run_id, run_count, task.task_key, task.tags, _current_tags.get()
+        )
+        return cls(task, task_run, flow_context, future, arguments)
 
 
 def call_in_flow_run(context: FlowRunContext | None, fn: Callable[..., Any], *args: Any) -> Any:

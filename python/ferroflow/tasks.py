@@ -16,6 +16,7 @@ from ferroflow.utilities.callables import copy_metadata, rewrap_method, unwrap_m
 if TYPE_CHECKING:
     import datetime
 
+    from ferroflow._state_hooks import Hook
     from ferroflow.futures import PrefectFuture, PrefectFutureList
     from ferroflow.states import State
 
@@ -24,6 +25,7 @@ __all__ = ["Task", "exponential_backoff", "task", "task_input_hash"]
 P = ParamSpec("P")  # the task's parameters
 R = TypeVar("R", covariant=True)  # what it returns (a task returning int is one returning object)
 T = TypeVar("T")  # what an async task's coroutine returns
+H = TypeVar("H", bound=Callable[..., Any])  # a state hook, given back by the registrars
 
 #: Most retry delays a task may list (Prefect's bound).
 MAX_RETRY_DELAYS = 50
@@ -171,6 +173,45 @@ def _tags(tags: Any, owner: str) -> set[str]:
     return tag_set
 
 
+def _hook_and_retry_options(
+    owner: str,
+    retry_jitter_factor: Any,
+    retry_condition_fn: Any,
+    on_completion: Any,
+    on_failure: Any,
+    on_running: Any,
+) -> tuple[float | None, Callable[..., Any] | None, list[Hook], list[Hook], list[Hook]]:
+    """Prefect's checks of these options, naming the task: `retry_jitter_factor` a number
+    >= 0 (or None), `retry_condition_fn` a callable (or None), each hook option an
+    iterable of callables (each made a new list)."""
+    from ferroflow._state_hooks import checked_hooks  # here: `import ferroflow` stays fast
+
+    if retry_jitter_factor is not None:
+        import math
+        import numbers
+
+        if isinstance(retry_jitter_factor, bool) or not isinstance(retry_jitter_factor, numbers.Real):
+            raise TypeError(
+                f"{owner}: retry_jitter_factor must be a number, got "
+                f"{type(retry_jitter_factor).__name__}: {retry_jitter_factor!r}"
+            )
+        if not math.isfinite(retry_jitter_factor) or retry_jitter_factor < 0:
+            raise ValueError(
+                f"{owner}: `retry_jitter_factor` must be a finite number >= 0, got {retry_jitter_factor!r}"
+            )
+    if retry_condition_fn is not None and not callable(retry_condition_fn):
+        raise TypeError(
+            f"{owner}: Expected `retry_condition_fn` to be callable, got {type(retry_condition_fn).__name__} instead."
+        )
+    return (
+        None if retry_jitter_factor is None else float(retry_jitter_factor),
+        retry_condition_fn,
+        checked_hooks(owner, "on_completion", on_completion, "task"),
+        checked_hooks(owner, "on_failure", on_failure, "task"),
+        checked_hooks(owner, "on_running", on_running, "task"),
+    )
+
+
 # The options `with_options` copies unless given, by the attribute that holds each.
 _INHERITED_OPTIONS = {
     "cache_policy": "cache_policy",
@@ -263,11 +304,15 @@ class Task(Generic[P, R]):
             self.retry_delay_seconds = list(self._delays)
         self.log_prints = log_prints
         self.timeout_seconds = _timeout(timeout_seconds, owner)
-        self.retry_jitter_factor = retry_jitter_factor
-        self.retry_condition_fn = retry_condition_fn
-        self.on_completion_hooks = list(on_completion or [])
-        self.on_failure_hooks = list(on_failure or [])
-        self.on_running_hooks = list(on_running or [])
+        (
+            self.retry_jitter_factor,
+            self.retry_condition_fn,
+            self.on_completion_hooks,
+            self.on_failure_hooks,
+            self.on_running_hooks,
+        ) = _hook_and_retry_options(
+            owner, retry_jitter_factor, retry_condition_fn, on_completion, on_failure, on_running
+        )
         self.viz_return_value = viz_return_value
         # Caching and results, checked and resolved by Prefect's rules; `ferroflow._task_body` reads them.
         from ferroflow._cache_options import CacheOptions, task_cache_options
@@ -311,9 +356,47 @@ class Task(Generic[P, R]):
         return f"Task(name={self.name!r}, fn={self.fn!r})"
 
     def _make_spec(self) -> _core.TaskSpec:
-        """What the engine reads of this task on every run."""
+        """What the engine reads of this task on every run. The hook lists are the task's
+        own, so hooks added later (`@my_task.on_failure`) are seen without a new spec."""
         func, body = engine_function(self)
-        return _core.TaskSpec(self, func, self.name, self.retries, self._delays, self.task_run_name, body)
+        return _core.TaskSpec(
+            self,
+            func,
+            self.name,
+            self.retries,
+            self._delays,
+            self.task_run_name,
+            body,
+            on_running=self.on_running_hooks,
+            on_completion=self.on_completion_hooks,
+            on_failure=self.on_failure_hooks,
+            retry_condition=self.retry_condition_fn,
+            retry_jitter_factor=float(self.retry_jitter_factor or 0.0),
+        )
+
+    def on_completion(self, fn: H) -> H:
+        """Adds a hook called as `fn(task, task_run, state)` when a run completes (also
+        from the cache); returns `fn`, so it decorates: `@my_task.on_completion`."""
+        from ferroflow._state_hooks import checked_hooks
+
+        self.on_completion_hooks.extend(checked_hooks(f"Task {self.name!r}", "on_completion", [fn], "task"))
+        return fn
+
+    def on_failure(self, fn: H) -> H:
+        """Adds a hook called as `fn(task, task_run, state)` when a run fails for good
+        (after its retries, timeouts included); returns `fn`: `@my_task.on_failure`."""
+        from ferroflow._state_hooks import checked_hooks
+
+        self.on_failure_hooks.extend(checked_hooks(f"Task {self.name!r}", "on_failure", [fn], "task"))
+        return fn
+
+    def on_running(self, fn: H) -> H:
+        """Adds a hook called as `fn(task, task_run, state)` as each attempt of a run
+        starts (Running, then Retrying); returns `fn`: `@my_task.on_running`."""
+        from ferroflow._state_hooks import checked_hooks
+
+        self.on_running_hooks.extend(checked_hooks(f"Task {self.name!r}", "on_running", [fn], "task"))
+        return fn
 
     def __get__(self, instance: Any, owner: Any = None) -> Task[P, R]:
         """A task defined on a class binds like a method: to the instance, or for a

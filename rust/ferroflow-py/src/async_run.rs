@@ -4,7 +4,8 @@
 //! counts it Running until it ends here, through one of `complete`, `fail`, `cancel` or
 //! `crash`. Its retries happen in place: the driver sleeps on its loop between attempts.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use ferroflow_core::{Disposition, Final, Job, RunId, RunState};
 use std::sync::Mutex;
@@ -13,13 +14,18 @@ use crate::sync::lock;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
+use crate::current::RunIdentity;
 use crate::executor::{CoreShared, RunValue};
 use crate::future::PyFuture;
 use crate::hooks::hooks;
 use crate::plan::Call;
 use crate::report::{
-    after_failure, report_completed, report_failed_end, report_unrun, returned, AfterFailure, Returned,
+    after_failure, report_completed, report_failed_end, report_unrun, returned, start_attempt, AfterFailure, Returned,
 };
+
+/// `(future, run_name, task, flow_run_context, run_count, arguments)`: a run as code
+/// inside it asks for it (`_core.current_run()`, `AsyncRun.current`).
+pub(crate) type CurrentRun = (Py<PyFuture>, String, Py<PyAny>, Py<PyAny>, u32, Py<PyAny>);
 
 #[pyclass(frozen, name = "AsyncRun", module = "ferroflow._core")]
 pub struct AsyncRun {
@@ -28,6 +34,15 @@ pub struct AsyncRun {
     /// The claimed job, until the run ends. Only the run's driver touches it, and takes it
     /// out before calling into Python (no lock is held across a call).
     job: Mutex<Option<Job<Call>>>,
+    /// The run's call, to say what the run is while its job is out (its hooks run then).
+    call: Call,
+    /// The job's attempt (0, then 1, 2, ... for retries), readable while the job is out.
+    attempt: AtomicU32,
+    /// The run's name once its `task_run_name` gave one (see [`AsyncRun::run_name`]).
+    custom_name: OnceLock<String>,
+    /// Its `task_run_name` is being computed: code it calls that asks for the run's name
+    /// (`ferroflow.runtime.task_run.name`) gets the plain one instead of recursing.
+    naming: AtomicBool,
     /// A direct call's run (`await task(x)`), claimed by its caller, which owns the
     /// registration's handle on the run (see `PyFuture::held`) through this object.
     direct_call: bool,
@@ -38,6 +53,10 @@ impl AsyncRun {
         AsyncRun {
             engine: Arc::clone(engine),
             run: job.run,
+            call: job.payload.clone(),
+            attempt: AtomicU32::new(job.attempt),
+            custom_name: OnceLock::new(),
+            naming: AtomicBool::new(false),
             job: Mutex::new(Some(job)),
             direct_call: false,
         }
@@ -59,9 +78,34 @@ impl AsyncRun {
         AsyncRun {
             engine: Arc::clone(engine),
             run: job.run,
+            call: job.payload,
+            attempt: AtomicU32::new(job.attempt),
+            custom_name: OnceLock::new(),
+            naming: AtomicBool::new(false),
             job: Mutex::new(None),
             direct_call: true,
         }
+    }
+
+    /// The run's name in log lines: its `task_run_name` (computed once; a failing one
+    /// gives the error), else the plain one.
+    fn run_name(&self, py: Python<'_>) -> PyResult<String> {
+        if let Some(name) = self.custom_name.get() {
+            return Ok(name.clone());
+        }
+        if self.call.plan().spec.get().custom_name.is_none() || self.naming.swap(true, Ordering::AcqRel) {
+            return Ok(self.call.plan().run_name(self.call.index()));
+        }
+        let named = self.call.run_name(py);
+        self.naming.store(false, Ordering::Release);
+        let name = named?;
+        Ok(self.custom_name.get_or_init(|| name).clone())
+    }
+
+    /// The run's name for its log lines: a failing `task_run_name` gives the plain one.
+    fn line_name(&self, py: Python<'_>) -> String {
+        self.run_name(py)
+            .unwrap_or_else(|_| self.call.plan().run_name(self.call.index()))
     }
 
     fn take(&self) -> PyResult<Job<Call>> {
@@ -76,7 +120,7 @@ impl AsyncRun {
             return; // already ended
         };
         let name = job.payload.plan().run_name(job.payload.index());
-        report_failed_end(py, &self.engine, &job.payload, &name, Final::Crashed, exception);
+        report_failed_end(py, &self.engine, &job.payload, &name, Final::Crashed, exception, None);
         self.engine
             .finish_claimed(job.run, Final::Crashed, RunValue::new(Some(exception.clone().unbind())));
     }
@@ -84,7 +128,7 @@ impl AsyncRun {
     /// Ends a failed attempt for good, recording `recorded` (its exception, or the State
     /// the coroutine returned).
     fn end_failed(&self, py: Python<'_>, job: Job<Call>, name: &str, state: Final, recorded: &Bound<'_, PyAny>) {
-        report_failed_end(py, &self.engine, &job.payload, name, state, recorded);
+        report_failed_end(py, &self.engine, &job.payload, name, state, recorded, None);
         self.engine
             .finish_claimed(job.run, state, RunValue::new(Some(recorded.clone().unbind())));
     }
@@ -98,14 +142,21 @@ impl AsyncRun {
         recorded: &Bound<'_, PyAny>,
     ) -> PyResult<Option<f64>> {
         let mut job = self.take()?;
-        let name = job
-            .payload
-            .run_name(py)
-            .unwrap_or_else(|_| job.payload.plan().run_name(job.payload.index()));
-        match after_failure(py, &self.engine, &job.payload, job.attempt, exception, &name) {
+        let name = self.line_name(py);
+        match after_failure(
+            py,
+            &self.engine,
+            &job.payload,
+            job.attempt,
+            exception,
+            recorded,
+            &name,
+            None,
+        ) {
             AfterFailure::Retry(delay) => {
                 self.engine.retry_claimed(job.run, RunState::AwaitingRetry);
                 job.attempt += 1;
+                self.attempt.store(job.attempt, Ordering::Relaxed);
                 *lock(&self.job) = Some(job);
                 Ok(Some(delay))
             }
@@ -119,8 +170,14 @@ impl AsyncRun {
 
 #[pymethods]
 impl AsyncRun {
-    /// A fresh coroutine for the next attempt, its arguments resolved.
+    /// A fresh coroutine for the next attempt, its arguments resolved, after the run is
+    /// named and the task's `on_running` hooks ran.
     fn start<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if self.done() {
+            return Err(PyRuntimeError::new_err("this run has already ended"));
+        }
+        self.run_name(py)?; // a failing `task_run_name` fails the attempt, as for a run in a batch
+        start_attempt(py, &self.call, self.attempt.load(Ordering::Relaxed), None);
         let job = self.take()?;
         let started = job
             .payload
@@ -137,12 +194,8 @@ impl AsyncRun {
             Ok(Returned::Completed(value)) => {
                 let job = self.take()?;
                 let log_lines = hooks(py)?.finished_lines_enabled.call0(py)?.extract::<bool>(py)?;
-                let name = || {
-                    job.payload
-                        .run_name(py)
-                        .unwrap_or_else(|_| job.payload.plan().run_name(job.payload.index()))
-                };
-                report_completed(py, &self.engine, &job.payload, name, &value, log_lines);
+                let name = || self.line_name(py);
+                report_completed(py, &self.engine, &job.payload, name, &value, log_lines, None);
                 self.engine
                     .finish_claimed(job.run, Final::Completed, RunValue::new(Some(value.unbind())));
                 Ok(None)
@@ -208,27 +261,24 @@ impl AsyncRun {
     /// The submitter's `contextvars` context the run executes in (a copy is made per
     /// run), or None for an inline call.
     #[getter]
-    fn context(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        let job = self.take()?;
-        let context = job.payload.plan().context.as_ref().map(|c| c.clone_ref(py));
-        *lock(&self.job) = Some(job);
-        Ok(context)
+    fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.call.plan().context.as_ref().map(|context| context.clone_ref(py))
     }
 
-    /// `(run_name, task, flow_run_context)`, for `get_run_logger()` inside the coroutine.
+    /// `(future, run_name, task, flow_run_context, run_count, arguments)`, as
+    /// `_core.current_run()` gives for a run in a batch: what code inside the coroutine
+    /// (`get_run_logger()`, `TaskRunContext.get()`, its hooks) finds as its run.
     #[getter]
-    fn identity(&self, py: Python<'_>) -> PyResult<(String, Py<PyAny>, Py<PyAny>)> {
-        let job = self.take()?;
-        let name = job.payload.run_name(py);
-        let identity = name.map(|name| {
-            (
-                name,
-                job.payload.plan().spec.get().task.clone_ref(py),
-                self.engine.executor().context(py),
-            )
-        });
-        *lock(&self.job) = Some(job);
-        identity
+    fn current(&self, py: Python<'_>) -> PyResult<CurrentRun> {
+        let name = self.line_name(py);
+        Ok((
+            Py::new(py, self.future())?,
+            name,
+            RunIdentity::task(&self.call, py),
+            self.engine.executor().context(py),
+            self.attempt.load(Ordering::Relaxed).saturating_add(1),
+            RunIdentity::arguments(&self.call, py)?,
+        ))
     }
 }
 
@@ -253,7 +303,7 @@ impl Drop for AsyncRun {
                 .into_bound(py)
                 .into_any();
             let name = job.payload.plan().run_name(job.payload.index());
-            report_failed_end(py, engine, &job.payload, &name, Final::Crashed, &exception);
+            report_failed_end(py, engine, &job.payload, &name, Final::Crashed, &exception, None);
             engine.finish_claimed(job.run, Final::Crashed, RunValue::new(Some(exception.unbind())));
         });
         if ended.is_none() {

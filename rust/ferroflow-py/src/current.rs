@@ -16,12 +16,14 @@ use pyo3::prelude::*;
 
 use crate::executor::{CoreShared, PyExecutor};
 
-/// What a run is, as code inside it asks: implemented by a call's plan.
+/// What a run is, as code inside it asks: implemented by a run's call.
 pub(crate) trait RunIdentity {
-    /// The run's name in log lines (`inc-3`), for the run at `index` of the plan.
-    fn run_name(&self, index: u32) -> String;
+    /// The run's name in log lines (`inc-3`) by its plan's naming.
+    fn run_name(&self) -> String;
     /// The Python `Task` the run belongs to.
     fn task(&self, py: Python<'_>) -> Py<PyAny>;
+    /// A handle on the run's arguments, resolved only when asked (`RunArguments`).
+    fn arguments(&self, py: Python<'_>) -> PyResult<Py<PyAny>>;
 }
 
 #[derive(Clone)]
@@ -29,8 +31,10 @@ struct Entry {
     engine: *const Shared<PyExecutor>,
     identity: *const (dyn RunIdentity + 'static),
     run: RunId,
-    index: u32,
-    /// The run's name when the task sets `task_run_name` (computed once, before it runs).
+    /// 0 for the first attempt, then 1, 2, ... for retries.
+    attempt: u32,
+    /// The run's name when the task sets `task_run_name` (computed once it is entered,
+    /// before its function runs; see `Executing::rename`).
     custom_name: Option<String>,
 }
 
@@ -49,8 +53,7 @@ pub(crate) fn enter<'a>(
     engine: &'a CoreShared,
     identity: &'a (dyn RunIdentity + 'a),
     run: RunId,
-    index: u32,
-    custom_name: Option<String>,
+    attempt: u32,
 ) -> Executing<'a> {
     let identity: *const (dyn RunIdentity + 'a) = identity;
     #[allow(clippy::transmute_ptr_to_ptr)] // `as` cannot widen a trait object's lifetime bound
@@ -63,14 +66,25 @@ pub(crate) fn enter<'a>(
             engine: Arc::as_ptr(engine),
             identity,
             run,
-            index,
-            custom_name,
+            attempt,
+            custom_name: None,
         });
         stack.len()
     });
     Executing {
         depth,
         _borrows: PhantomData,
+    }
+}
+
+impl Executing<'_> {
+    /// Gives the run its custom name (`task_run_name`), computed once it was entered.
+    pub(crate) fn rename(&mut self, name: String) {
+        EXECUTING.with(|stack| {
+            if let Some(entry) = stack.borrow_mut().get_mut(self.depth - 1) {
+                entry.custom_name = Some(name);
+            }
+        });
     }
 }
 
@@ -108,11 +122,20 @@ impl CurrentRun {
         self.entry
             .custom_name
             .clone()
-            .unwrap_or_else(|| self.identity().run_name(self.entry.index))
+            .unwrap_or_else(|| self.identity().run_name())
     }
 
     pub(crate) fn task(&self, py: Python<'_>) -> Py<PyAny> {
         self.identity().task(py)
+    }
+
+    /// Attempts so far, this one included (Prefect's `run_count`).
+    pub(crate) fn run_count(&self) -> u32 {
+        self.entry.attempt.saturating_add(1)
+    }
+
+    pub(crate) fn arguments(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.identity().arguments(py)
     }
 
     fn identity(&self) -> &dyn RunIdentity {

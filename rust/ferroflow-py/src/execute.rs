@@ -10,12 +10,12 @@ use pyo3::sync::PyOnceLock;
 
 use crate::async_run::AsyncRun;
 use crate::current;
-use crate::executor::{PyExecutor, RunValue};
+use crate::executor::{CoreShared, PyExecutor, RunValue};
 use crate::gil::attach_worker;
 use crate::hooks::{hooks, report_hook_error};
 use crate::plan::{Call, CallPlan};
 use crate::report::{
-    after_failure, report_completed, report_failed_end, report_unrun, returned, AfterFailure, Returned,
+    after_failure, report_completed, report_failed_end, report_unrun, returned, start_attempt, AfterFailure, Returned,
 };
 use crate::spec::Body;
 
@@ -150,9 +150,7 @@ impl Stretch {
 
 fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, stretch: &mut Stretch) {
     let engine = batch.engine();
-    let call = &job.payload;
-    let spec = call.plan().spec.get();
-    if spec.body == Body::Coroutine {
+    if job.payload.plan().spec.get().body == Body::Coroutine {
         // It may suspend: it runs as an asyncio task on the flow run's event loop, which
         // ends it; the batch hands it over with the others at its end.
         let job = batch.defer(job);
@@ -166,27 +164,62 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
         }
         return;
     }
-    let outcome = call.custom_name(py).map(|custom_name| {
-        let _executing = current::enter(engine, call.plan(), job.run, call.index(), custom_name.clone());
-        let returned = call_function(py, call, spec.body, stretch);
-        (custom_name, returned)
-    });
-    // Its `task_run_name` failing fails the run, under its plain name.
-    let (custom_name, called) = match outcome {
-        Ok((custom_name, returned)) => (custom_name, returned),
-        Err(err) => (None, Err(err)),
+    let run = job.run;
+    match attempt(py, engine, &job.payload, run, job.attempt, stretch) {
+        Attempt::Ended(state, value) => batch.finish(run, state, value),
+        Attempt::Retry(delay) => batch.retry(job, Duration::try_from_secs_f64(delay).unwrap_or(Duration::MAX)),
+    }
+}
+
+/// How an attempt of a run in a batch went.
+enum Attempt {
+    Ended(Final, RunValue),
+    /// Another attempt after this many seconds.
+    Retry(f64),
+}
+
+/// One attempt of a run: its `on_running` hooks, the call, and what its end leads to,
+/// with the run current on this thread throughout (its hooks, retry condition and log
+/// lines see it).
+fn attempt(
+    py: Python<'_>,
+    engine: &CoreShared,
+    call: &Call,
+    run: RunId,
+    attempt: u32,
+    stretch: &mut Stretch,
+) -> Attempt {
+    let spec = call.plan().spec.get();
+    let mut executing = current::enter(engine, call, run, attempt);
+    // Named while current (its name callable may read `ferroflow.runtime.task_run`); its
+    // `task_run_name` failing fails the run, under its plain name.
+    let custom_name = call.custom_name(py);
+    if let Ok(Some(name)) = &custom_name {
+        executing.rename(name.clone());
+    }
+    let in_context = stretch.context_for(py, call);
+    let enter = in_context.as_ref().ok().and_then(Option::as_ref);
+    let ready = match (&custom_name, &in_context) {
+        (Err(err), _) | (_, Err(err)) => Err(err.clone_ref(py)),
+        _ => Ok(()),
     };
+    let called = ready.and_then(|()| {
+        start_attempt(py, call, attempt, enter);
+        call_function(py, call, spec.body, enter)
+    });
     // Named only when a line is written: a map's completed runs never are.
     let name = || {
         custom_name
-            .clone()
+            .as_ref()
+            .ok()
+            .cloned()
+            .flatten()
             .unwrap_or_else(|| call.plan().run_name(call.index()))
     };
     let (exception, recorded) = match called.and_then(|value| returned(py, engine, value)) {
         Ok(Returned::Completed(value)) => {
-            report_completed(py, engine, call, name, &value, stretch.log_lines);
-            batch.finish(job.run, Final::Completed, RunValue::new(Some(value.unbind())));
-            return;
+            report_completed(py, engine, call, name, &value, stretch.log_lines, enter);
+            return Attempt::Ended(Final::Completed, RunValue::new(Some(value.unbind())));
         }
         Ok(Returned::FailedState { state, exception }) => (exception, state),
         Err(err) => {
@@ -195,22 +228,26 @@ fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, st
         }
     };
     let name = name();
-    match after_failure(py, engine, call, job.attempt, &exception, &name) {
-        AfterFailure::Retry(delay) => batch.retry(job, Duration::from_secs_f64(delay)),
+    match after_failure(py, engine, call, attempt, &exception, &recorded, &name, enter) {
+        AfterFailure::Retry(delay) => Attempt::Retry(delay),
         AfterFailure::End(state) => {
-            report_failed_end(py, engine, call, &name, state, &recorded);
-            batch.finish(job.run, state, RunValue::new(Some(recorded.unbind())));
+            report_failed_end(py, engine, call, &name, state, &recorded, enter);
+            Attempt::Ended(state, RunValue::new(Some(recorded.unbind())))
         }
     }
 }
 
 /// Calls the task's function with the run's arguments, in the submitter's context when
-/// it has one; an eager coroutine is driven to its end here.
-fn call_function<'py>(py: Python<'py>, call: &Call, body: Body, stretch: &mut Stretch) -> PyResult<Bound<'py, PyAny>> {
+/// it has one (`in_context` is its `run`); an eager coroutine is driven to its end here.
+fn call_function<'py>(
+    py: Python<'py>,
+    call: &Call,
+    body: Body,
+    in_context: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
     let spec = call.plan().spec.get();
-    let in_context = stretch.context_for(py, call)?;
     let func = spec.func.bind(py);
-    let called = match &in_context {
+    let called = match in_context {
         None => {
             let (args, kwargs) = call.arguments(py, None)?;
             func.call(args, kwargs.as_ref())?
@@ -221,7 +258,7 @@ fn call_function<'py>(py: Python<'py>, call: &Call, body: Body, stretch: &mut St
         }
     };
     match body {
-        Body::EagerCoroutine => run_to_completion(py, &called, in_context.as_ref()),
+        Body::EagerCoroutine => run_to_completion(py, &called, in_context),
         _ => Ok(called),
     }
 }

@@ -11,8 +11,15 @@ pub(crate) struct Hooks {
     pub make_state: Py<PyAny>,
     /// `task_finished(context, task, run_name, state_name, value, upstream_id)`
     pub task_finished: Py<PyAny>,
-    /// `task_failed(context, task, run_name, exception, attempt, retries, delay)`
+    /// `task_failed(context, task, run_name, exception, attempt, retries, delay, exhausted)`
     pub task_failed: Py<PyAny>,
+    /// `task_state_hooks(hooks, state_name, value)`: a task's hooks for the state the
+    /// current run enters (only called for a task that has some)
+    pub on_state: Py<PyAny>,
+    /// `retry_allowed(condition, failure) -> bool`: the task's `retry_condition_fn`
+    pub retry_allowed: Py<PyAny>,
+    /// `jittered_delay(delay, factor) -> float`: a retry delay with `retry_jitter_factor`
+    pub jittered_delay: Py<PyAny>,
     /// `map_finished(context, task, counts: dict[str, int], elapsed_seconds)`
     pub map_finished: Py<PyAny>,
     /// `run_name(task, name_fn, args, kwargs) -> str` for a custom `task_run_name`
@@ -46,6 +53,9 @@ pub(crate) fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
             make_state: get("make_state")?,
             task_finished: get("task_finished")?,
             task_failed: get("task_failed")?,
+            on_state: get("task_state_hooks")?,
+            retry_allowed: get("retry_allowed")?,
+            jittered_delay: get("jittered_delay")?,
             map_finished: get("map_finished")?,
             run_name: get("run_name")?,
             returned_state: get("returned_state")?,

@@ -57,21 +57,30 @@ mod _core {
     #[pymodule_export]
     use crate::gil::begin_exit;
     #[pymodule_export]
+    use crate::plan::RunArguments;
+    #[pymodule_export]
     use crate::spec::TaskSpec;
 
-    /// `(future, run_name, task, flow_run_context)` of a run being executed.
-    type CurrentRun = (Py<PyFuture>, String, Py<PyAny>, Py<PyAny>);
-
-    /// The run the calling thread executes, or None.
+    /// The run the calling thread executes, or None: `(future, run_name, task,
+    /// flow_run_context, run_count, arguments)`, as `AsyncRun.current` gives for a
+    /// coroutine run.
     #[pyfunction]
-    fn current_run(py: Python<'_>) -> PyResult<Option<CurrentRun>> {
+    fn current_run(py: Python<'_>) -> PyResult<Option<crate::async_run::CurrentRun>> {
         crate::current::with_current(|current| {
             current
                 .map(|running| {
                     let engine = running.engine();
                     let context = engine.executor().context(py);
                     let future = Py::new(py, PyFuture::new(engine, running.run()))?;
-                    Ok((future, running.run_name(), running.task(py), context))
+                    let arguments = running.arguments(py)?;
+                    Ok((
+                        future,
+                        running.run_name(),
+                        running.task(py),
+                        context,
+                        running.run_count(),
+                        arguments,
+                    ))
                 })
                 .transpose()
         })

@@ -165,6 +165,7 @@ impl MappedSource {
 }
 
 /// One run's payload: its plan, and its index in it (0 for a submit).
+#[derive(Clone)]
 pub struct Call {
     share: Arc<PlanShare>,
     /// The run's place in its map: its values and its name follow from it.
@@ -352,12 +353,32 @@ impl Call {
     }
 }
 
-impl RunIdentity for CallPlan {
-    fn run_name(&self, index: u32) -> String {
-        CallPlan::run_name(self, index)
+impl RunIdentity for Call {
+    fn run_name(&self) -> String {
+        self.plan().run_name(self.index)
     }
 
     fn task(&self, py: Python<'_>) -> Py<PyAny> {
-        self.spec.get().task.clone_ref(py)
+        self.plan().spec.get().task.clone_ref(py)
+    }
+
+    fn arguments(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(Py::new(py, RunArguments { call: self.clone() })?.into_any())
+    }
+}
+
+/// A run's arguments for code that asks for its parameters (`TaskRunContext.parameters`,
+/// `ferroflow.runtime.task_run.parameters`): it holds the run's share of its call, and
+/// resolves the arguments only when asked, so a run that never asks pays nothing.
+#[pyclass(frozen, name = "RunArguments", module = "ferroflow._core")]
+pub struct RunArguments {
+    call: Call,
+}
+
+#[pymethods]
+impl RunArguments {
+    /// `(args, kwargs)` of the run, its upstream futures replaced by their results.
+    fn resolved<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+        self.call.arguments(py, None)
     }
 }
