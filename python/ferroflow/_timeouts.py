@@ -102,7 +102,7 @@ def call_with_timeout(
     if threading.get_ident() == threading.main_thread().ident:
         import signal  # here: only a timed call in the main thread needs it
 
-        if _alarm_stack or (hasattr(signal, "setitimer") and signal.getitimer(signal.ITIMER_REAL)[0] == 0):
+        if hasattr(signal, "setitimer"):
             return _call_under_alarm(signal, fn, args, kwargs, seconds, error)
     return _call_in_lane(fn, args, kwargs, seconds, error)
 
@@ -135,12 +135,25 @@ class _Deadline:
         self.ended = False
 
 
-#: The timed calls under way in the main thread, outermost first.
-_alarm_stack: list[_Deadline] = []
-#: The SIGALRM handler to put back when the outermost timed call ends, and the thread
-#: that took SIGALRM (the main thread; after a fork, maybe no longer there).
-_previous_handler: list[Any] = [None]
-_alarm_owner = [0]
+class _Alarm:
+    """SIGALRM while timed calls run in the main thread: what was there before is kept,
+    to be put back, and its timer (if one ran) still rings on time, through its handler.
+    """
+
+    __slots__ = ("stack", "previous_handler", "previous_timer", "owner")
+
+    def __init__(self) -> None:
+        #: The timed calls under way, outermost first.
+        self.stack: list[_Deadline] = []
+        #: The SIGALRM handler in place before the outermost timed call.
+        self.previous_handler: Any = None
+        #: The timer armed before it, if any: (when it rings, its interval or 0).
+        self.previous_timer: tuple[float, float] | None = None
+        #: The thread that took SIGALRM (the main thread; after a fork, maybe gone).
+        self.owner = 0
+
+
+_alarm = _Alarm()
 #: The shortest timer `setitimer` is asked for (0 would disarm it).
 _SOONEST = 1e-6
 
@@ -153,15 +166,17 @@ def _call_under_alarm(
     seconds: float,
     error: Callable[[], BaseException],
 ) -> T:
-    depth = len(_alarm_stack)
+    depth = len(_alarm.stack)
     if depth == 0:
+        remaining, interval = signal.getitimer(signal.ITIMER_REAL)
         try:
-            _previous_handler[0] = signal.signal(signal.SIGALRM, _on_alarm)
-            _alarm_owner[0] = threading.get_ident()
+            _alarm.previous_handler = signal.signal(signal.SIGALRM, _on_alarm)
         except ValueError:  # the main thread of a sub-interpreter: its signals are not ours
             return _call_in_lane(fn, args, kwargs, seconds, error)
+        _alarm.previous_timer = (time.monotonic() + remaining, interval) if remaining else None
+        _alarm.owner = threading.get_ident()
     deadline = _Deadline(seconds)
-    _alarm_stack.append(deadline)
+    _alarm.stack.append(deadline)
     try:
         try:
             _arm(signal)
@@ -178,33 +193,61 @@ def _call_under_alarm(
         return value
     finally:
         # Every deadline from this depth goes, also one an interrupt left behind.
-        del _alarm_stack[depth:]
+        del _alarm.stack[depth:]
         if depth:
             _arm(signal)
         else:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, _previous_handler[0])
-            _previous_handler[0] = None
+            _give_back(signal)
+
+
+def _give_back(signal: ModuleType) -> None:
+    """Puts back the handler and the timer that were there before the outermost call."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, _alarm.previous_handler)
+    timer, _alarm.previous_timer, _alarm.previous_handler = _alarm.previous_timer, None, None
+    if timer is not None:
+        signal.setitimer(signal.ITIMER_REAL, max(timer[0] - time.monotonic(), _SOONEST), timer[1])
 
 
 def _arm(signal: ModuleType) -> None:
-    """Sets the timer for the earliest deadline still running (or disarms it)."""
-    pending = [deadline.at for deadline in _alarm_stack if not (deadline.fired or deadline.ended)]
-    delay = max(min(pending) - time.monotonic(), _SOONEST) if pending else 0
-    signal.setitimer(signal.ITIMER_REAL, delay)
+    """Sets the timer for the earliest of the running deadlines and the previous timer
+    (or disarms it)."""
+    times = [deadline.at for deadline in _alarm.stack if not (deadline.fired or deadline.ended)]
+    if _alarm.previous_timer is not None:
+        times.append(_alarm.previous_timer[0])
+    signal.setitimer(signal.ITIMER_REAL, max(min(times) - time.monotonic(), _SOONEST) if times else 0)
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    """Interrupts the outermost timed call whose deadline has come: unwinding it also
-    unwinds the calls inside it. A signal for no such deadline re-arms the timer."""
+    """Rings the previous timer if its time has come (its handler runs, and may raise),
+    then interrupts the outermost timed call whose deadline has come: unwinding it also
+    unwinds the calls inside it. A signal for neither re-arms the timer."""
+    import signal
+
     now = time.monotonic()
-    for deadline in _alarm_stack:
+    timer = _alarm.previous_timer
+    if timer is not None and timer[0] <= now + _SOONEST:
+        at, interval = timer
+        _alarm.previous_timer = (at + interval, interval) if interval else None
+        _arm(signal)
+        _ring_previous(signal, signum, frame)
+    for deadline in _alarm.stack:
         if not (deadline.fired or deadline.ended) and deadline.at <= now + _SOONEST:
             deadline.fired = True
             raise TimeoutInterrupt(deadline)
-    import signal
-
     _arm(signal)
+
+
+def _ring_previous(signal: ModuleType, signum: int, frame: FrameType | None) -> None:
+    """What the previous timer's signal would have done: its Python handler is called;
+    the default action (the process ends) is taken; an ignored signal does nothing."""
+    handler = _alarm.previous_handler
+    if callable(handler):
+        handler(signum, frame)
+    elif handler == signal.SIG_DFL:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGALRM)
 
 
 # -- other threads: lanes ----------------------------------------------------------------
@@ -395,23 +438,23 @@ def _send_to_thread(ident: int, exception: type[BaseException] | None) -> None:
 
 
 def _after_fork_in_child() -> None:
-    """The child has none of the parent's lanes, and its lock may have been held by a
-    thread that is gone; an alarm armed by another thread than the forking one belongs
-    to frames the child does not have (a timer is not inherited: re-armed if kept)."""
+    """The child has none of the parent's lanes, and their lock may have been held by a
+    thread that is gone. A child inherits no timer: the forking thread's own timed calls
+    get theirs re-armed; timed calls of another thread are not in the child at all."""
     global _lanes_lock
     _lanes_lock = threading.Lock()
     _idle_lanes.clear()
-    if not _alarm_stack:
+    _waits.clear()
+    if not _alarm.stack:
         return
     import signal
 
-    if _alarm_owner[0] == threading.get_ident():
+    _alarm.previous_timer = None  # it was the parent's
+    if _alarm.owner == threading.get_ident():
         _arm(signal)
     else:
-        _alarm_stack.clear()
-        signal.signal(signal.SIGALRM, _previous_handler[0])
-        _previous_handler[0] = None
-
+        _alarm.stack.clear()
+        _give_back(signal)
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
