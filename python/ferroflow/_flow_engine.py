@@ -62,6 +62,16 @@ def _log_prints(flow: Any, parent: FlowRunContext | None) -> bool:
     )
 
 
+def _persists(flow: Any) -> bool:
+    """Whether a run of `flow` writes its result: its `persist_result`, else the setting
+    `FERROFLOW_RESULTS_PERSIST_BY_DEFAULT` (or Prefect's name), as Prefect decides."""
+    if flow.persist_result is not None:
+        return bool(flow.persist_result)
+    from ferroflow import _cache_settings
+
+    return _cache_settings.flag(_cache_settings.PERSIST_BY_DEFAULT)
+
+
 def _hooks_for(flow: Any, state: states.State[Any]) -> list[Hook]:
     """The hooks a flow run entering `state` calls (Prefect's choice, by the state's type)."""
     hooks: list[Hook]
@@ -90,6 +100,8 @@ class _FlowRun:
 
         parent = FlowRunContext.get()
         bound = parameters = flow._signature.parameters(args, kwargs)  # a bad call raises here: no run
+        #: Whether the run's result is written to storage (Prefect's `persist_result`).
+        self.persists = _persists(flow)  # a bad setting raises here too
         if parent is not None:
             # A subflow gets values, not its parent's futures (Prefect resolves them first).
             parameters = resolve_futures_to_results(parameters)
@@ -196,6 +208,34 @@ class _FlowRun:
 
         self.deadline = FlowRunTimeoutError(f"Scope timed out after {self.flow.timeout_seconds} second(s).")
         return self.deadline
+
+    def completed_attempt(self, returned: Any) -> states.State[Any]:
+        """The state for what an attempt returned; its result is written to the flow's
+        result storage if the flow persists results."""
+        state = _returned_state(returned)
+        if self.persists:
+            self._persist(state)
+        return state
+
+    def _persist(self, state: states.State[Any]) -> None:
+        """Writes the run's result (what Prefect writes: the state's data) as a record
+        under a fresh key, where the flow's result options say; a write that fails is a
+        WARNING, and the run keeps its state, as in Prefect."""
+        from ferroflow.results import ResultStore
+
+        flow = self.flow
+        try:
+            store = ResultStore(
+                result_storage=flow.result_storage,
+                serializer=flow.result_serializer,
+                cache_result_in_memory=flow.cache_result_in_memory,
+            )
+            store.write(state.data)
+        except Exception as exc:
+            self.logger.warning(
+                f"Encountered an error while persisting result: {exc} Execution will continue, "
+                "but the result has not been persisted"
+            )
 
     def attempt_failed(self, exc: Exception) -> states.State[Any]:
         """The state an attempt that raised ends in, with Prefect's line. A TimeoutError is
@@ -328,7 +368,7 @@ def _attempts(run: _FlowRun) -> tuple[states.State[Any], Any]:
         except Exception as exc:
             failed = run.attempt_failed(exc)
         else:
-            return _returned_state(returned), returned
+            return run.completed_attempt(returned), returned
         if not run.retrying(failed):
             return failed, None
         if not run.abandoned_runs:
@@ -446,7 +486,7 @@ async def _attempts_async(run: _FlowRun) -> tuple[states.State[Any], Any]:
         except Exception as exc:
             failed = run.attempt_failed(exc)
         else:
-            return _returned_state(returned), returned
+            return run.completed_attempt(returned), returned
         if not run.retrying(failed):
             return failed, None
         if not run.abandoned_runs:

@@ -60,8 +60,26 @@ def _check_options(owner: str, **options: Any) -> None:
         )
     for option in ("validate_parameters", "log_prints", "persist_result", "cache_result_in_memory"):
         value = options[option]
-        if not (value is None or isinstance(value, bool)):
-            raise TypeError(f"{owner}: {option} must be True or False, got {type(value).__name__} {value!r}")
+        may_be_none = option in ("log_prints", "persist_result")
+        if not (isinstance(value, bool) or (may_be_none and value is None)):
+            allowed = "True, False or None" if may_be_none else "True or False"
+            raise TypeError(f"{owner}: {option} must be {allowed}, got {type(value).__name__} {value!r}")
+
+
+def _check_result_options(owner: str, result_storage: Any, result_serializer: Any) -> None:
+    """`result_storage` and `result_serializer` checked as a task's are: a wrong type is a
+    TypeError, a Prefect storage block or remote URL a NotImplementedError (results are
+    stored in local folders), naming the flow and the option."""
+    from ferroflow._cache_options import _named
+
+    if result_storage is not None:
+        from ferroflow.results import resolve_result_storage
+
+        _named(owner, "result_storage", resolve_result_storage, result_storage)
+    if result_serializer is not None:
+        from ferroflow.serializers import resolve_serializer
+
+        _named(owner, "result_serializer", resolve_serializer, result_serializer)
 
 
 def _reject_unknown(owner: str, options: dict[str, Any]) -> None:
@@ -147,8 +165,10 @@ class Flow(Generic[P, R]):
         self.should_validate_parameters = validate_parameters
         self.log_prints = log_prints
         # Results, as Prefect keeps them: a storage or serializer turns persistence on.
-        if persist_result is None and (result_storage is not None or result_serializer is not None):
-            persist_result = True
+        if result_storage is not None or result_serializer is not None:
+            _check_result_options(owner, result_storage, result_serializer)
+            if persist_result is None:
+                persist_result = True
         self.persist_result = persist_result
         self.result_storage = result_storage
         self.result_serializer = result_serializer
