@@ -59,6 +59,10 @@ def make_state(name: str, value: Any, finished_at: float | None, task_run_id: An
         return _returned_state_copy(cast("states.State[object]", value), task_run_id, timestamp)
     if name == "NotReady":
         return states.NotReady(value, state_details=details, timestamp=timestamp)
+    if name == "TimedOut" and isinstance(value, TimeoutError):
+        from ferroflow.task_engine import timed_out_state
+
+        return timed_out_state(value, state_details=details, timestamp=timestamp)
     if name in ("Failed", "TimedOut") and isinstance(value, BaseException):
         state = states.exception_to_failed_state(value, state_details=details, timestamp=timestamp)
         state.name = name
@@ -115,10 +119,12 @@ def task_failed(
     retries: int,
     delay: float | None,
     exhausted: bool | None = None,
+    timed_out: bool = False,
 ) -> None:
     """The line of a failed attempt: a retry to come, retries exhausted, a failure not
     retried (no retries, or `retry_condition_fn` declined one), or a crash. The engine
-    says whether the retries are `exhausted` (None: they are if the task has any).
+    says whether the retries are `exhausted` (None: they are if the task has any), and
+    whether the run ends `TimedOut`, which gets Prefect's second line saying so.
 
     `exception` may be the failed State the task returned (Prefect words that line
     "Task run failed with state: ..."). Exceptions whose `__repr__` raises are shown by
@@ -141,6 +147,10 @@ def task_failed(
         logger.error(f"{prefix} - Retries are exhausted", exc_info=failure)
     else:
         logger.error(prefix, exc_info=failure)
+    if timed_out and isinstance(failure, TimeoutError):
+        from ferroflow.task_engine import timed_out_state
+
+        logger.error(timed_out_state(failure).message)
 
 
 def map_finished(context: Any, task: Any, counts: list[tuple[str, int]], elapsed: float) -> None:

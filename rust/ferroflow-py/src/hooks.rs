@@ -11,7 +11,7 @@ pub(crate) struct Hooks {
     pub make_state: Py<PyAny>,
     /// `task_finished(context, task, run_name, state_name, value, upstream_id)`
     pub task_finished: Py<PyAny>,
-    /// `task_failed(context, task, run_name, exception, attempt, retries, delay, exhausted)`
+    /// `task_failed(context, task, run_name, exception, attempt, retries, delay, exhausted, timed_out)`
     pub task_failed: Py<PyAny>,
     /// `task_state_hooks(hooks, state_name, value)`: a task's hooks for the state the
     /// current run enters (only called for a task that has some)

@@ -9,7 +9,7 @@
 //! None where the caller already is in it (a direct call, a coroutine run's driver).
 
 use ferroflow_core::{Final, RunId};
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 
@@ -173,6 +173,9 @@ pub(crate) fn after_failure(
         retry_allowed(py, spec, recorded, enter)
     });
     let delay = (verdict == RetryVerdict::Retry).then(|| retry_delay(py, spec, attempt));
+    // Prefect: an attempt that raised a `TimeoutError` (its time limit's, or the code's
+    // own) and is not retried ends `TimedOut`; a failed State it returned ends as that State.
+    let timed_out = delay.is_none() && exception.is_instance_of::<PyTimeoutError>() && recorded.is(exception);
     let reported = hooks(py).and_then(|h| {
         h.task_failed.call1(
             py,
@@ -185,6 +188,7 @@ pub(crate) fn after_failure(
                 spec.retries,
                 delay,
                 verdict == RetryVerdict::Exhausted,
+                timed_out,
             ),
         )
     });
@@ -193,6 +197,7 @@ pub(crate) fn after_failure(
     }
     match delay {
         Some(delay) => AfterFailure::Retry(delay),
+        None if timed_out => AfterFailure::End(Final::TimedOut),
         None if is_error => AfterFailure::End(Final::Failed),
         None => AfterFailure::End(Final::Crashed),
     }
