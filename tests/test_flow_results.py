@@ -1,7 +1,8 @@
 """Flow result options (issue 8): `persist_result`, `result_storage`, `result_serializer`
 and `cache_result_in_memory` are kept as Prefect keeps them, checked when the flow is
 decorated, and a flow that persists writes its result to its storage (through
-`ferroflow.results`); what needs Prefect's server is refused, saying why.
+`ferroflow.results`); what needs Prefect's server (storage blocks, `.serve()`,
+`.deploy()`) is refused, saying why.
 """
 
 from __future__ import annotations
@@ -165,3 +166,11 @@ def test_an_unknown_keyword_is_a_type_error_naming_the_flow():
         flow(tags=["etl"])(job)
     with pytest.raises(TypeError, match="Flow 'job': @flow got an unexpected keyword argument 'cache_policy'"):
         flow(job).with_options(cache_policy=None)
+
+
+@pytest.mark.parametrize("method", ["serve", "deploy", "to_deployment"])
+def test_running_a_flow_through_prefect_s_server_is_refused_saying_why(method):
+    with pytest.raises(NotImplementedError, match=rf"Flow 'job': \.{method}\(\) needs a Prefect server"):
+        getattr(flow(job), method)(name="nightly", cron="0 3 * * *")
+    with pytest.raises(NotImplementedError, match=r"\.from_source\(\) needs a Prefect server"):
+        flow(job).from_source(source="https://github.com/org/repo", entrypoint="flows.py:job")

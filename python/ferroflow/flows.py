@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, ParamSpec, Protocol, TypeVar, overload
 
 from ferroflow._arguments import Signature, bound_copy
 from ferroflow._flow_engine import call_async_flow, run_flow
 from ferroflow._prints import enable_print_capture
 from ferroflow.exceptions import InvalidNameError
 from ferroflow.task_runners import TaskRunner, ThreadPoolTaskRunner
-from ferroflow.tasks import _timeout
+from ferroflow.tasks import _timeout, needs_server
 from ferroflow.utilities.annotations import NotSet
 from ferroflow.utilities.callables import copy_metadata, rewrap_method, unwrap_method
 
@@ -281,6 +281,22 @@ class Flow(Generic[P, R]):
             on_running=on_running or self.on_running_hooks,
             **options,
         )
+
+    # Prefect's ways of running a flow elsewhere: deployments, served by its server's
+    # workers. A script calling one stops with the reason, instead of an AttributeError.
+
+    def serve(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise needs_server(f"Flow {self.name!r}", ".serve()")
+
+    def deploy(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise needs_server(f"Flow {self.name!r}", ".deploy()")
+
+    def to_deployment(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise needs_server(f"Flow {self.name!r}", ".to_deployment()")
+
+    @classmethod
+    def from_source(cls, *args: Any, **kwargs: Any) -> NoReturn:
+        raise needs_server("Flow", ".from_source()")
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """`parameters` bound to the flow's signature (defaults applied) and, where pydantic
