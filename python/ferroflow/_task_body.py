@@ -15,9 +15,15 @@ def engine_function(task: Any) -> tuple[Callable[..., Any], str]:
     """The callable the engine calls with a run's arguments, and what calling it gives
     ("sync", "eager-coroutine" or "coroutine", see `body_kind`).
 
-    A task that caches gets its function wrapped in the cache lookup
-    (`ferroflow._task_cache`)."""
+    A task with `timeout_seconds` gets its function put under that limit
+    (`ferroflow._timeouts`), and a task that caches gets the cache lookup around that
+    (`ferroflow._task_cache`): the limit covers the function only, and an attempt that
+    runs out of time fails before anything is recorded."""
     func, body = task.fn, body_kind(task.fn)
+    if task.timeout_seconds is not None:
+        from ferroflow._timeouts import with_task_timeout
+
+        func, body = with_task_timeout(task, func, body)
     from ferroflow._cache_options import caches
 
     if caches(task):
