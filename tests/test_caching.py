@@ -1181,3 +1181,23 @@ def test_a_run_that_times_out_records_nothing_and_a_later_success_does(storage):
     slow.clear()
     assert run() == "Completed"
     assert run() == "Cached"
+
+
+class Greeter:
+    def __init__(self, greeting: str) -> None:
+        self.greeting = greeting
+
+    @task(cache_policy=INPUTS)
+    def greet(self, name):
+        return f"{self.greeting}, {name}"
+
+
+def test_a_method_task_keys_by_its_instance_too():
+    @flow
+    def run():
+        hello, bonjour = Greeter("hello"), Greeter("bonjour")
+        states = [hello.greet("ann", return_state=True), bonjour.greet("ann", return_state=True)]
+        states.append(Greeter("hello").greet("ann", return_state=True))
+        return [(state.name, state.result()) for state in states]
+
+    assert run() == [("Completed", "hello, ann"), ("Completed", "bonjour, ann"), ("Cached", "hello, ann")]

@@ -390,3 +390,31 @@ def test_a_folder_in_place_of_a_record_is_a_miss_with_a_warning(tmp_path, warnin
     record.mkdir()
     assert run() == ("Completed", {"x": 1, "payload": "p" * 100})
     assert any(str(record) in m for m in warnings_logged() if m.startswith("Cache record"))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_reads_and_writes_records(tmp_path):
+    store = ResultStore(result_storage=tmp_path / "store")
+    store.write("from the parent", key="parent")
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if the store works there
+        try:
+            child = ResultStore(result_storage=tmp_path / "store")
+            child.write("from the child", key="child")
+            os._exit(0 if child.read("parent").result == "from the parent" else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.read("child").result == "from the child"
+
+
+@posix_only  # Windows file names cannot hold a colon
+def test_keys_with_colons_and_subfolders_are_names_in_the_folder(tmp_path):
+    store = ResultStore(result_storage=tmp_path / "store")
+    store.write(1, key="2024-05-06T07:08:09")
+    store.write(2, key="daily/report:eu")
+    assert store.read("2024-05-06T07:08:09").result == 1 and store.read("daily/report:eu").result == 2
+    for escaping in ("../x", "/abs", "a/../../x", "", "a//b", "./a"):
+        with pytest.raises(ValueError, match="is not a relative path inside the storage folder"):
+            store.write(0, key=escaping)

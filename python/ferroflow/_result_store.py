@@ -78,7 +78,8 @@ def record_key_path(folder: str, key: str) -> str:
     if key.isalnum():  # a hash: the common case
         return folder + os.sep + key
     parts = key.replace("\\", "/").split("/")
-    if "\x00" in key or any(part in ("", ".", "..") for part in parts) or os.path.isabs(key) or ":" in parts[0]:
+    drive = not _POSIX and ":" in parts[0]  # "C:x" is relative to a drive's folder on Windows
+    if "\x00" in key or any(part in ("", ".", "..") for part in parts) or os.path.isabs(key) or drive:
         raise ValueError(f"record key {key!r} is not a relative path inside the storage folder")
     return os.path.join(folder, *parts)
 
@@ -385,6 +386,19 @@ def folder_at(path: str, private_parent: bool = False) -> RecordFolder:
         with _folders_lock:
             folder = _folders.setdefault(path, RecordFolder(path, private_parent))
     return folder
+
+
+def _after_fork_in_child() -> None:
+    """A forked child gets fresh locks: one held by another thread of the parent at the
+    fork would never be released in the child."""
+    global _folders_lock
+    _folders_lock = threading.Lock()
+    for folder in _folders.values():
+        folder._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def write_file_atomically(path: str, content: bytes) -> None:

@@ -71,6 +71,16 @@ def _cached_state(value: Any) -> states.State[Any]:
     return states.State(states.StateType.COMPLETED, name="Cached", data=value)
 
 
+def _receiver(fn: Any) -> tuple[str, Any] | None:
+    """(name of the first parameter, the object it is bound to) for a bound method."""
+    receiver = getattr(fn, "__self__", None)
+    function = getattr(fn, "__func__", None)
+    code = getattr(function, "__code__", None)
+    if receiver is None or code is None or not code.co_argcount:
+        return None
+    return code.co_varnames[0], receiver
+
+
 def _reads_run_context(policy: Any) -> bool:
     """Whether `policy` may read the `task_ctx` it is given: all do but ferroflow's own
     INPUTS, FLOW_PARAMETERS and NO_CACHE (and sums of them), which get None instead."""
@@ -115,6 +125,7 @@ class _CachePlan:
         "names",
         "defaults",
         "simple",
+        "receiver",
         "needs_context",
         "_settings",
     )
@@ -146,6 +157,10 @@ class _CachePlan:
         self.names = tuple(parameter.name for parameter in parameters)
         self.defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
         self.simple: bool = signature.simple
+        #: A bound method's first parameter and what it is bound to (the instance, or the
+        #: class of a classmethod): part of the parameters, as in Prefect, so that
+        #: instances in different states do not share records.
+        self.receiver = _receiver(task.fn)
         #: Whether the policy reads the task run's context (building it costs a run id).
         self.needs_context = _reads_run_context(self.policy)
         self._settings: tuple[Any, _Settings] | None = None  # (flow run id, its settings)
@@ -155,13 +170,14 @@ class _CachePlan:
     def parameters(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The run's arguments by parameter name, defaults applied; without `inspect`'s
         binding for plain positional calls (the engine has checked them already)."""
+        parameters: dict[str, Any] = {} if self.receiver is None else dict((self.receiver,))
         if self.simple and not kwargs and len(args) <= len(self.names):
-            parameters = dict(zip(self.names, args, strict=False))  # defaults fill the rest
+            parameters.update(zip(self.names, args, strict=False))  # defaults fill the rest
             for name in self.names[len(args) :]:
                 parameters[name] = self.defaults[name]
-            return parameters
-        bound: dict[str, Any] = self.task.bind_parameters(args, kwargs)
-        return bound
+        else:
+            parameters.update(self.task.bind_parameters(args, kwargs))
+        return parameters
 
     def record_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Record | None:
         """This run's record, or None when the run has no key (a key that could not be
