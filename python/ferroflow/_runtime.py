@@ -223,6 +223,15 @@ def returned_state(state: states.State[Any]) -> tuple[bool, Any]:
     return False, FailedRun(message)
 
 
+def is_cache_hit(state: states.State[Any]) -> bool:
+    """Whether a completed State a task's function returned is a cache hit: one made by
+    hand (of no run) named `Cached`, as the cache around a task's function returns for a
+    hit. The run then ends Cached with the State's data as its value (a direct call
+    returns that value), where another returned State is the run's value itself."""
+    details = state.state_details
+    return state.name == "Cached" and details.task_run_id is None and details.flow_run_id is None
+
+
 def finished_lines_enabled() -> bool:
     return _task_runs.isEnabledFor(logging.INFO)
 

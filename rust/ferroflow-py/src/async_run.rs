@@ -191,13 +191,13 @@ impl AsyncRun {
     /// sync tasks). Returns the retry delay if a returned failed State calls for one.
     fn complete(&self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Option<f64>> {
         match returned(py, &self.engine, value) {
-            Ok(Returned::Completed(value)) => {
+            Ok(Returned::Succeeded { state, value }) => {
                 let job = self.take()?;
                 let log_lines = hooks(py)?.finished_lines_enabled.call0(py)?.extract::<bool>(py)?;
                 let name = || self.line_name(py);
-                report_completed(py, &self.engine, &job.payload, name, &value, log_lines, None);
+                report_completed(py, &self.engine, &job.payload, name, state, &value, log_lines, None);
                 self.engine
-                    .finish_claimed(job.run, Final::Completed, RunValue::new(Some(value.unbind())));
+                    .finish_claimed(job.run, state, RunValue::new(Some(value.unbind())));
                 Ok(None)
             }
             Ok(Returned::FailedState { state, exception }) => self.failed_attempt(py, &exception, &state),

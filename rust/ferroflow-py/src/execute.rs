@@ -217,9 +217,9 @@ fn attempt(
             .unwrap_or_else(|| call.plan().run_name(call.index()))
     };
     let (exception, recorded) = match called.and_then(|value| returned(py, engine, value)) {
-        Ok(Returned::Completed(value)) => {
-            report_completed(py, engine, call, name, &value, stretch.log_lines, enter);
-            return Attempt::Ended(Final::Completed, RunValue::new(Some(value.unbind())));
+        Ok(Returned::Succeeded { state, value }) => {
+            report_completed(py, engine, call, name, state, &value, stretch.log_lines, enter);
+            return Attempt::Ended(state, RunValue::new(Some(value.unbind())));
         }
         Ok(Returned::FailedState { state, exception }) => (exception, state),
         Err(err) => {

@@ -26,6 +26,8 @@ pub(crate) struct Hooks {
     pub run_name: Py<PyAny>,
     /// `returned_state(state) -> (completed: bool, value)` for a task that returns a State
     pub returned_state: Py<PyAny>,
+    /// `is_cache_hit(state) -> bool`: a completed State returned for a cache hit
+    pub is_cache_hit: Py<PyAny>,
     /// `finished_lines_enabled() -> bool`: whether INFO lines of task runs are emitted
     pub finished_lines_enabled: Py<PyAny>,
     /// `warn_if_blocking_loop()`: a one-time warning for `.result()` called on a running loop
@@ -59,6 +61,7 @@ pub(crate) fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
             map_finished: get("map_finished")?,
             run_name: get("run_name")?,
             returned_state: get("returned_state")?,
+            is_cache_hit: get("is_cache_hit")?,
             finished_lines_enabled: get("finished_lines_enabled")?,
             warn_if_blocking_loop: get("warn_if_blocking_loop")?,
             state_type: py

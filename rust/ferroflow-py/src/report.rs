@@ -72,9 +72,10 @@ pub(crate) fn start_attempt(py: Python<'_>, call: &Call, attempt: u32, enter: Op
 
 /// What a run's function gave back.
 pub(crate) enum Returned<'py> {
-    /// The run completes with this value (a plain result, or a completed State it
-    /// returned, kept whole so the run's state shows its name and message).
-    Completed(Bound<'py, PyAny>),
+    /// The run succeeds in `state` with `value`: Completed with a plain result, or with a
+    /// completed State it returned, kept whole so the run's state shows its name and
+    /// message; or Cached, with the value a cache hit's State holds (see `is_cache_hit`).
+    Succeeded { state: Final, value: Bound<'py, PyAny> },
     /// It returned a State that did not complete: a failure with this exception, recorded
     /// as that State.
     FailedState {
@@ -85,23 +86,37 @@ pub(crate) enum Returned<'py> {
 
 /// Reads what a task returned: a `State` decides the run's end (Prefect).
 pub(crate) fn returned<'py>(py: Python<'py>, engine: &CoreShared, value: Bound<'py, PyAny>) -> PyResult<Returned<'py>> {
+    let completed = |value| {
+        Ok(Returned::Succeeded {
+            state: Final::Completed,
+            value,
+        })
+    };
     if is_leaf(&value) {
-        return Ok(Returned::Completed(value)); // an int, str, float, bool, bytes or None is never a State
+        return completed(value); // an int, str, float, bool, bytes or None is never a State
     }
     let hooks = hooks(py)?;
     if !value.is_instance(hooks.state_type.bind(py))? {
-        return Ok(Returned::Completed(value));
+        return completed(value);
     }
-    engine.executor().note_returned_state();
-    let (completed, data): (bool, Bound<'py, PyAny>) = hooks.returned_state.call1(py, (&value,))?.extract(py)?;
-    Ok(if completed {
-        Returned::Completed(value)
-    } else {
-        Returned::FailedState {
+    let (succeeded, data): (bool, Bound<'py, PyAny>) = hooks.returned_state.call1(py, (&value,))?.extract(py)?;
+    if !succeeded {
+        engine.executor().note_returned_state();
+        return Ok(Returned::FailedState {
             state: value,
             exception: data,
-        }
-    })
+        });
+    }
+    if hooks.is_cache_hit.call1(py, (&value,))?.is_truthy(py)? {
+        // The run's value is the cached value itself: `.result()`, a direct call and
+        // dependents get it, and the run's state is Cached (a map counts it so).
+        return Ok(Returned::Succeeded {
+            state: Final::Cached,
+            value: data,
+        });
+    }
+    engine.executor().note_returned_state();
+    completed(value)
 }
 
 /// Counts the run in its map's summary (writing the summary line when it is the last);
@@ -125,21 +140,24 @@ pub(crate) fn tally(py: Python<'_>, engine: &CoreShared, call: &Call, state: Fin
 }
 
 /// Calls the run's `on_completion` hooks, then counts it and writes its `Finished in
-/// state Completed()` line (not for the runs of a map, which get one summary line).
+/// state Completed()` (or `Cached(type=COMPLETED)`) line, not for the runs of a map,
+/// which get one summary line.
+#[allow(clippy::too_many_arguments)] // the end's every part: one call site per executor
 pub(crate) fn report_completed(
     py: Python<'_>,
     engine: &CoreShared,
     call: &Call,
     name: impl FnOnce() -> String,
+    state: Final,
     value: &Bound<'_, PyAny>,
     log_lines: bool,
     enter: Option<&Bound<'_, PyAny>>,
 ) {
     let spec = call.plan().spec.get();
-    call_state_hooks(py, spec, HookKind::Completion, "Completed", Some(value), enter);
-    let own_line = tally(py, engine, call, Final::Completed) && !call.plan().is_map();
+    call_state_hooks(py, spec, HookKind::Completion, state.state().name(), Some(value), enter);
+    let own_line = tally(py, engine, call, state) && !call.plan().is_map();
     if own_line && log_lines {
-        report_finished(py, engine, call, &name(), Final::Completed, Some(value), None);
+        report_finished(py, engine, call, &name(), state, Some(value), None);
     }
 }
 
