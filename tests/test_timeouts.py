@@ -368,6 +368,23 @@ def test_a_run_that_ends_in_time_gives_its_value_or_its_own_error():
         submitted.result()
 
 
+def test_a_limit_of_years_is_a_limit_like_any_other():
+    # Beyond what a lock wait or setitimer take at once: re-armed as it comes nearer.
+    @task(timeout_seconds=1e12)
+    def add(x):
+        return x + 1
+
+    @task(timeout_seconds=1e12)
+    async def add_async(x):
+        return x + 1
+
+    @flow
+    def f():
+        return add(1), add.submit(2).result(), add_async.submit(3).result()
+
+    assert f() == (2, 3, 4)
+
+
 def test_a_timeout_error_the_task_raises_itself_is_timed_out_as_in_prefect():
     @task
     def query():

@@ -5,9 +5,9 @@ How a call is stopped depends on the thread it runs in:
 - The main thread (of the main interpreter, where SIGALRM exists): an interval timer
   (`signal.setitimer`) interrupts the call in place at its next bytecode, and a blocking
   `time.sleep`, socket read or `select` at once, as Prefect does. Limits nest (a flow's
-  around a task's): one timer, armed for the earliest; the SIGALRM handler in place
-  before is put back when the outermost ends. A timer someone else armed is never taken
-  over: the call then goes to a lane.
+  around a task's): one timer, armed for the earliest. A SIGALRM handler and timer in
+  place before (a user's watchdog, pytest-timeout) are kept: that timer still rings on
+  time, through its handler, and both are put back when the outermost call ends.
 - Any other thread (an engine worker running a submitted or mapped run, a subflow's
   thread): the call runs on a *lane*, a daemon thread of a small pool reused between
   calls, while the calling thread waits for it with the deadline, the GIL released. At
@@ -56,10 +56,12 @@ class TimeoutInterrupt(BaseException):
     the caller of the timed call gets the timeout's error instead (its context is this
     interrupt, whose traceback shows where the call was stopped)."""
 
-    def __init__(self, deadline: _Deadline | None = None) -> None:
-        # A lane is stopped with the class alone: Python makes it without arguments.
-        super().__init__("time limit reached" if deadline is None else f"time limit of {deadline.seconds} s reached")
-        self.deadline = deadline
+    #: The limit that passed, when SIGALRM raised it (a lane's stop has none).
+    deadline: _Deadline | None = None
+
+    def __init__(self, *args: object) -> None:
+        # A lane is stopped with the class alone, which Python makes without arguments.
+        super().__init__(*(args or ("the time limit was reached",)))
 
 
 def with_task_timeout(task: Any, func: Callable[..., Any], body_kind: str) -> tuple[Callable[..., Any], str]:
@@ -154,8 +156,9 @@ class _Alarm:
 
 
 _alarm = _Alarm()
-#: The shortest timer `setitimer` is asked for (0 would disarm it).
-_SOONEST = 1e-6
+#: The shortest timer `setitimer` is asked for (0 would disarm it), and the longest (a
+#: limit of years is re-armed when it wakes; setitimer refuses some larger values).
+_SOONEST, _LONGEST = 1e-6, 1e8
 
 
 def _call_under_alarm(
@@ -215,7 +218,8 @@ def _arm(signal: ModuleType) -> None:
     times = [deadline.at for deadline in _alarm.stack if not (deadline.fired or deadline.ended)]
     if _alarm.previous_timer is not None:
         times.append(_alarm.previous_timer[0])
-    signal.setitimer(signal.ITIMER_REAL, max(min(times) - time.monotonic(), _SOONEST) if times else 0)
+    delay = min(max(min(times) - time.monotonic(), _SOONEST), _LONGEST) if times else 0
+    signal.setitimer(signal.ITIMER_REAL, delay)
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
@@ -234,7 +238,9 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     for deadline in _alarm.stack:
         if not (deadline.fired or deadline.ended) and deadline.at <= now + _SOONEST:
             deadline.fired = True
-            raise TimeoutInterrupt(deadline)
+            interrupt = TimeoutInterrupt(f"time limit of {deadline.seconds} s reached")
+            interrupt.deadline = deadline
+            raise interrupt
     _arm(signal)
 
 
@@ -369,7 +375,7 @@ def _call_in_lane(
         if lane is None:
             lane = _Lane()
         lane.give(job)
-        finished = job.done.acquire(True, seconds)
+        finished = job.done.acquire(True, min(seconds, threading.TIMEOUT_MAX))
     except BaseException:  # Ctrl-C while the main thread waits: the call is left, told to stop
         _abandon(job)
         raise
@@ -455,6 +461,7 @@ def _after_fork_in_child() -> None:
     else:
         _alarm.stack.clear()
         _give_back(signal)
+
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
