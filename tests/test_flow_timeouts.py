@@ -194,6 +194,33 @@ def test_the_limit_covers_the_runs_the_flow_started_and_the_flow_does_not_wait_f
     assert running.result(timeout=10) == "blocker done"
 
 
+def test_a_retry_s_limit_covers_its_own_runs_not_those_a_timed_out_attempt_left(gate):
+    futures: list[object] = []
+
+    @task
+    def blocker():
+        gate.wait(30)
+        return "finished"
+
+    @task
+    def quick(x):
+        return x
+
+    @flow(timeout_seconds=LIMIT, retries=1)
+    def job():
+        if not futures:
+            futures.append(blocker.submit())  # still executing when the attempt times out
+            time.sleep(30)
+        return quick.submit("retried").result()
+
+    value, elapsed = timed(job)
+    assert value == "retried"
+    assert elapsed < 2 * LIMIT + MARGIN
+    assert not futures[0].state.is_final()  # left behind, not waited for
+    gate.set()
+    assert futures[0].result(timeout=10) == "finished"
+
+
 def test_a_flow_waiting_on_a_future_is_stopped_at_its_limit(gate):
     @task
     def blocker():

@@ -121,20 +121,24 @@ class _FlowRun:
         self.logger = flow_run_logger(flow_run.name, flow.name, flow_run.id)
         kind = "flow run" if parent is None else "subflow run"
         self.logger.info(f"Beginning {kind} {flow_run.name!r} for flow {flow.name!r}")
+        self.parent = parent
         self.runner = flow.task_runner.duplicate()
         self.context = FlowRunContext(flow, flow_run, self.runner, _log_prints(flow, parent), self.logger)
         #: The flow run's engine: every task run it starts is registered there.
         self.engine: RunnerEngine = self.runner._start(self.context)
         #: What the current attempt raises at the time limit (see `attempt_within_limit`).
         self.deadline: BaseException | None = None
-        #: Whether the last attempt ran out of time, leaving runs that are not waited for.
+        #: Whether the current attempt ran out of time, leaving runs that are not waited for.
         self.abandoned_runs = False
+        #: Ends the progress line's count of this flow run (see `_progress`), if any.
+        self.end_progress = self._watch_progress()
+
+    def _watch_progress(self) -> Any:
         from ferroflow import _progress  # here, not at import: `import ferroflow` stays fast
 
-        #: Ends the progress line's count of this flow run (see `_progress`), if any.
-        self.end_progress = _progress.watch(
-            flow_run.id, None if parent is None else parent.flow_run.id, flow_run.name, self.engine
-        )
+        flow_run = self.context.flow_run
+        parent_id = None if self.parent is None else self.parent.flow_run.id
+        return _progress.watch(flow_run.id, parent_id, flow_run.name, self.engine)
 
     def stop_progress(self) -> None:
         end, self.end_progress = self.end_progress, None
@@ -168,6 +172,7 @@ class _FlowRun:
         """Counts the attempt about to start; gives the `on_running` hooks to call."""
         self.context.flow_run.run_count += 1
         self.deadline = None
+        self.abandoned_runs = False
         hooks: list[Hook] = self.flow.on_running_hooks
         return hooks
 
@@ -240,8 +245,8 @@ class _FlowRun:
     def attempt_failed(self, exc: Exception) -> states.State[Any]:
         """The state an attempt that raised ends in, with Prefect's line. A TimeoutError is
         `TimedOut` (as in Prefect, also one the function raised itself); at the flow's own
-        limit, runs of the attempt that have not started are cancelled."""
-        self.abandoned_runs = False
+        limit, runs of the attempt that have not started are cancelled, and those
+        executing are abandoned: nothing waits for them."""
         if not isinstance(exc, TimeoutError):
             self.logger.error(f"Encountered exception during execution: {safe_repr(exc)}", exc_info=exc)
             return states.exception_to_failed_state(exc, run_kind="Flow run")
@@ -254,9 +259,20 @@ class _FlowRun:
         self.logger.error(message)
         return states.Failed(name="TimedOut", message=message, data=exc)
 
+    def leave_runs_behind(self) -> None:
+        """Before the retry of an attempt that ran out of time: the runs it left executing
+        keep their runner, stopped once they end, and the retry gets a fresh one, so its
+        own limit covers its own runs only (its progress line starts afresh)."""
+        self.stop_progress()
+        self._stop_runner_later()
+        self.runner = self.flow.task_runner.duplicate()
+        self.context.task_runner = self.runner
+        self.engine = self.runner._start(self.context)
+        self.end_progress = self._watch_progress()
+
     def retrying(self, failed: states.State[Any]) -> bool:
-        """Whether to call the function again after an attempt ended `failed`; a retry
-        first waits for the runs of the attempt, unless it ran out of time."""
+        """Whether to call the function again after an attempt ended `failed` (retries
+        remain), with Prefect's line saying so."""
         if self.context.flow_run.run_count > self.flow.retries:
             return False
         self.logger.info(
@@ -371,7 +387,9 @@ def _attempts(run: _FlowRun) -> tuple[states.State[Any], Any]:
             return run.completed_attempt(returned), returned
         if not run.retrying(failed):
             return failed, None
-        if not run.abandoned_runs:
+        if run.abandoned_runs:
+            run.leave_runs_behind()
+        else:
             run.engine.wait_all()
         time.sleep(run.flow.retry_delay_seconds)
 
@@ -489,6 +507,8 @@ async def _attempts_async(run: _FlowRun) -> tuple[states.State[Any], Any]:
             return run.completed_attempt(returned), returned
         if not run.retrying(failed):
             return failed, None
-        if not run.abandoned_runs:
+        if run.abandoned_runs:
+            run.leave_runs_behind()
+        else:
             await _wait_all_without_blocking(run.engine)
         await asyncio.sleep(run.flow.retry_delay_seconds)
