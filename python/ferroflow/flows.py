@@ -27,9 +27,6 @@ T = TypeVar("T")  # what an async flow's coroutine returns
 
 _BANNED_NAME_CHARACTERS = ("/", "%", "&", ">", "<")
 
-#: The state hooks a flow takes, by option; each is kept as the attribute `<option>_hooks`.
-HOOK_OPTIONS = ("on_completion", "on_failure", "on_cancellation", "on_crashed", "on_running")
-
 
 def _check_options(owner: str, **options: Any) -> None:
     """Prefect's pydantic checks of the flow options, as plain TypeErrors and ValueErrors
