@@ -175,14 +175,12 @@ def test_a_direct_call_with_return_state_gives_the_cached_state():
     assert calls.args == [5]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="The engine hands a direct call the State its function returned, as Prefect does for a State "
-    "the user returns; a hit needs the engine to end the run Cached with the value (asked of the engine).",
-)
-def test_a_direct_call_of_a_hit_returns_the_value():
+def test_a_direct_call_of_a_hit_returns_the_value(task_lines):
+    calls = Calls()
+
     @task(cache_policy=INPUTS)
     def double(x):
+        calls(x)
         return x * 2
 
     @flow
@@ -190,6 +188,8 @@ def test_a_direct_call_of_a_hit_returns_the_value():
         return double(5), double(5)
 
     assert twice() == (10, 10)
+    assert calls.args == [5]
+    assert task_lines()[-1] == "INFO | Finished in state Cached(type=COMPLETED)"
 
 
 def test_a_map_of_hits_gives_the_values_and_cached_states(storage):
@@ -211,11 +211,6 @@ def test_a_map_of_hits_gives_the_values_and_cached_states(storage):
     assert len(records(storage)) == 50
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="The map's summary line counts runs by the engine's end, which is Completed for a State the "
-    "function returns; counting hits as Cached is asked of the engine.",
-)
 def test_a_map_summary_counts_hits_as_cached(task_lines, caplog):
     @task(cache_policy=INPUTS)
     def square(x):
@@ -751,18 +746,23 @@ def test_a_record_deleted_on_disk_is_a_miss_even_when_remembered(storage):
     assert run() == "Completed"
 
 
-def test_without_memory_records_are_read_from_disk():
-    @task(cache_policy=INPUTS, cache_result_in_memory=False)
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_what_a_run_does_with_its_value_does_not_reach_later_hits(in_memory):
+    @task(cache_policy=INPUTS, cache_result_in_memory=in_memory)
     def step(x):
         return [x]
 
     @flow
     def run():
+        first = step(1, return_state=True)
+        first.result().append("changed by the flow")
         return step(1, return_state=True), step(1, return_state=True)
 
-    first, second = run()
-    assert second.name == "Cached" and second.result() == [1]
-    assert second.result() is not first.result()
+    second, third = run()
+    assert second.name == third.name == "Cached"
+    assert second.result() == third.result() == [1]
+    # Hits of one process share the decoded value only when it is kept in memory.
+    assert (second.result() is third.result()) is in_memory
 
 
 # persistence options -------------------------------------------------------------------
@@ -1201,3 +1201,18 @@ def test_a_method_task_keys_by_its_instance_too():
         return [(state.name, state.result()) for state in states]
 
     assert run() == [("Completed", "hello, ann"), ("Completed", "bonjour, ann"), ("Cached", "hello, ann")]
+
+
+def test_completion_hooks_run_for_hits_with_the_cached_state():
+    seen: list[str] = []
+
+    @task(cache_policy=INPUTS, on_completion=[lambda task, task_run, state: seen.append(state.name)])
+    def step(x):
+        return x
+
+    @flow
+    def run():
+        return step(1), step(1)
+
+    assert run() == (1, 1)
+    assert seen == ["Completed", "Cached"]

@@ -192,12 +192,14 @@ class RecordFolder:
         value: Any,
         serializer: Serializer,
         expires_at: float | None,
-        use_memory: bool,
         warn: Warn,
     ) -> bool:
         """Records `value` at `path` (atomically); False if the folder is refused. Raises
         SerializationError for a value the serializer cannot write, OSError for a failed
-        write (no record is then left half-written)."""
+        write (no record is then left half-written).
+
+        The value itself is not kept in memory: the run that returned it goes on with it,
+        and a later hit must not see what it did to it. Hits decode the record."""
         if not self._usable(path, warn, create=True):
             return False
         try:
@@ -211,9 +213,9 @@ class RecordFolder:
         kind = serializer.type.encode()
         expiry = math.nan if expires_at is None else expires_at
         header = _HEADER.pack(_MAGIC, _VERSION, expiry, zlib.crc32(payload), len(payload), len(kind))
-        identity = _write_atomically(path, (header, kind, payload))
-        if use_memory:
-            self._remember(path, identity, expiry, value)
+        _write_atomically(path, (header, kind, payload))
+        with self._lock:
+            self._memory.pop(path, None)
         return True
 
     # -- the folder ------------------------------------------------------------------
@@ -331,9 +333,8 @@ def _parse(data: bytes) -> tuple[float, str, bytes]:
     return expires_at, data[_HEADER.size : start].decode(errors="replace"), payload
 
 
-def _write_atomically(path: str, pieces: tuple[bytes, ...]) -> tuple[int, int, int, int]:
-    """Writes `pieces` to `path` through a temporary file renamed into place; returns the
-    identity of the file written."""
+def _write_atomically(path: str, pieces: tuple[bytes, ...]) -> None:
+    """Writes `pieces` to `path` through a temporary file renamed into place."""
     folder, name = os.path.split(path)
     unique = f"{os.getpid()}-{threading.get_ident()}-{next(_temp_numbers)}"
     temporary = os.path.join(folder, f"{_TEMP_PREFIX}{name}-{unique}")
@@ -342,7 +343,6 @@ def _write_atomically(path: str, pieces: tuple[bytes, ...]) -> tuple[int, int, i
         try:
             for piece in pieces:
                 _write_all(fd, piece)
-            st = os.fstat(fd)
         finally:
             os.close(fd)
         _replace(temporary, path)
@@ -352,7 +352,6 @@ def _write_atomically(path: str, pieces: tuple[bytes, ...]) -> tuple[int, int, i
         except OSError:
             pass
         raise
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _write_all(fd: int, data: bytes) -> None:

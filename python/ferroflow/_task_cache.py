@@ -261,7 +261,7 @@ class _CachePlan:
         expires_at = None if self.expiration is None else time.time() + self.expiration
         settings = record.settings
         try:
-            settings.folder.write(record.path, result, settings.serializer, expires_at, self.use_memory, _warn)
+            settings.folder.write(record.path, result, settings.serializer, expires_at, _warn)
         except SerializationError as exc:
             get_run_logger().warning(
                 f"Encountered an error while serializing result for transaction {record.key!r}: {exc} "

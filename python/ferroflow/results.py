@@ -214,7 +214,7 @@ class ResultStore:
         folder = self._folder
         path = folder.record_path(key)
         expires_at = _epoch(expiration)
-        written = folder.write(path, obj, self.serializer, expires_at, self.cache_result_in_memory, _logger.warning)
+        written = folder.write(path, obj, self.serializer, expires_at, _logger.warning)
         if not written:
             raise PermissionError(f"Result storage folder {folder.path!r} is refused: another user can write it")
         metadata = ResultRecordMetadata(storage_key=key, expiration=expiration, serializer=self.serializer)
