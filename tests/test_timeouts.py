@@ -263,6 +263,45 @@ def test_a_thread_stuck_past_its_limit_is_replaced(gate):
     assert stuck.is_alive()  # still blocked: it was replaced, not waited for
 
 
+def test_threads_a_timed_task_starts_are_ordinary_and_idle_helpers_end():
+    @task(timeout_seconds=5)
+    def start_a_thread():
+        child = threading.Thread(target=lambda: None)
+        return threading.current_thread(), child.daemon
+
+    @flow
+    def f():
+        return start_a_thread.submit().result()
+
+    helper, child_is_daemon = f()
+    assert child_is_daemon is False  # as from an engine worker: joined at exit, not killed
+    assert helper is not threading.main_thread()
+    helper.join(10)  # an idle helper thread ends by itself (after 2 s)
+    assert not helper.is_alive()
+
+
+def test_code_that_swallows_the_stop_goes_on_but_its_run_has_timed_out():
+    carried_on = threading.Event()
+
+    @task(timeout_seconds=0.3)
+    def stubborn():
+        try:
+            time.sleep(1)
+        except BaseException:
+            pass
+        carried_on.set()
+        return "late"
+
+    @flow
+    def f():
+        return [stubborn.submit(return_state=True)]
+
+    [state] = f()  # on a worker thread
+    assert state.name == "TimedOut"
+    assert carried_on.wait(5)
+    assert stubborn(return_state=True).name == "TimedOut"  # in the main thread, when it returns
+
+
 def test_quick_timed_runs_reuse_their_threads(os_thread_count):
     @task(timeout_seconds=5)
     def quick(x):
