@@ -59,11 +59,15 @@ _temp_numbers = itertools.count()
 Warn = Callable[[str], None]
 
 
+#: This process's user (read once: a hit must not pay a system call for it).
+_UID = os.getuid() if _POSIX else -1
+
+
 def _foreign(st: os.stat_result) -> str | None:
     """Why a file or folder may hold another user's code, or None if only we can write it."""
     if not _POSIX:
         return None
-    if st.st_uid != os.getuid():
+    if st.st_uid != _UID:
         return f"is owned by another user (uid {st.st_uid})"
     if st.st_mode & 0o022:
         return f"is writable by other users (mode {stat.S_IMODE(st.st_mode):04o})"
