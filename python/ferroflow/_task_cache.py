@@ -66,8 +66,9 @@ def cached_function(task: Any, fn: Callable[..., Any], body: str) -> tuple[Calla
 
 
 def _cached_state(value: Any) -> states.State[Any]:
-    """What a hit returns: the engine ends the run in a State the function returned, so
-    the run is `Cached(type=COMPLETED)` with the recorded value as its result."""
+    """What a hit returns: a Completed state of no run named `Cached`, which the engine
+    takes for a hit (`ferroflow._runtime.is_cache_hit`): the run ends `Cached` with the
+    recorded value as its result, and a direct call returns that value."""
     return states.State(states.StateType.COMPLETED, name="Cached", data=value)
 
 
@@ -83,9 +84,12 @@ def _receiver(fn: Any) -> tuple[str, Any] | None:
 
 def _reads_run_context(policy: Any) -> bool:
     """Whether `policy` may read the `task_ctx` it is given: all do but ferroflow's own
-    INPUTS, FLOW_PARAMETERS and NO_CACHE (and sums of them), which get None instead."""
+    INPUTS, FLOW_PARAMETERS and NO_CACHE (and sums of them), which get None instead. No
+    policy (the storage key is the key) reads nothing."""
     from ferroflow import cache_policies
 
+    if policy is None:
+        return False
     if type(policy) is cache_policies.CompoundCachePolicy:
         return any(_reads_run_context(part) for part in policy.policies)
     return type(policy) not in (cache_policies.Inputs, cache_policies.FlowParameters, type(cache_policies.NO_CACHE))
