@@ -578,3 +578,59 @@ def test_a_registrar_refuses_what_is_not_callable():
     with pytest.raises(TypeError, match=r"^Task 'inc': Expected callables in 'on_failure'; got int instead\."):
         inc.on_failure(42)
     assert inc.on_failure_hooks == []
+
+
+def test_hooks_of_runs_a_runner_executes_elsewhere_see_their_run():
+    # A runner that executes claimed runs itself (the runner seam: here, each in its own
+    # `asyncio.run` on a thread of its own) need not say which run is current: the engine
+    # does, for the hooks and the retry condition it calls.
+    import ferroflow.task_runners as runners
+
+    class Elsewhere(runners.ThreadPoolTaskRunner):
+        def _execute(self, runs):
+            def execute():
+                for run in runs:
+                    while True:
+                        try:
+                            value = asyncio.run(run.start())
+                        except Exception as exc:
+                            delay = run.fail(exc)
+                        else:
+                            delay = run.complete(value)
+                        if delay is None:
+                            break
+                        run.retrying()
+
+            threading.Thread(target=execute).start()
+
+    seen: list[tuple[str, str, int]] = []
+
+    def hook(task_, task_run, state):
+        context = TaskRunContext.get()
+        seen.append((state.name, context.task_run.name, context.task_run.run_count))
+
+    def condition(task_, task_run, state):
+        seen.append(("asked", TaskRunContext.get().task_run.name, task_run.run_count))
+        return True
+
+    attempts: list[int] = []
+
+    @task(retries=1, on_running=[hook], on_completion=[hook], retry_condition_fn=condition)
+    async def flaky():
+        await asyncio.sleep(0)
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("first attempt")
+        return "ok"
+
+    @flow(task_runner=Elsewhere())
+    def f():
+        return flaky.submit().result()
+
+    assert f() == "ok"
+    assert seen == [
+        ("Running", "flaky-0", 1),
+        ("asked", "flaky-0", 1),
+        ("Retrying", "flaky-0", 2),
+        ("Completed", "flaky-0", 2),
+    ]

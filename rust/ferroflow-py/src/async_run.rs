@@ -14,7 +14,7 @@ use crate::sync::lock;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::current::RunIdentity;
+use crate::current::{self, Executing, RunIdentity};
 use crate::executor::{CoreShared, RunValue};
 use crate::future::PyFuture;
 use crate::hooks::hooks;
@@ -102,6 +102,18 @@ impl AsyncRun {
         Ok(self.custom_name.get_or_init(|| name).clone())
     }
 
+    /// Makes the run the current one of this thread while the engine calls the user's
+    /// code for it (state hooks, `retry_condition_fn`, `task_run_name`), whoever drives the
+    /// run (a runner may not set `current_async_run`).
+    /// Not while the run ends (`finish_claimed`): done-callbacks run then, outside it.
+    fn entered(&self) -> Executing<'_> {
+        let mut current = current::enter(&self.engine, &self.call, self.run, self.attempt.load(Ordering::Relaxed));
+        if let Some(name) = self.custom_name.get() {
+            current.rename(name.clone());
+        }
+        current
+    }
+
     /// The run's name for its log lines: a failing `task_run_name` gives the plain one.
     fn line_name(&self, py: Python<'_>) -> String {
         self.run_name(py)
@@ -128,7 +140,9 @@ impl AsyncRun {
     /// Ends a failed attempt for good, recording `recorded` (its exception, or the State
     /// the coroutine returned).
     fn end_failed(&self, py: Python<'_>, job: Job<Call>, name: &str, state: Final, recorded: &Bound<'_, PyAny>) {
+        let current = self.entered(); // its failure hooks see it
         report_failed_end(py, &self.engine, &job.payload, name, state, recorded, None);
+        drop(current);
         self.engine
             .finish_claimed(job.run, state, RunValue::new(Some(recorded.clone().unbind())));
     }
@@ -143,7 +157,8 @@ impl AsyncRun {
     ) -> PyResult<Option<f64>> {
         let mut job = self.take()?;
         let name = self.line_name(py);
-        match after_failure(
+        let current = self.entered();
+        let after = after_failure(
             py,
             &self.engine,
             &job.payload,
@@ -152,7 +167,9 @@ impl AsyncRun {
             recorded,
             &name,
             None,
-        ) {
+        );
+        drop(current);
+        match after {
             AfterFailure::Retry(delay) => {
                 self.engine.retry_claimed(job.run, RunState::AwaitingRetry);
                 job.attempt += 1;
@@ -176,8 +193,12 @@ impl AsyncRun {
         if self.done() {
             return Err(PyRuntimeError::new_err("this run has already ended"));
         }
-        self.run_name(py)?; // a failing `task_run_name` fails the attempt, as for a run in a batch
+        let mut current = self.entered();
+        // Named while current (its name callable may read `ferroflow.runtime.task_run`); a
+        // failing `task_run_name` fails the attempt, as for a run in a batch.
+        current.rename(self.run_name(py)?);
         start_attempt(py, &self.call, self.attempt.load(Ordering::Relaxed), None);
+        drop(current);
         let job = self.take()?;
         let started = job
             .payload
@@ -195,7 +216,9 @@ impl AsyncRun {
                 let job = self.take()?;
                 let log_lines = hooks(py)?.finished_lines_enabled.call0(py)?.extract::<bool>(py)?;
                 let name = || self.line_name(py);
+                let current = self.entered();
                 report_completed(py, &self.engine, &job.payload, name, state, &value, log_lines, None);
+                drop(current);
                 self.engine
                     .finish_claimed(job.run, state, RunValue::new(Some(value.unbind())));
                 Ok(None)
