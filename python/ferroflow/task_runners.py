@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import atexit
 import os
+import sys
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -209,6 +210,9 @@ class TaskRunner(abc.ABC, Generic[F]):
             loop = self._loop
         if loop is not None:
             loop.interrupt()
+        timeouts = sys.modules.get("ferroflow._timeouts")  # loaded once a run has a time limit
+        if timeouts is not None:
+            timeouts.interrupt_lane_waits(self._context)
         return cancelled
 
     def _close_loop(self) -> None:
