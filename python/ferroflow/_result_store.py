@@ -36,7 +36,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ferroflow.serializers import SerializationError, Serializer, serializer_named
+from ferroflow.exceptions import SerializationError
+from ferroflow.serializers import Serializer, serializer_named
 
 #: Decoded records a folder keeps in memory (Prefect's in-memory cache holds 1,000).
 MEMORY_RECORDS = 1000

@@ -23,9 +23,10 @@ from typing import Any, NamedTuple
 from ferroflow import _cache_settings, states
 from ferroflow._result_store import MISS, RecordFolder
 from ferroflow.context import FlowRunContext, TaskRunContext
+from ferroflow.exceptions import SerializationError
 from ferroflow.logging import get_run_logger
 from ferroflow.results import record_folder, resolve_result_storage
-from ferroflow.serializers import SerializationError, Serializer, resolve_serializer
+from ferroflow.serializers import Serializer, resolve_serializer
 
 _KEY_ERROR = "Error encountered when computing cache key - result will not be persisted."
 

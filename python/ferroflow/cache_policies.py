@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ferroflow.utilities.hashing import HashError, hash_objects
+from ferroflow.exceptions import HashError
+from ferroflow.utilities.hashing import hash_objects
 
 if TYPE_CHECKING:
     from typing_extensions import Self

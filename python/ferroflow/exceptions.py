@@ -18,6 +18,7 @@ __all__ = [
     "ExternalSignal",
     "FailedRun",
     "FerroflowException",
+    "HashError",
     "InvalidNameError",
     "MappingLengthMismatch",
     "MappingMissingIterable",
@@ -28,6 +29,7 @@ __all__ = [
     "PausedRun",
     "PrefectException",
     "ReservedArgumentError",
+    "SerializationError",
     "SignatureMismatchError",
     "TaskRunNameError",
     "TerminationSignal",
@@ -155,6 +157,14 @@ class TaskRunNameError(PrefectException, ValueError):
     """A task's `task_run_name` template could not be formatted with a run's parameters,
     or its callable raised (ferroflow's own name: Prefect lets the raw error through).
     The run fails with it; `__cause__` is the original error."""
+
+
+class HashError(PrefectException):
+    """Objects that could be neither JSON-encoded nor pickled, so have no stable hash."""
+
+
+class SerializationError(PrefectException):
+    """A result that its serializer could not turn into bytes."""
 
 
 class ExternalSignal(BaseException):

@@ -21,24 +21,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
-from ferroflow.exceptions import PrefectException
-
 __all__ = [
     "CompressedJSONSerializer",
     "CompressedPickleSerializer",
     "CompressedSerializer",
     "JSONSerializer",
     "PickleSerializer",
-    "SerializationError",
     "Serializer",
     "prefect_json_object_decoder",
     "prefect_json_object_encoder",
     "resolve_serializer",
 ]
-
-
-class SerializationError(PrefectException):
-    """A result that its serializer could not turn into bytes."""
 
 
 class Serializer:

@@ -17,17 +17,13 @@ import json
 from collections.abc import Callable
 from typing import Any, cast
 
-from ferroflow.exceptions import PrefectException
+from ferroflow.exceptions import HashError
 
-__all__ = ["HashError", "file_hash", "hash_objects", "stable_hash"]
+__all__ = ["file_hash", "hash_objects", "stable_hash"]
 
 
 # One encoder for every hash: `json.dumps(..., sort_keys=True)` would build one per call.
 _json = json.JSONEncoder(sort_keys=True)
-
-
-class HashError(PrefectException):
-    """Objects that could be neither JSON-encoded nor pickled, so have no stable hash."""
 
 
 def _md5() -> Any:
