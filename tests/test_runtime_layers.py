@@ -27,7 +27,23 @@ PACKAGE = Path(__file__).resolve().parent.parent / "python" / "ferroflow"
 #: Bottom up: a module may import only modules listed before it (or outside this list).
 LAYERS = [
     "context",
+    # the errors of time limits, and result storage: they know runs, not how they execute
+    "task_engine",
+    "flow_engine",
+    "serializers",
+    "_result_store",
+    "filesystems",
+    "_cache_settings",
+    "results",
+    "cache_policies",
     "logging",
+    # what acts around a run: state hooks, the engine's callbacks, time limits, the cache
+    "_state_hooks",
+    "_runtime",
+    "_timeouts",
+    "_task_cache",
+    "_cache_options",
+    "_task_body",
     "_progress",
     "_prints",
     "_bridge",
@@ -35,6 +51,7 @@ LAYERS = [
     "task_runners",
     "_async",
     "tasks",
+    "_flow_parameters",
     "_flow_engine",
     "flows",
     "__init__",
