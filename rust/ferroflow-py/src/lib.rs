@@ -6,9 +6,9 @@
 //! `hooks` (the Python functions the engine calls back), `executor` (what an engine's
 //! runs share), `current` (the run a thread executes), `errors`, `gil` (every attach and
 //! detach), `ids`, `future`, `future_list`, `completions`, `args` (the one walk over
-//! arguments), `spec`, `plan` (a call's arguments), `report` (retries, returned States,
-//! log lines), `async_run` (claimed runs executed elsewhere), `execute` (batches), and
-//! `engine` (the engine as Python sees it).
+//! arguments), `spec`, `plan` (a call's arguments), `report` (state hooks, retries,
+//! returned States, log lines), `async_run` (claimed runs executed elsewhere), `execute`
+//! (batches), and `engine` (the engine as Python sees it).
 
 // PyO3 hands arguments over by value (`PyVisit`, `Vec<Bound>`, `slf`), and a job that
 // ends is given away by value even where the callee only reads it before dropping it.
