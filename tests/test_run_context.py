@@ -350,6 +350,12 @@ def test_runtime_values_can_be_mocked_through_the_environment(monkeypatch):
     assert flow_run.name == "mocked"  # ferroflow's variable first
     assert deployment.custom == "anything"
     assert flow_run.id == "0c5b2e7e-0000-0000-0000-000000000000"
+
+    @task
+    def outside_flows():
+        return flow_run.id
+
+    assert outside_flows() is None  # a task run outside flows has no flow run, as in Prefect
     monkeypatch.setenv("PREFECT__RUNTIME__TASK_RUN__PARAMETERS", "{}")
     with pytest.raises(ValueError, match="cannot be mocked using an environment variable"):
         _ = task_run.parameters

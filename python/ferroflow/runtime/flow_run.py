@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ferroflow.context import FlowRunContext
+from ferroflow.context import FlowRunContext, TaskRunContext
 from ferroflow.runtime._attributes import flow_run_id_from_environment, runtime_attribute
 
 if TYPE_CHECKING:
@@ -38,7 +38,11 @@ def __dir__() -> list[str]:
 
 def get_id() -> str | None:
     context = FlowRunContext.get()
-    return flow_run_id_from_environment() if context is None else str(context.flow_run.id)
+    if context is not None:
+        return str(context.flow_run.id)
+    if TaskRunContext.get() is not None:  # a task run outside flows: it has no flow run
+        return None
+    return flow_run_id_from_environment()
 
 
 def get_name() -> str | None:
