@@ -368,3 +368,16 @@ def test_unknown_runtime_attributes_raise_attribute_error():
     from ferroflow.runtime.task_run import name  # the import form reads the value now
 
     assert name is None
+
+
+def test_tags_around_a_definition_stay_there_and_tags_around_a_call_reach_its_run():
+    with tags("defined"):
+
+        @task(tags=["own"])
+        def tagged():
+            return sorted(TaskRunContext.get().task_run.tags)
+
+    assert tagged.tags == {"own"}
+    assert tagged() == ["own"]
+    with tags("called"):
+        assert tagged() == ["called", "own"]

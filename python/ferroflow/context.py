@@ -278,7 +278,3 @@ def tags(*new_tags: str) -> Generator[set[str], None, None]:
         yield set(merged)
     finally:
         _current_tags.reset(token)
-
-
-def current_tags() -> frozenset[str]:
-    return _current_tags.get()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, ParamSpec, Pr
 from ferroflow import _core
 from ferroflow._arguments import Signature, bound_copy, split_map
 from ferroflow._task_body import engine_function
-from ferroflow.context import FlowRunContext, current_tags
+from ferroflow.context import FlowRunContext
 from ferroflow.task_runners import current_runner
 from ferroflow.utilities.annotations import NotSet
 from ferroflow.utilities.callables import copy_metadata, rewrap_method, unwrap_method
@@ -286,7 +286,7 @@ class Task(Generic[P, R]):
         _reject_unsupported(owner, options)
         _check_simple_options(owner, description=description, version=version, log_prints=log_prints)
         self.description = description if description is not None else inspect.getdoc(fn)
-        self.tags = _tags(tags, owner) | current_tags()
+        self.tags = _tags(tags, owner)  # a run adds the `tags(...)` blocks around its call
         self.version = version
         if task_run_name is not None and not (isinstance(task_run_name, str) or callable(task_run_name)):
             raise TypeError(
