@@ -8,7 +8,6 @@ otherwise dominate the cost of a `.submit()`.
 
 from __future__ import annotations
 
-import copy
 import io
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -101,6 +100,8 @@ def bound_copy(decorated: Any, instance: Any, owner: Any, owner_kind: str) -> An
     bound_fn = bind_method(decorated.fn, decorated._method_kind, instance, owner)
     if bound_fn is None:
         return decorated
+    import copy  # here, not at import: only methods that are tasks or flows need it
+
     bound = copy.copy(decorated)
     bound.fn = bound_fn
     bound._method_kind = BOUND

@@ -11,7 +11,7 @@ use pyo3::types::PyType;
 
 use crate::executor::CoreShared;
 use crate::gil::{attach_worker, deadline_after, wait_detached};
-use crate::hooks::{call_done_callback, hooks, report_hook_error};
+use crate::hooks::{call_done_callback, generic_alias, hooks, report_hook_error};
 use crate::ids::run_uuid;
 
 /// A task run's future (Prefect's `PrefectConcurrentFuture`).
@@ -248,7 +248,7 @@ impl PyFuture {
     /// `PrefectConcurrentFuture[int]`, as type hints write it.
     #[classmethod]
     fn __class_getitem__(cls: &Bound<'_, PyType>, item: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        hooks(cls.py())?.generic_alias.call1(cls.py(), (cls, item))
+        generic_alias(cls, item)
     }
 
     /// Cancels the run if it has not started (an awaiting coroutine was cancelled).

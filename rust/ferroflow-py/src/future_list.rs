@@ -15,7 +15,7 @@ use crate::errors::engine_error;
 use crate::executor::CoreShared;
 use crate::future::PyFuture;
 use crate::gil::{attach_worker, deadline_after, wait_detached};
-use crate::hooks::{hooks, report_hook_error};
+use crate::hooks::{generic_alias, hooks, report_hook_error};
 
 /// What a future list holds: a map's contiguous range, or any futures.
 enum Members {
@@ -330,7 +330,7 @@ impl PyFutureList {
     /// `PrefectFutureList[int]`, as type hints write it.
     #[classmethod]
     fn __class_getitem__(cls: &Bound<'_, PyType>, item: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        hooks(cls.py())?.generic_alias.call1(cls.py(), (cls, item))
+        generic_alias(cls, item)
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {

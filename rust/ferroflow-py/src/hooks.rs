@@ -41,8 +41,6 @@ pub(crate) struct Hooks {
     pub object_setattr: Py<PyAny>,
     /// `contextvars.copy_context`: each submitted run executes in a copy of its submitter's context.
     pub copy_context: Py<PyAny>,
-    /// `types.GenericAlias`, for `PrefectConcurrentFuture[int]` and friends.
-    pub generic_alias: Py<PyAny>,
 }
 
 static HOOKS: PyOnceLock<Hooks> = PyOnceLock::new();
@@ -77,7 +75,6 @@ pub(crate) fn hooks(py: Python<'_>) -> PyResult<&Hooks> {
                 .getattr("__setattr__")?
                 .unbind(),
             copy_context: py.import("contextvars")?.getattr("copy_context")?.unbind(),
-            generic_alias: py.import("types")?.getattr("GenericAlias")?.unbind(),
         })
     })
 }
@@ -124,6 +121,20 @@ pub(crate) fn annotations(py: Python<'_>) -> PyResult<&Annotations> {
             opaque: class("opaque")?,
         })
     })
+}
+
+/// `types.GenericAlias`, for `PrefectConcurrentFuture[int]` and friends. Apart from the
+/// hooks: class definitions subscript futures while `import ferroflow` runs, and loading
+/// the hooks then would import what only runs need (`uuid` alone costs ~2 ms).
+static GENERIC_ALIAS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+pub(crate) fn generic_alias<'py>(cls: &Bound<'py, PyType>, item: &Bound<'py, PyAny>) -> PyResult<Py<PyAny>> {
+    let py = cls.py();
+    GENERIC_ALIAS
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("types")?.getattr("GenericAlias")?.unbind())
+        })?
+        .call1(py, (cls, item))
 }
 
 /// `call_done_callback(flow_run_context, fn, future)`: calls a future's done-callback as
