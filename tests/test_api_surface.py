@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import collections.abc
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -229,3 +231,18 @@ def test_submitted_future_is_a_prefect_future():
 
     f()
     assert box["checks"] == (True, True)
+
+
+# Modules a plain `import ferroflow` must not load: each costs milliseconds at start-up
+# and is needed only by a feature that imports it when used.
+NOT_LOADED_AT_IMPORT = (
+    "asyncio", "anyio", "ctypes", "cloudpickle", "copy", "dis", "hashlib", "inspect", "json",
+    "pickle", "platform", "pydantic", "rich", "signal", "uuid",
+    "ferroflow._runtime", "ferroflow._timeouts", "ferroflow._task_cache", "ferroflow.runtime",
+)
+
+
+def test_import_ferroflow_loads_only_what_every_flow_needs():
+    script = f"import sys, ferroflow; print([m for m in {NOT_LOADED_AT_IMPORT!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
