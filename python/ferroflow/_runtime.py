@@ -118,13 +118,13 @@ def task_failed(
     attempt: int,
     retries: int,
     delay: float | None,
-    exhausted: bool | None = None,
-    timed_out: bool = False,
+    exhausted: bool,
+    timed_out: bool,
 ) -> None:
     """The line of a failed attempt: a retry to come, retries exhausted, a failure not
     retried (no retries, or `retry_condition_fn` declined one), or a crash. The engine
-    says whether the retries are `exhausted` (None: they are if the task has any), and
-    whether the run ends `TimedOut`, which gets Prefect's second line saying so.
+    says whether the retries are `exhausted`, and whether the run ends `TimedOut`, which
+    gets Prefect's second line saying so.
 
     `exception` may be the failed State the task returned (Prefect words that line
     "Task run failed with state: ..."). Exceptions whose `__repr__` raises are shown by
@@ -143,7 +143,7 @@ def task_failed(
     if delay is not None:
         when = "immediately" if delay == 0 else f"{delay:g} second(s) from now"
         logger.info(f"{prefix} - Retry {attempt + 1}/{retries} will start {when}")
-    elif exhausted or (exhausted is None and retries):
+    elif exhausted:
         logger.error(f"{prefix} - Retries are exhausted", exc_info=failure)
     else:
         logger.error(prefix, exc_info=failure)

@@ -145,8 +145,8 @@ class Unprintable(Exception):
 
 def test_task_failed_lines_are_safe_and_name_a_returned_state(caplog):
     with caplog.at_level(logging.INFO, logger="ferroflow"):
-        _runtime.task_failed(None, sq, "sq-0", Unprintable(), 0, 1, 0.0)
-        _runtime.task_failed(None, sq, "sq-0", Failed(message="told so"), 1, 1, None)
+        _runtime.task_failed(None, sq, "sq-0", Unprintable(), 0, 1, 0.0, exhausted=False, timed_out=False)
+        _runtime.task_failed(None, sq, "sq-0", Failed(message="told so"), 1, 1, None, exhausted=True, timed_out=False)
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [
         "Task run failed with exception: Unprintable - Retry 1/1 will start immediately",
