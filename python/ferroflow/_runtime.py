@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, cast
 
 from ferroflow import states
-from ferroflow.context import TaskRunContext, carry_run, current_async_run
+from ferroflow._state_hooks import Hook, call_hooks, is_awaitable, run_to_completion
+from ferroflow.context import TaskRunContext
 from ferroflow.exceptions import CancelledRun, FailedRun, TaskRunNameError
 from ferroflow.logging import flow_run_logger, get_logger, get_run_logger, task_run_logger
 from ferroflow.utilities.text import safe_repr
-
-if TYPE_CHECKING:
-    from ferroflow._state_hooks import Hook
-
-T = TypeVar("T")
 
 _task_runs = logging.getLogger("ferroflow.task_runs")
 
@@ -265,28 +261,12 @@ def task_state_hooks(hooks: list[Hook], state_name: str, value: Any) -> None:
     and changes nothing. The engine calls this in the run's thread and context, while
     the run is its current one, before the run's `Finished in state` line and before its
     future completes."""
-    from ferroflow._state_hooks import call_hooks  # only for tasks with hooks
-
     context = TaskRunContext.get()
     if context is None:  # the engine calls this only inside a run
         raise RuntimeError(f"task state hooks for {state_name!r} called outside a task run")
     task_run = context.task_run
     state = make_state(state_name, value, None, task_run.id)
-    call_hooks([_run_to_end_here(hook) for hook in hooks], context.task, task_run, state, get_run_logger(context))
-
-
-def _run_to_end_here(hook: Hook) -> Hook:
-    """`hook`, except that an awaitable it returns is run to its end in this run (see
-    `run_in_this_run`), and the hook is logged under its own name."""
-    from ferroflow._state_hooks import hook_name
-
-    def call(task: Any, task_run: Any, state: Any) -> None:
-        result = hook(task, task_run, state)
-        if _is_awaitable(result):
-            run_in_this_run(result)
-
-    call.__name__ = hook_name(hook)
-    return call
+    call_hooks(hooks, context.task, task_run, state, get_run_logger(context))
 
 
 def retry_allowed(condition: Callable[..., Any], failure: Any) -> bool:
@@ -304,8 +284,8 @@ def retry_allowed(condition: Callable[..., Any], failure: Any) -> bool:
     state = states.Failed(data=failure, message=f"Task run encountered unexpected {kind}: {safe_repr(failure)}")
     try:
         allowed = condition(context.task, context.task_run, state)
-        if _is_awaitable(allowed):
-            allowed = run_in_this_run(allowed)
+        if is_awaitable(allowed):
+            allowed = run_to_completion(allowed)
         return bool(allowed)
     except Exception:
         get_run_logger(context).error(
@@ -338,35 +318,3 @@ def jittered_delay(delay: float, factor: float) -> float:
 
     low, high = cdf(max(0.0, delay * lower_multiple)), cdf(delay * upper_multiple)
     return -math.log(max(1 - random.uniform(low, high), 1e-10)) * delay
-
-
-def _is_awaitable(value: Any) -> bool:
-    import inspect
-
-    return inspect.isawaitable(value)
-
-
-def run_in_this_run(awaitable: Awaitable[T]) -> T:
-    """Runs what an async hook or retry condition returned to its end, from the run's own
-    thread: on a loop of its own; or, where a loop already runs in this thread (a
-    coroutine run's, an async flow's) and cannot be re-entered, on a helper thread that
-    carries this run and its `contextvars` along (so `get_run_logger()` and
-    `TaskRunContext.get()` work inside), while this thread waits."""
-    import asyncio
-
-    async def awaited() -> T:
-        return await awaitable
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(awaited())
-    import contextvars
-    from concurrent.futures import ThreadPoolExecutor
-
-    context = contextvars.copy_context()
-    carried = carry_run()
-    if carried is not None:  # a run the engine executes on this thread is not seen on another
-        context.run(current_async_run.set, carried)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferroflow-hook") as helper:
-        return helper.submit(context.run, asyncio.run, awaited()).result()

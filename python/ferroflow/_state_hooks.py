@@ -15,15 +15,19 @@ This module sits with `states`, below the run layers: the logger is handed in.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine, Generator, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ferroflow.context import carry_run, current_async_run
 
 if TYPE_CHECKING:
     from ferroflow.logging import RunLogger
     from ferroflow.states import State
 
-__all__ = ["Hook", "acall_hooks", "call_hooks", "checked_hooks", "hook_name"]
+__all__ = ["Hook", "acall_hooks", "call_hooks", "checked_hooks", "hook_name", "is_awaitable", "run_to_completion"]
+
+T = TypeVar("T")
 
 #: `hook(flow_or_task, run, state)`; it may return an awaitable.
 Hook = Callable[[Any, Any, Any], Any]
@@ -80,8 +84,8 @@ def call_hooks(hooks: Iterable[Hook], owner: Any, run: Any, state: State[Any], l
     for hook in hooks:
         with _reported(hook, state, logger):
             result = hook(owner, run, state)
-            if isinstance(result, Coroutine):
-                _run_to_completion(result)  # pyright: ignore[reportUnknownArgumentType]
+            if is_awaitable(result):
+                run_to_completion(result)
 
 
 async def acall_hooks(hooks: Iterable[Hook], owner: Any, run: Any, state: State[Any], logger: RunLogger) -> None:
@@ -94,18 +98,34 @@ async def acall_hooks(hooks: Iterable[Hook], owner: Any, run: Any, state: State[
                 await result
 
 
-def _run_to_completion(coroutine: Coroutine[Any, Any, Any]) -> None:
-    """Runs an async hook's coroutine from sync code: in `asyncio.run`, or, where a loop
-    already runs in this thread (a sync flow called from async code), in `asyncio.run`
-    on a helper thread, since that loop cannot be re-entered."""
+def is_awaitable(value: Any) -> bool:
+    import inspect  # here: only a hook or condition that returned something needs it
+
+    return inspect.isawaitable(value)
+
+
+def run_to_completion(awaitable: Awaitable[T]) -> T:
+    """Runs what an async hook or retry condition returned to its end, from the calling
+    thread: on a loop of its own; or, where a loop already runs in this thread (a
+    coroutine run's, an async flow's, a sync flow called from async code) and cannot be
+    re-entered, on a helper thread that carries the current run and the `contextvars`
+    along (so `get_run_logger()` and the run contexts work inside), while this thread
+    waits."""
     import asyncio  # only for async hooks: `import ferroflow` stays fast
+
+    async def awaited() -> T:
+        return await awaitable
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(coroutine)
-        return
+        return asyncio.run(awaited())
+    import contextvars
     from concurrent.futures import ThreadPoolExecutor
 
+    context = contextvars.copy_context()
+    carried = carry_run()
+    if carried is not None:  # a run the engine executes on this thread is not seen on another
+        context.run(current_async_run.set, carried)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferroflow-hook") as helper:
-        helper.submit(asyncio.run, coroutine).result()
+        return helper.submit(context.run, asyncio.run, awaited()).result()
