@@ -7,8 +7,10 @@ thread) and says where the runs execute that the engine hands over instead of ru
 them on its threads: the engine *claims* such runs and passes them, a batch at a time, to
 the runner's `execute` callable; the runner reports each end through the run object
 (`run.start()` gives the call, then `run.complete(value)`, `run.fail(exception)`,
-`run.cancel()` or `run.crash(exception)`). Coroutine runs travel this way today (to an
-event loop); a process pool, Dask or Ray runner uses the same seam.
+`run.cancel()` or `run.crash(exception)`). Coroutine runs travel this way (to an event
+loop); a runner made with `executes_elsewhere` gets every submitted and mapped run this
+way (a process pool: `run.prepare()` gives the function and arguments to ship), and
+bounds its own concurrency. Direct calls execute in their caller's thread either way.
 
 The engine calls `RunnerEngine.hand_over` with each batch of claimed runs (one call per
 batch, from an engine thread).
@@ -57,12 +59,17 @@ class RunnerEngine:
         *,
         sequential: bool = False,
         release_unread: bool = False,
+        executes_elsewhere: bool = False,
     ) -> None:
         """`release_unread`: free a run's value as soon as nothing can read it (a runner
-        used outside flows lives long; a flow run's engine goes with the flow run)."""
+        used outside flows lives long; a flow run's engine goes with the flow run).
+        `executes_elsewhere`: every submitted and mapped run goes to `execute`, not only
+        coroutines, and none counts against `workers` (the runner bounds its own)."""
         import uuid  # here, not at import: `import ferroflow` stays fast
 
-        self.core = _core.Engine(workers, context, uuid.uuid4().bytes, self.hand_over, release_unread)
+        self.core = _core.Engine(
+            workers, context, uuid.uuid4().bytes, self.hand_over, release_unread, executes_elsewhere
+        )
         self.context = context
         #: Whether a submitted run executes at once, in the submitting thread (no workers).
         self.sequential = sequential

@@ -88,6 +88,9 @@ class TaskRunner(abc.ABC, Generic[F]):
 
     #: Whether each submitted run executes at once, in the submitting thread, in order.
     _sequential = False
+    #: Whether the engine hands every submitted and mapped run to `_execute` (not only
+    #: coroutine runs), uncounted against `_worker_count`: the runner bounds its own.
+    _executes_elsewhere = False
 
     def __init__(self) -> None:
         self._init_running_state()
@@ -180,7 +183,12 @@ class TaskRunner(abc.ABC, Generic[F]):
         # Outside a flow run a runner lives long (the process-wide one): the values of
         # runs nobody can read any more are freed at once.
         self._engine = RunnerEngine(
-            self._worker_count, context, self._execute, sequential=self._sequential, release_unread=context is None
+            self._worker_count,
+            context,
+            self._execute,
+            sequential=self._sequential,
+            release_unread=context is None,
+            executes_elsewhere=self._executes_elsewhere,
         )
         self._started = True
         return self._engine

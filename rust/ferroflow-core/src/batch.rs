@@ -251,6 +251,18 @@ impl<'a, E: Executor> Batch<'a, E> {
         job
     }
 
+    /// Hands the current job off to finish later from any thread, like [`Batch::defer`],
+    /// without counting it against `max_workers`: for runners that execute every run
+    /// elsewhere (another process) and bound their own concurrency, so the engine keeps
+    /// handing ready runs over while earlier ones execute.
+    ///
+    /// # Panics
+    /// As [`Batch::finish`].
+    pub fn hand_off(&mut self, job: Job<E::Payload>) -> Job<E::Payload> {
+        self.end_current(job.run);
+        job
+    }
+
     fn publish(&mut self) {
         let finished = std::mem::take(&mut self.finished);
         self.shared.settle(&finished);

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use crate::sync::lock;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::current::{self, Executing, RunIdentity};
 use crate::executor::{CoreShared, RunValue};
@@ -187,9 +188,22 @@ impl AsyncRun {
 
 #[pymethods]
 impl AsyncRun {
-    /// A fresh coroutine for the next attempt, its arguments resolved, after the run is
-    /// named and the task's `on_running` hooks ran.
+    /// Calls the task's function for the next attempt, its arguments resolved, after the
+    /// run is named and the task's `on_running` hooks ran: a fresh coroutine for a
+    /// coroutine task (a sync task's value, for a runner that executes every run).
     fn start<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (func, args, kwargs) = self.prepare(py)?;
+        func.call(args, kwargs.as_ref())
+    }
+
+    /// What [`Self::start`] would call, without calling it: `(function, args, kwargs)`
+    /// for the next attempt, after the run is named and its `on_running` hooks ran, its
+    /// arguments resolved. For a runner that calls the function elsewhere (another process).
+    #[allow(clippy::type_complexity)] // Python's (callable, tuple, dict | None)
+    fn prepare<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
         if self.done() {
             return Err(PyRuntimeError::new_err("this run has already ended"));
         }
@@ -200,12 +214,23 @@ impl AsyncRun {
         start_attempt(py, &self.call, self.attempt.load(Ordering::Relaxed), None);
         drop(current);
         let job = self.take()?;
-        let started = job
-            .payload
-            .arguments(py, None)
-            .and_then(|(args, kwargs)| job.payload.plan().spec.get().func.bind(py).call(args, kwargs.as_ref()));
+        let prepared = job.payload.arguments(py, None);
+        let func = job.payload.plan().spec.get().func.bind(py).clone();
         *lock(&self.job) = Some(job);
-        started
+        let (args, kwargs) = prepared?;
+        Ok((func, args, kwargs))
+    }
+
+    /// The run's name, as its log lines give it.
+    #[getter]
+    fn name(&self, py: Python<'_>) -> String {
+        self.line_name(py)
+    }
+
+    /// The task's name.
+    #[getter]
+    fn task_name(&self) -> String {
+        self.call.plan().spec.get().name.clone()
     }
 
     /// Ends the run with what its coroutine returned (a returned State decides, as for

@@ -228,13 +228,22 @@ fn run_count(count: usize) -> PyResult<u32> {
 #[pymethods]
 impl PyEngine {
     /// `seed` is 16 random bytes (a uuid4's) from which run ids are made; `execute(runs)`
-    /// takes the runs a batch claimed to execute elsewhere (coroutines, for now). With
+    /// takes the runs a batch claimed to execute elsewhere (coroutines; see below). With
     /// `release_unread`, a run's value is freed as soon as it is final and no future,
     /// future list or dependent can read it (a long-lived runner outside flows).
     #[new]
-    #[pyo3(signature = (max_workers, context, seed, execute, release_unread=false))]
-    fn new(max_workers: usize, context: Py<PyAny>, seed: [u8; 16], execute: Py<PyAny>, release_unread: bool) -> Self {
-        let executor = PyExecutor::new(seed, RunnerLink { context, execute });
+    /// With `executes_elsewhere`, every submitted or mapped run goes to `execute` (a
+    /// process pool), and those runs do not count against `max_workers`.
+    #[pyo3(signature = (max_workers, context, seed, execute, release_unread=false, executes_elsewhere=false))]
+    fn new(
+        max_workers: usize,
+        context: Py<PyAny>,
+        seed: [u8; 16],
+        execute: Py<PyAny>,
+        release_unread: bool,
+        executes_elsewhere: bool,
+    ) -> Self {
+        let executor = PyExecutor::new(seed, RunnerLink { context, execute }, executes_elsewhere);
         let engine = if release_unread {
             Engine::with_handles(executor, max_workers)
         } else {

@@ -34,9 +34,10 @@ impl Executor for PyExecutor {
                 map_context: None,
             };
             while let Some(job) = batch.next_job() {
-                // Coroutine runs go to the event loop together: once per stretch of them
-                // in the batch, before any other job runs (a slow sync run must not hold them).
-                if job.payload.plan().spec.get().body != Body::Coroutine {
+                // Runs that execute elsewhere go to the runner together: once per stretch
+                // of them in the batch, before any other job runs (a slow sync run must not
+                // hold them).
+                if !self.executes_elsewhere(&job.payload) {
                     self.hand_over(py, &mut stretch.handed_off);
                 }
                 match job.disposition {
@@ -88,6 +89,15 @@ fn adopt_as_non_daemon(py: Python<'_>) {
 }
 
 impl PyExecutor {
+    /// Whether a run goes to the runner's `execute` instead of running in a batch: a
+    /// coroutine that may suspend (to an event loop), or any submitted or mapped run of a
+    /// runner that executes them all elsewhere (a direct call, which has no submitter
+    /// context of its own, runs in its caller's thread).
+    fn executes_elsewhere(&self, call: &Call) -> bool {
+        let plan = call.plan();
+        plan.spec.get().body == Body::Coroutine || (self.executes_elsewhere && plan.context.is_some())
+    }
+
     /// Hands the runs a batch claimed to execute elsewhere (coroutines: to the flow run's
     /// event loop) to the runner's `execute`, in one call; if that fails, they end
     /// Crashed with the error (nothing may stay Running).
@@ -150,10 +160,17 @@ impl Stretch {
 
 fn execute(py: Python<'_>, batch: &mut Batch<'_, PyExecutor>, job: Job<Call>, stretch: &mut Stretch) {
     let engine = batch.engine();
-    if job.payload.plan().spec.get().body == Body::Coroutine {
-        // It may suspend: it runs as an asyncio task on the flow run's event loop, which
-        // ends it; the batch hands it over with the others at its end.
-        let job = batch.defer(job);
+    let executor = engine.executor();
+    if executor.executes_elsewhere(&job.payload) {
+        // It runs elsewhere (a coroutine as an asyncio task on the flow run's event loop;
+        // any run of a process pool in a child), which ends it; the batch hands it over
+        // with the others at its end. A runner that executes all runs elsewhere bounds
+        // its own concurrency: its runs do not count against `max_workers`.
+        let job = if executor.executes_elsewhere {
+            batch.hand_off(job)
+        } else {
+            batch.defer(job)
+        };
         let run = job.run;
         match Py::new(py, AsyncRun::new(engine, job)) {
             Ok(async_run) => stretch.handed_off.push(async_run),

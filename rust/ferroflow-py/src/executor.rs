@@ -24,6 +24,10 @@ pub struct PyExecutor {
     /// Set once any run returned a `State` (its value is that State): until then, reading
     /// results skips the check for one.
     returned_states: AtomicBool,
+    /// Whether every submitted or mapped run executes elsewhere (the runner's `execute`
+    /// takes them all, not only coroutines): a process pool's engine. Direct calls still
+    /// execute in their caller's thread.
+    pub(crate) executes_elsewhere: bool,
     /// The process that made the engine: in a child forked since, the engine's threads
     /// are gone and its locks and condvars may hold waiters that no longer exist, so it
     /// must never be used (or shut down) there.
@@ -31,9 +35,10 @@ pub struct PyExecutor {
 }
 
 impl PyExecutor {
-    pub(crate) fn new(uuid_seed: [u8; 16], link: RunnerLink) -> Self {
+    pub(crate) fn new(uuid_seed: [u8; 16], link: RunnerLink, executes_elsewhere: bool) -> Self {
         PyExecutor {
             uuid_seed,
+            executes_elsewhere,
             link: Mutex::new(Some(link)),
             returned_states: AtomicBool::new(false),
             pid: this_process(),
