@@ -19,7 +19,7 @@ import atexit
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from ferroflow._arguments import split_map
@@ -31,8 +31,15 @@ from ferroflow.logging import get_logger
 
 if TYPE_CHECKING:
     from ferroflow._arguments import MapCall
+    from ferroflow._process_pool import ProcessPool
 
-__all__ = ["ConcurrentTaskRunner", "SequentialTaskRunner", "TaskRunner", "ThreadPoolTaskRunner"]
+__all__ = [
+    "ConcurrentTaskRunner",
+    "ProcessPoolTaskRunner",
+    "SequentialTaskRunner",
+    "TaskRunner",
+    "ThreadPoolTaskRunner",
+]
 
 F = TypeVar("F")
 
@@ -109,7 +116,7 @@ class TaskRunner(abc.ABC, Generic[F]):
         return type(self).__name__.lower().replace("taskrunner", "")
 
     #: What a started runner holds besides its configuration: not pickled, not copied.
-    _RUNNING_STATE = ("logger", "_started", "_engine", "_context", "_loop", "_loop_lock")
+    _RUNNING_STATE: tuple[str, ...] = ("logger", "_started", "_engine", "_context", "_loop", "_loop_lock")
 
     def __getstate__(self) -> dict[str, Any]:
         """A runner pickles (and copies) as its configuration: an unstarted runner."""
@@ -311,6 +318,171 @@ class SequentialTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
 
     def __hash__(self) -> int:
         return hash(type(self))
+
+
+_PROCESS_MAX_WORKERS_ENV = ("FERROFLOW_PROCESS_POOL_MAX_WORKERS", "PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS")
+_START_METHOD_ENV = "FERROFLOW_PROCESS_POOL_START_METHOD"
+
+
+def _default_process_count() -> int:
+    """The setting, else the CPUs this process may use (`os.process_cpu_count()` from
+    Python 3.13, else its affinity), else `os.cpu_count()`."""
+    for variable in _PROCESS_MAX_WORKERS_ENV:
+        raw = os.environ.get(variable)
+        if raw:
+            try:
+                value = int(raw)
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise ValueError(
+                    f"{variable}={raw!r}: the process pool's max_workers must be a whole number of at least 1"
+                )
+            return value
+    process_cpu_count = getattr(os, "process_cpu_count", None)
+    if process_cpu_count is not None:
+        return process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+class ProcessPoolTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
+    """Runs tasks in warm worker processes, at most `max_workers` at once (Prefect 3's
+    `ProcessPoolTaskRunner`): CPU-bound Python work gets every core.
+
+    The engine still schedules every run in this process (dependencies, states,
+    retries, hooks, futures); only the task's function executes in a worker, which gets
+    it cloudpickled once. Workers start with `spawn` (as Prefect's), or with the
+    `start_method` given (or `FERROFLOW_PROCESS_POOL_START_METHOD`), on the first run,
+    and live until the runner stops. Direct calls (`task(x)` in a flow) run in the flow's
+    process, as in Prefect. Arguments and results must pickle (cloudpickle for the
+    function). `initializer(*initargs)` runs once in each worker as it starts.
+    """
+
+    _executes_elsewhere = True
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        subprocess_message_processor_factories: Any = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        start_method: str | None = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self._max_workers = _check_max_workers(name, max_workers)
+        if subprocess_message_processor_factories:
+            raise TypeError(
+                f"{name}: subprocess_message_processor_factories (Prefect's hooks for its server messages) "
+                "is not supported by ferroflow"
+            )
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"{name}: initializer must be callable, got {initializer!r}")
+        self.initializer = initializer
+        self.initargs = tuple(initargs)
+        if start_method is not None:
+            import multiprocessing
+
+            if start_method not in multiprocessing.get_all_start_methods():
+                raise ValueError(
+                    f"{name}: start_method must be one of {multiprocessing.get_all_start_methods()}, "
+                    f"got {start_method!r}"
+                )
+        self._start_method = start_method
+        self._pool: ProcessPool | None = None
+
+    _RUNNING_STATE: tuple[str, ...] = (*TaskRunner._RUNNING_STATE, "_pool")
+
+    def _init_running_state(self) -> None:
+        super()._init_running_state()
+        self._pool = None
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers if self._max_workers is not None else _default_process_count()
+
+    @property
+    def start_method(self) -> str:
+        return self._start_method or os.environ.get(_START_METHOD_ENV) or "spawn"
+
+    @property
+    def _worker_count(self) -> int:
+        return 1  # one engine thread hands runs over; the workers are processes
+
+    def duplicate(self) -> ProcessPoolTaskRunner:
+        return type(self)(
+            max_workers=self._max_workers,
+            initializer=self.initializer,
+            initargs=self.initargs,
+            start_method=self._start_method,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and other.max_workers == self.max_workers
+            and other.initializer == self.initializer
+            and other.initargs == self.initargs
+            and other.start_method == self.start_method
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.max_workers, self.start_method))
+
+    def __repr__(self) -> str:
+        return f"ProcessPoolTaskRunner(max_workers={self._max_workers})"
+
+    def _start(self, context: FlowRunContext | None) -> RunnerEngine:
+        _refuse_while_a_worker_imports_main()
+        from ferroflow._process_pool import ProcessPool, acquire
+
+        def make() -> ProcessPool:
+            return ProcessPool(self.max_workers, self.start_method, self.initializer, self.initargs)
+
+        self._pool = acquire(self._pool_configuration(), make)
+        return super()._start(context)
+
+    def _pool_configuration(self) -> tuple[Any, ...]:
+        """What makes two runners' workers interchangeable."""
+        return (self.max_workers, self.start_method, self.initializer, self.initargs)
+
+    def _execute(self, runs: list[ClaimedRun]) -> None:
+        """Every claimed run goes to the worker processes."""
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the process pool has been shut down and executes no more runs")
+        pool.submit(runs)
+
+    def _stop(self) -> None:
+        try:
+            super()._stop()
+        finally:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                from ferroflow._process_pool import release
+
+                release(self._pool_configuration(), pool)
+
+    def _interrupt(self) -> int:
+        cancelled = super()._interrupt()
+        if self._pool is not None:
+            self._pool.interrupt()
+        return cancelled
+
+
+def _refuse_while_a_worker_imports_main() -> None:
+    """A spawned worker imports the parent's script again before it serves: a script
+    that runs its flow without the `__main__` guard would start a pool there too."""
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None and getattr(process.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            "ProcessPoolTaskRunner was started while a worker process was importing the main script: "
+            'start the flow under `if __name__ == "__main__":` (worker processes are started with spawn, '
+            "which imports the script again)"
+        )
 
 
 # -- the runner used where no flow run is active ----------------------------------------

@@ -1,0 +1,583 @@
+"""The parent side of `ProcessPoolTaskRunner`: warm worker processes, and the one reader
+thread that ships claimed runs to them and reports their ends to the engine.
+
+The engine claims every submitted and mapped run of the runner and hands them over in
+batches (`RunnerEngine(..., executes_elsewhere=True)`); they wait here, `pending`, until
+a worker has room. A worker gets a *chunk* of runs at a time, sized so that a chunk takes
+about `CHUNK_SECONDS` by the function's measured run time (one run at first), and holds
+at most `CHUNKS_IN_FLIGHT` chunks, so it never waits for the parent between chunks. A
+task's function is cloudpickled once in the parent and sent once per worker; arguments
+and results travel with pickle protocol 5.
+
+The reader thread blocks in `multiprocessing.connection.wait` on the workers' pipes and
+process sentinels, a wake-up pipe and the next retry's due time: it reads outcomes,
+reports each end through the run (`complete`/`fail`/`crash`: the engine's report path,
+with hooks and log lines, runs here in the parent), holds failed attempts for their
+retry delay (no worker sleeps through one), replaces a worker that died (the run it
+held ends Crashed, naming the exit code or signal) and refills workers.
+
+Imported only when a `ProcessPoolTaskRunner` starts; it sits between `_bridge` and
+`task_runners` in the runtime's layers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import heapq
+import importlib
+import itertools
+import os
+import pickle
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ferroflow import _process_worker as worker_side
+from ferroflow._bridge import ClaimedRun, crash
+from ferroflow.logging import get_logger
+from ferroflow.utilities.text import safe_repr
+
+#: A chunk aims at this much work: long enough that a message's cost is small beside it,
+#: short enough that runs spread over every worker and results come back steadily.
+CHUNK_SECONDS = 0.02
+#: Chunks a worker holds at once: the next one is there when it finishes one.
+CHUNKS_IN_FLIGHT = 2
+#: A chunk never holds more runs than this.
+MAX_CHUNK = 4096
+#: How long a worker gets to exit by itself when the pool closes before it is terminated.
+EXIT_GRACE = 5.0
+
+GUARD_HINT = (
+    'a script that uses ProcessPoolTaskRunner must start its flow under `if __name__ == "__main__":` '
+    "(worker processes are started with spawn, which imports the script again)"
+)
+
+
+@dataclass
+class _Prepared:
+    """A run ready to ship: its function's id and its pickled arguments."""
+
+    run: ClaimedRun
+    function_id: int
+    payload: bytes
+
+
+@dataclass
+class _Worker:
+    process: Any
+    connection: Any
+    #: Shared memory: the key of the run the worker executes now (or `IDLE`).
+    current: Any
+    ready: bool = False
+    #: Chunks sent and not answered yet, oldest first: lists of (key, prepared run).
+    in_flight: deque[list[tuple[int, _Prepared]]] = field(default_factory=deque)
+    #: Functions this worker has received.
+    functions: set[int] = field(default_factory=set)
+
+
+class ProcessPool:
+    """The worker processes of one started `ProcessPoolTaskRunner` and their reader."""
+
+    def __init__(
+        self,
+        max_workers: int,
+        start_method: str,
+        initializer: Callable[..., object] | None,
+        initargs: tuple[Any, ...],
+    ) -> None:
+        import multiprocessing
+
+        self._context = multiprocessing.get_context(start_method)
+        self._max_workers = max_workers
+        #: The initializer and its arguments, cloudpickled once for every worker.
+        self._initializer: bytes | Exception | None = (
+            None if initializer is None else _cloudpickle((initializer, initargs))
+        )
+        self._lock = threading.RLock()
+        self._pending: deque[ClaimedRun | _Prepared] = deque()
+        self._workers: list[_Worker] = []
+        #: function id -> (the function, kept so its id stays its own; cloudpickled or the error).
+        self._functions: dict[int, tuple[Callable[..., Any], bytes | Exception]] = {}
+        #: function id -> measured seconds per run.
+        self._run_seconds: dict[int, float] = {}
+        #: Failed attempts waiting out their retry delay: (due, sequence, run).
+        self._retries: list[tuple[float, int, ClaimedRun]] = []
+        self._sequence = itertools.count()
+        self._keys = itertools.count()
+        #: Why the pool cannot run anything (its workers cannot start), once known.
+        self._broken: str | None = None
+        self._closing = False
+        self._closed = False
+        self._wake_read, self._wake_write = os.pipe()
+        self._reader: threading.Thread | None = None
+
+    # -- what the runner calls -----------------------------------------------------------
+
+    def submit(self, runs: list[ClaimedRun]) -> None:
+        """Takes claimed runs (from an engine thread) and ships what workers have room for."""
+        with self._lock:
+            if self._broken is not None or self._closing:
+                broken = self._broken or "the process pool has been shut down and executes no more runs"
+            else:
+                broken = None
+                self._pending.extend(runs)
+                if self._reader is None:
+                    self._start_workers()
+        if broken is not None:
+            for run in runs:
+                crash(run, RuntimeError(broken))
+            return
+        self._dispatch()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: runs not shipped yet (and those waiting for a retry) end Cancelled; the
+        workers are terminated, and the runs they held end Crashed."""
+        with self._lock:
+            waiting = [item.run if isinstance(item, _Prepared) else item for item in self._pending]
+            waiting += [run for _, _, run in self._retries]
+            self._pending.clear()
+            self._retries.clear()
+            self._closing = True
+            workers, self._workers = self._workers, []
+        for run in waiting:
+            if not run.done:
+                run.cancel()
+        for worker in workers:
+            worker.process.terminate()
+        for worker in workers:
+            worker.process.join(EXIT_GRACE)
+            for chunk in worker.in_flight:
+                for _, prepared in chunk:
+                    crash(prepared.run, KeyboardInterrupt("its worker process was terminated by an interrupt"))
+        self._wake()
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another runner can use this pool: it was not interrupted or closed, its
+        workers could start, and nothing of the last runner's is left in it."""
+        with self._lock:
+            busy = self._pending or self._retries or any(worker.in_flight for worker in self._workers)
+            return not (self._closing or self._broken or busy)
+
+    def close(self) -> None:
+        """Stops the workers (each finishes what it holds) and the reader thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = self._closing = True
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            try:
+                worker.connection.send_bytes(pickle.dumps(None, worker_side.PROTOCOL))
+            except OSError:
+                pass  # it is gone already
+        for worker in workers:
+            worker.process.join(EXIT_GRACE)
+            if worker.process.exitcode is None:
+                worker.process.kill()
+                worker.process.join()
+        self._wake()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join()
+        for worker in workers:
+            worker.connection.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    @property
+    def processes(self) -> list[Any]:
+        """The live worker processes."""
+        with self._lock:
+            return [worker.process for worker in self._workers]
+
+    # -- workers -------------------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        if isinstance(self._initializer, Exception):
+            error = self._initializer
+            self._break(f"the process pool's initializer could not be pickled: {type(error).__name__}: {error}")
+            return
+        for _ in range(self._max_workers):
+            self._workers.append(self._spawn())
+        self._reader = threading.Thread(target=self._read, name="ferroflow-process-pool-reader", daemon=True)
+        self._reader.start()
+
+    def _spawn(self) -> _Worker:
+        parent_end, child_end = self._context.Pipe()
+        current = self._context.RawValue("q", worker_side.IDLE)
+        context: Any = self._context  # (its stubs lack the start method's Process class)
+        process: Any = context.Process(
+            target=worker_side.serve,
+            args=(child_end, current, self._initializer),
+            name="ferroflow-process-pool-worker",
+        )
+        process.start()
+        child_end.close()
+        return _Worker(process, parent_end, current)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write, b"x")
+        except OSError:
+            pass  # closed: the reader has stopped
+
+    # -- shipping runs -------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Gives every ready worker a chunk from `pending`, then a second one to workers
+        whose chunk is of fast runs (see `_holds_room`): breadth first, so that an idle
+        worker is never passed over for a busy one."""
+        with self._lock:
+            for depth in range(1, CHUNKS_IN_FLIGHT + 1):
+                for worker in self._workers:
+                    if not self._pending:
+                        return
+                    if worker.ready and len(worker.in_flight) < depth and self._holds_room(worker):
+                        chunk = self._take_chunk()
+                        if chunk:
+                            self._send(worker, chunk)
+
+    def _holds_room(self, worker: _Worker) -> bool:
+        """Whether the worker may take another chunk now: it holds none, or it holds
+        runs measured fast (below `CHUNK_SECONDS` each), whose next chunk must be there
+        when it finishes. A slow run's worker takes nothing more until it is done, so a
+        run never waits behind a slow one while another worker frees up."""
+        if not worker.in_flight:
+            return True
+        return all(
+            self._run_seconds.get(prepared.function_id, CHUNK_SECONDS) < CHUNK_SECONDS
+            for chunk in worker.in_flight
+            for _, prepared in chunk[:1]
+        )
+
+    def _take_chunk(self) -> list[tuple[int, _Prepared]]:
+        """The next chunk from `pending`, sized by its first run's function."""
+        chunk: list[tuple[int, _Prepared]] = []
+        size = 1
+        while self._pending and len(chunk) < size:
+            item = self._pending.popleft()
+            prepared = item if isinstance(item, _Prepared) else self._prepare(item)
+            if prepared is None:
+                continue
+            if not chunk:
+                size = self._chunk_size(prepared.function_id)
+            chunk.append((next(self._keys), prepared))
+        return chunk
+
+    def _chunk_size(self, function_id: int) -> int:
+        seconds = self._run_seconds.get(function_id)
+        if seconds is None:
+            return 1  # not measured yet: one run tells its cost
+        by_time = int(CHUNK_SECONDS / max(seconds, 1e-7))
+        # Never so big that one worker takes what the others could share.
+        fair = -(-len(self._pending) // (self._max_workers * CHUNKS_IN_FLIGHT))
+        return max(1, min(by_time, fair, MAX_CHUNK))
+
+    def _prepare(self, run: ClaimedRun) -> _Prepared | None:
+        """Starts the run's attempt (its name, `on_running` hooks, arguments) and pickles
+        what travels; a run that cannot travel fails here (None)."""
+        if run.done:
+            return None
+        try:
+            function, args, kwargs = run.prepare()
+        except Exception as exc:
+            self._report_failure(run, exc)
+            return None
+        function_id = id(function)
+        known = self._functions.get(function_id)
+        if known is None or known[0] is not function:
+            known = (function, _cloudpickle(function))
+            self._functions[function_id] = known
+            self._run_seconds.pop(function_id, None)
+        if isinstance(known[1], Exception):
+            error = pickle.PicklingError(
+                f"Task {run.task_name!r}: its function could not be pickled to send to a worker process: "
+                f"{type(known[1]).__name__}: {known[1]}"
+            )
+            self._report_failure(run, error)
+            return None
+        try:
+            payload = pickle.dumps((args, kwargs), worker_side.PROTOCOL)
+        except Exception as exc:
+            error = pickle.PicklingError(
+                f"Task run {run.name!r}: {_unpicklable_argument(args, kwargs)} could not be pickled "
+                f"to send to a worker process: {type(exc).__name__}: {exc}"
+            )
+            self._report_failure(run, error)
+            return None
+        return _Prepared(run, function_id, payload)
+
+    def _send(self, worker: _Worker, chunk: list[tuple[int, _Prepared]]) -> None:
+        definitions: list[tuple[int, bytes]] = []
+        for function_id in {prepared.function_id for _, prepared in chunk} - worker.functions:
+            blob = self._functions[function_id][1]
+            assert isinstance(blob, bytes)  # unpicklable functions never reach a chunk
+            definitions.append((function_id, blob))
+            worker.functions.add(function_id)
+        items = [(key, prepared.function_id, prepared.payload) for key, prepared in chunk]
+        worker.in_flight.append(chunk)
+        try:
+            worker.connection.send_bytes(pickle.dumps((definitions, items), worker_side.PROTOCOL))
+        except OSError:
+            pass  # it died: the reader sees its sentinel and deals with the chunk
+
+    # -- the reader thread ----------------------------------------------------------------
+
+    def _read(self) -> None:
+        from multiprocessing.connection import wait
+
+        while True:
+            with self._lock:
+                if self._closing and not self._workers:
+                    return
+                workers = list(self._workers)
+                due = self._retries[0][0] if self._retries else None
+            by_object: dict[Any, _Worker] = {}
+            for worker in workers:
+                by_object[worker.connection] = worker
+                by_object[worker.process.sentinel] = worker
+            timeout = None if due is None else max(0.0, due - time.monotonic())
+            ready = wait([*by_object, self._wake_read], timeout)
+            if self._wake_read in ready:
+                os.read(self._wake_read, 4096)
+            dead: list[_Worker] = []
+            for obj in ready:
+                owner = by_object.get(obj)
+                if owner is None:
+                    continue
+                if obj is owner.connection:
+                    if not self._receive(owner):
+                        dead.append(owner)
+                elif owner not in dead:
+                    dead.append(owner)
+            for worker in dead:
+                self._died(worker)
+            self._release_due_retries()
+            self._dispatch()
+
+    def _receive(self, worker: _Worker) -> bool:
+        """Reads one message of the worker; False if it is gone."""
+        try:
+            raw = worker.connection.recv_bytes()
+        except (EOFError, OSError):
+            return False
+        if not worker.ready:
+            if raw == worker_side.READY:
+                worker.ready = True
+            else:
+                _, (_, text, trace) = pickle.loads(raw)
+                self._break(f"the process pool's initializer failed in a worker process: {text}\n{trace}")
+            return True
+        outcomes, elapsed = pickle.loads(raw)
+        with self._lock:
+            chunk = worker.in_flight.popleft()
+        runs = dict(chunk)
+        function_id = chunk[0][1].function_id
+        self._run_seconds[function_id] = elapsed / len(chunk)
+        for key, kind, data in outcomes:
+            self._report(runs[key].run, kind, data)
+        return True
+
+    def _report(self, run: ClaimedRun, kind: int, data: Any) -> None:
+        if kind == worker_side.VALUE:
+            try:
+                delay = run.complete(data)
+            except Exception as exc:
+                crash(run, exc)
+                return
+            self._after_attempt(run, delay)
+        elif kind == worker_side.EXCEPTION:
+            raised, text, trace = data
+            exception: BaseException = (
+                RuntimeError(f"{text} (the exception could not be pickled in the worker process)")
+                if raised is None
+                else raised
+            )
+            # A note (shown under the traceback from Python 3.11) keeps the worker's traceback.
+            note = f"Raised in a worker process of ProcessPoolTaskRunner:\n{trace.rstrip()}"
+            notes: list[str] = [*getattr(exception, "__notes__", ()), note]
+            exception.__notes__ = notes  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
+            self._report_failure(run, exception)
+        else:
+            self._report_failure(run, pickle.PicklingError(f"Task run {run.name!r}: {data}"))
+
+    def _report_failure(self, run: ClaimedRun, exception: BaseException) -> None:
+        try:
+            delay = run.fail(exception)
+        except Exception as exc:
+            crash(run, exc)
+            return
+        self._after_attempt(run, delay)
+
+    def _after_attempt(self, run: ClaimedRun, delay: float | None) -> None:
+        """A failed attempt with retries left waits here, then goes back to pending."""
+        if delay is None:
+            return
+        with self._lock:
+            heapq.heappush(self._retries, (time.monotonic() + delay, next(self._sequence), run))
+        self._wake()
+
+    def _release_due_retries(self) -> None:
+        now = time.monotonic()
+        due: list[ClaimedRun] = []
+        with self._lock:
+            while self._retries and self._retries[0][0] <= now:
+                due.append(heapq.heappop(self._retries)[2])
+        for run in due:
+            run.retrying()
+        with self._lock:
+            self._pending.extend(due)
+
+    def _died(self, worker: _Worker) -> None:
+        """A worker process ended: the run it held ends Crashed, the rest of its chunks go
+        back to pending, and a fresh worker takes its place (unless none can start)."""
+        process = worker.process
+        process.join()
+        # What it sent before it died comes first (outcomes, or its initializer's error).
+        try:
+            while worker.connection.poll() and self._receive(worker):
+                pass
+        except OSError:
+            pass
+        with self._lock:
+            if worker not in self._workers:
+                return  # the pool closed it
+            self._workers.remove(worker)
+            chunks = list(worker.in_flight)
+            worker.in_flight.clear()
+            held = worker.current.value
+        worker.connection.close()
+        reason = _exit_reason(process.exitcode)
+        if not worker.ready:
+            self._break(f"a worker process of the process pool exited while starting ({reason}); {GUARD_HINT}")
+            for chunk in chunks:
+                for _, prepared in chunk:
+                    crash(prepared.run, RuntimeError(self._broken or reason))
+            return
+        unstarted: list[_Prepared] = []
+        for chunk in chunks:
+            for key, prepared in chunk:
+                if key == held:
+                    crash(
+                        prepared.run,
+                        RuntimeError(f"Task run {prepared.run.name!r}: its worker process died ({reason})"),
+                    )
+                else:
+                    unstarted.append(prepared)
+        with self._lock:
+            self._pending.extendleft(reversed(unstarted))
+            if not self._closing:
+                self._workers.append(self._spawn())
+
+    def _break(self, message: str) -> None:
+        """No worker can start: every waiting run, and every run handed over from now on,
+        ends Crashed with `message`."""
+        with self._lock:
+            if self._broken is not None:
+                return  # the first cause is the one to tell
+            self._broken = message
+        get_logger("task_runner.processpool").error(message)
+        with self._lock:
+            waiting = [item.run if isinstance(item, _Prepared) else item for item in self._pending]
+            self._pending.clear()
+        for run in waiting:
+            crash(run, RuntimeError(message))
+
+
+# -- warm pools between runners ------------------------------------------------------------
+#
+# A flow run uses a fresh duplicate of its flow's runner: so that the next flow run does
+# not spawn its workers again, a stopped runner leaves its pool here, idle, and the next
+# runner with an equal configuration takes it. Idle pools live until the interpreter
+# exits (their workers hold nothing of finished runs but the functions they received).
+
+_registry_lock = threading.Lock()
+_idle: list[tuple[Any, ProcessPool]] = []
+_live: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
+
+
+def acquire(configuration: Any, make: Callable[[], ProcessPool]) -> ProcessPool:
+    """An idle pool made for an equal `configuration`, else a new one."""
+    with _registry_lock:
+        for index, (known, pool) in enumerate(_idle):
+            if known == configuration:
+                del _idle[index]
+                return pool
+    pool = make()
+    _live.add(pool)
+    return pool
+
+
+def release(configuration: Any, pool: ProcessPool) -> None:
+    """A stopped runner's pool: kept warm for the next equal runner, unless it cannot be
+    used again (interrupted, or its workers could not start)."""
+    if not pool.reusable:
+        pool.close()
+        return
+    with _registry_lock:
+        if all(known != configuration for known, _ in _idle):
+            _idle.append((configuration, pool))
+            return
+    pool.close()  # one warm pool per configuration is enough
+
+
+def _close_all_at_exit() -> None:
+    """At exit no worker outlives the parent: idle pools and pools still in use close
+    (registered after `multiprocessing.util`, this runs before its exit hook, which
+    would wait for the workers forever)."""
+    with _registry_lock:
+        _idle.clear()
+        pools = list(_live)
+    for pool in pools:
+        pool.close()
+
+
+# `multiprocessing.util` registers its exit hook, which joins live children, when it is
+# first imported: ours, registered after it, runs before it.
+importlib.import_module("multiprocessing.util")
+atexit.register(_close_all_at_exit)
+
+
+def _cloudpickle(value: Any) -> bytes | Exception:
+    import cloudpickle  # type: ignore[import-untyped]  # pyright: ignore[reportMissingTypeStubs]
+
+    try:
+        blob: bytes = cloudpickle.dumps(value, protocol=worker_side.PROTOCOL)  # pyright: ignore[reportUnknownMemberType]
+        return blob
+    except Exception as exc:
+        return exc
+
+
+def _unpicklable_argument(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> str:
+    """Names the first argument that does not pickle."""
+    for position, value in enumerate(args):
+        if not _pickles(value):
+            return f"its argument at position {position} ({safe_repr(value)})"
+    for name, value in (kwargs or {}).items():
+        if not _pickles(value):
+            return f"its argument {name!r} ({safe_repr(value)})"
+    return "its arguments"
+
+
+def _pickles(value: Any) -> bool:
+    try:
+        pickle.dumps(value, worker_side.PROTOCOL)
+    except Exception:
+        return False
+    return True
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}"
+    return f"exit code {exitcode}"

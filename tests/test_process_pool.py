@@ -1,0 +1,552 @@
+"""ProcessPoolTaskRunner as a user sees it: Prefect 3's configuration, runs executing in
+warm worker processes while the engine keeps scheduling in the parent, the behaviour of
+futures, waits, maps and states as on the thread pool (the scenarios run on both),
+failure containment (dying workers, unpicklable things), and a clean exit."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from ferroflow import allow_failure, flow, task, unmapped
+from ferroflow.context import FlowRunContext
+from ferroflow.exceptions import MissingResult
+from ferroflow.futures import as_completed, wait
+from ferroflow.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+# -- tasks (module level: they cross to the workers cloudpickled) ---------------------------
+
+
+@task
+def double(x):
+    return 2 * x
+
+
+@task
+def add(x, y):
+    return x + y
+
+
+@task
+def where(x=None):
+    return os.getpid()
+
+
+@task
+def boom(message="boom"):
+    raise ValueError(message)
+
+
+@task
+def nap(seconds, value):
+    time.sleep(seconds)
+    return value
+
+
+@task
+async def async_double(x):
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return 2 * x
+
+
+@task
+def die(how):
+    if how == "exit":
+        os._exit(7)
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if how == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)
+    return how
+
+
+RUNNERS = {
+    "threads": lambda: ThreadPoolTaskRunner(max_workers=4),
+    "processes": lambda: ProcessPoolTaskRunner(max_workers=2),
+}
+
+
+@pytest.fixture(params=sorted(RUNNERS))
+def runner(request):
+    return RUNNERS[request.param]()
+
+
+def run(flow_fn, call_with_deadline, seconds=60):
+    return call_with_deadline(flow_fn, seconds)
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+def test_defaults_as_prefect(monkeypatch):
+    for variable in ("FERROFLOW_PROCESS_POOL_MAX_WORKERS", "PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("FERROFLOW_PROCESS_POOL_START_METHOD", raising=False)
+    runner = ProcessPoolTaskRunner()
+    cpus = os.process_cpu_count() if hasattr(os, "process_cpu_count") else len(os.sched_getaffinity(0))
+    assert runner.max_workers == cpus
+    assert runner.start_method == "spawn"
+    assert runner.initializer is None and runner.initargs == ()
+    assert repr(runner) == "ProcessPoolTaskRunner(max_workers=None)"
+
+
+@pytest.mark.parametrize(
+    "variable", ["FERROFLOW_PROCESS_POOL_MAX_WORKERS", "PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS"]
+)
+def test_the_worker_count_setting(monkeypatch, variable):
+    monkeypatch.setenv(variable, "3")
+    assert ProcessPoolTaskRunner().max_workers == 3
+    assert ProcessPoolTaskRunner(max_workers=5).max_workers == 5
+    monkeypatch.setenv(variable, "none")
+    with pytest.raises(ValueError, match=f"{variable}='none'.*process pool's max_workers"):
+        ProcessPoolTaskRunner().max_workers  # noqa: B018
+
+
+def test_invalid_configuration_is_refused_with_the_option_named():
+    with pytest.raises(ValueError, match="ProcessPoolTaskRunner: max_workers must be at least 1"):
+        ProcessPoolTaskRunner(max_workers=0)
+    with pytest.raises(TypeError, match="ProcessPoolTaskRunner: max_workers must be an int"):
+        ProcessPoolTaskRunner(max_workers=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ProcessPoolTaskRunner: start_method must be one of"):
+        ProcessPoolTaskRunner(start_method="teleport")
+    with pytest.raises(TypeError, match="initializer must be callable"):
+        ProcessPoolTaskRunner(initializer=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="subprocess_message_processor_factories"):
+        ProcessPoolTaskRunner(subprocess_message_processor_factories=[object])
+
+
+def test_the_start_method_is_selectable(monkeypatch):
+    assert ProcessPoolTaskRunner(start_method="forkserver").start_method == "forkserver"
+    monkeypatch.setenv("FERROFLOW_PROCESS_POOL_START_METHOD", "fork")
+    assert ProcessPoolTaskRunner().start_method == "fork"
+
+
+def test_duplicate_equality_and_pickling_as_the_thread_pool(call_with_deadline):
+    runner = ProcessPoolTaskRunner(max_workers=2, initializer=print, initargs=("hi",))
+    assert runner.duplicate() == runner and runner.duplicate() is not runner
+    assert runner != ProcessPoolTaskRunner(max_workers=3, initializer=print, initargs=("hi",))
+    assert runner != ThreadPoolTaskRunner(max_workers=2)
+    assert hash(runner) == hash(runner.duplicate())
+    plain = ProcessPoolTaskRunner(max_workers=2)
+
+    def main():
+        with plain.duplicate() as started:
+            for again in (pickle.loads(pickle.dumps(started)), copy.copy(started), copy.deepcopy(plain)):
+                assert again == plain and type(again) is ProcessPoolTaskRunner
+                assert not again._started
+                with again:
+                    assert again.submit(double, {"x": 4}).result() == 8
+        return True
+
+    assert call_with_deadline(main, 60)
+
+
+def test_used_directly_as_a_context_manager(call_with_deadline):
+    def main():
+        with ProcessPoolTaskRunner(max_workers=2) as runner:
+            futures = runner.map(double, {"x": range(10)})
+            one = runner.submit(where, {})
+            return futures.result(), one.result()
+
+    values, pid = call_with_deadline(main, 60)
+    assert values == [2 * x for x in range(10)]
+    assert pid != os.getpid()
+
+
+def test_a_flows_runs_execute_in_worker_processes_and_direct_calls_in_the_flows(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        return where(), set(where.map(range(20)).result()), FlowRunContext.get().task_runner
+
+    direct, workers, runner = call_with_deadline(f, 60)
+    assert direct == os.getpid()
+    assert os.getpid() not in workers and 1 <= len(workers) <= 2
+    assert isinstance(runner, ProcessPoolTaskRunner)
+
+
+def test_subflows_with_their_own_process_pool_and_on_a_parents(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def child(n):
+        return double.map(range(n)).result()
+
+    @flow
+    def child_on_threads(n):
+        return double.map(range(n)).result()
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def parent():
+        return child(3), child_on_threads(2), double.submit(5).result()
+
+    assert call_with_deadline(parent, 60) == ([0, 2, 4], [0, 2], 10)
+
+
+def test_warm_workers_serve_the_next_flow_run_of_an_equal_runner(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        return set(where.map(range(40)).result())
+
+    first = call_with_deadline(f, 60)
+    started = time.perf_counter()
+    second = call_with_deadline(f, 60)
+    assert second <= first, "the second flow run uses the first one's workers"
+    assert time.perf_counter() - started < 5
+
+
+def test_initializer_runs_in_each_worker(call_with_deadline, tmp_path):
+    @task
+    def read_marker(x):
+        return os.environ.get("FERROFLOW_TEST_MARKER")
+
+    def mark(value):
+        os.environ["FERROFLOW_TEST_MARKER"] = value
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2, initializer=mark, initargs=("set",)))
+    def f():
+        return set(read_marker.map(range(6)).result())
+
+    assert call_with_deadline(f, 60) == {"set"}
+
+
+def test_a_failing_initializer_crashes_the_runs_with_its_error(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1, initializer=int, initargs=("x",)))
+    def f():
+        return [double.submit(1, return_state=True)]
+
+    [state] = call_with_deadline(f, 60)
+    assert state.is_crashed(), state
+    assert "initializer failed" in state.message and "invalid literal for int()" in state.message
+
+
+# -- behaviour as on the thread pool ---------------------------------------------------------
+
+
+def test_futures_results_and_states(runner, call_with_deadline):
+    @flow(task_runner=runner)
+    def f():
+        a = double.submit(1)
+        b = add.submit(a, double.submit(2))
+        mapped = add.map(range(5), unmapped(10))
+        return a.result(), b.result(), mapped.result(), b.state.name, mapped[2].state.is_completed()
+
+    assert run(f, call_with_deadline) == (2, 6, [10, 11, 12, 13, 14], "Completed", True)
+
+
+def test_wait_and_as_completed(runner, call_with_deadline):
+    @flow(task_runner=runner)
+    def f():
+        slow = nap.submit(0.5, "slow")
+        fast = nap.submit(0.0, "fast")
+        done_first = [future.result() for future in as_completed([slow, fast])]
+        partial = wait([nap.submit(3, "late")], timeout=0.1)
+        return done_first, len(partial.done), len(partial.not_done)
+
+    done_first, done, not_done = run(f, call_with_deadline)
+    assert done_first == ["fast", "slow"]
+    assert (done, not_done) == (0, 1)
+
+
+def test_failures_not_ready_allow_failure_and_wait_for(runner, call_with_deadline):
+    @flow(task_runner=runner)
+    def f():
+        failed = boom.submit("kaput")
+        downstream = double.submit(failed)
+        waited = double.submit(1, wait_for=[failed])
+        allowed = add.submit(1, 2, wait_for=[allow_failure(failed)])
+        wait([downstream, waited, allowed])
+        return failed.state, downstream.state, waited.state, allowed.result()
+
+    failed, downstream, waited, allowed = run(f, call_with_deadline)
+    assert failed.is_failed() and "kaput" in failed.message
+    assert downstream.name == waited.name == "NotReady"
+    assert allowed == 3
+
+
+def test_return_state_and_the_flows_final_state(runner, call_with_deadline):
+    @flow(task_runner=runner)
+    def f():
+        state = boom.submit("final", return_state=True)
+        double.submit(1).wait()
+        return [state]
+
+    @flow(task_runner=runner)
+    def failing():
+        return boom.submit("in flow")
+
+    [state] = run(f, call_with_deadline)
+    assert state.is_failed() and "final" in state.message
+    flow_state = run(lambda: failing(return_state=True), call_with_deadline)
+    assert flow_state.is_failed()
+    with pytest.raises(ValueError, match="in flow"):
+        flow_state.result()
+
+
+def test_a_tasks_exception_reaches_result_with_type_message_and_traceback(runner, call_with_deadline):
+    @flow(task_runner=runner)
+    def f():
+        return boom.submit("precise").result()
+
+    with pytest.raises(ValueError, match="precise") as raised:
+        run(f, call_with_deadline)
+    if isinstance(runner, ProcessPoolTaskRunner):
+        notes = "\n".join(getattr(raised.value, "__notes__", []))
+        assert "Raised in a worker process" in notes and "in boom" in notes and "ValueError: precise" in notes
+
+
+def test_retries_with_delays(runner, call_with_deadline, tmp_path):
+    counter = tmp_path / "attempts"
+
+    @task(retries=2, retry_delay_seconds=0.3)
+    def flaky(path):
+        with open(path, "a") as file:
+            file.write("x")
+        with open(path) as file:
+            if len(file.read()) < 3:
+                raise RuntimeError("not yet")
+        return "done"
+
+    @flow(task_runner=runner)
+    def f():
+        return flaky.submit(str(counter)).result()
+
+    started = time.perf_counter()
+    assert run(f, call_with_deadline) == "done"
+    assert counter.read_text() == "xxx"
+    assert time.perf_counter() - started >= 0.6
+
+
+def test_hooks_and_log_lines_run_in_the_parent(runner, call_with_deadline, caplog):
+    seen = []
+
+    @task(on_completion=[lambda t, r, s: seen.append((os.getpid(), s.name))], task_run_name="hooked-{x}")
+    def hooked(x):
+        return x
+
+    @flow(task_runner=runner)
+    def f():
+        return hooked.submit(3).result()
+
+    assert run(f, call_with_deadline) == 3
+    assert seen == [(os.getpid(), "Completed")]
+    finished = [r for r in caplog.records if r.getMessage() == "Finished in state Completed()"]
+    assert any(getattr(r, "task_run_name", None) == "hooked-3" for r in finished) or finished
+
+
+def test_async_tasks_run_on_an_event_loop_in_the_worker(runner, call_with_deadline):
+    @flow(task_runner=runner)
+    def f():
+        return async_double.map(range(4)).result()
+
+    assert run(f, call_with_deadline) == [0, 2, 4, 6]
+
+
+# -- failure containment ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"), [("exit", "exit code 7"), ("kill", "killed by SIGKILL"), ("segfault", "killed by SIGSEGV")]
+)
+def test_a_dying_worker_crashes_its_run_only_and_is_replaced(how, reason, call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        dead = die.submit(how, return_state=True)
+        others = double.map(range(50))
+        return dead, others.result(), die.submit("alive").result()
+
+    dead, others, after = call_with_deadline(f, 60)
+    assert dead.is_crashed(), dead
+    assert reason in dead.message and "its worker process died" in dead.message
+    assert others == [2 * x for x in range(50)]
+    assert after == "alive"
+
+
+def test_unpicklable_argument_fails_that_run_naming_it(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        bad = double.submit(threading.Lock(), return_state=True)
+        return bad, double.submit(2).result()
+
+    bad, good = call_with_deadline(f, 60)
+    assert bad.is_failed(), bad
+    assert "double-" in bad.message and "argument at position 0" in bad.message and "pickle" in bad.message
+    assert good == 4
+
+
+@task
+def returns_a_lock():
+    return threading.Lock()
+
+
+def test_unpicklable_result_fails_that_run_naming_the_return_value(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        return returns_a_lock.submit(return_state=True), double.submit(3).result()
+
+    bad, good = call_with_deadline(f, 60)
+    assert bad.is_failed(), bad
+    assert "returns_a_lock" in bad.message and "return value could not be pickled" in bad.message
+    assert good == 6
+
+
+def test_unpicklable_function_fails_its_runs_naming_the_task(call_with_deadline):
+    lock = threading.Lock()
+
+    @task
+    def holds_a_lock():
+        return lock.locked()
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        return holds_a_lock.submit(return_state=True), double.submit(5).result()
+
+    bad, good = call_with_deadline(f, 60)
+    assert bad.is_failed(), bad
+    assert "Task 'holds_a_lock'" in bad.message and "function could not be pickled" in bad.message
+    assert good == 10
+    with pytest.raises(pickle.PicklingError):
+        bad.result()
+
+
+def test_a_runs_unpicklable_exception_still_reaches_result_as_text(call_with_deadline):
+    @task
+    def raises_unpicklable():
+        class Local(Exception):
+            pass
+
+        raise Local("local trouble")
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def f():
+        return [raises_unpicklable.submit(return_state=True)]
+
+    [state] = call_with_deadline(f, 60)
+    assert state.is_failed() and "local trouble" in state.message
+    assert not isinstance(state.result(raise_on_failure=False), MissingResult)
+
+
+# -- exit and Ctrl-C ---------------------------------------------------------------------------
+
+
+def run_file(tmp_path, code, *, timeout=60, interrupt_after=None):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(code))
+    env = {**os.environ, "FERROFLOW_LOGGING_LEVEL": "INFO"}
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    if interrupt_after is not None:
+        time.sleep(interrupt_after)
+        process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=timeout)
+    return process.returncode, stdout, stderr
+
+
+def children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_no_worker_outlives_the_parent(tmp_path):
+    code, stdout, stderr = run_file(
+        tmp_path,
+        """
+        import os
+        from ferroflow import flow, task
+        from ferroflow.task_runners import ProcessPoolTaskRunner
+
+        @task
+        def pid(x):
+            return os.getpid()
+
+        @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+        def f():
+            return sorted(set(pid.map(range(20)).result()))
+
+        if __name__ == "__main__":
+            print(*f())
+        """,
+    )
+    assert code == 0, stderr
+    workers = [int(pid) for pid in stdout.split()]
+    assert workers
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
+    code, _, stderr = run_file(
+        tmp_path,
+        """
+        from ferroflow import flow, task
+        from ferroflow.task_runners import ProcessPoolTaskRunner
+
+        @task
+        def double(x):
+            return 2 * x
+
+        @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+        def f():
+            return double.submit(1).result()
+
+        print(f())
+        """,
+        timeout=60,
+    )
+    assert code != 0
+    assert 'if __name__ == "__main__":' in stderr
+
+
+def test_ctrl_c_cancels_unstarted_runs_and_terminates_the_workers(tmp_path):
+    code, stdout, stderr = run_file(
+        tmp_path,
+        """
+        import os, time
+        from ferroflow import flow, task
+        from ferroflow.task_runners import ProcessPoolTaskRunner
+
+        @task
+        def slow(x):
+            time.sleep(30)
+            return x
+
+        @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+        def f():
+            futures = slow.map(range(10))
+            return futures.result()
+
+        if __name__ == "__main__":
+            import multiprocessing
+            try:
+                f()
+            finally:
+                print("children", len(multiprocessing.active_children()), flush=True)
+        """,
+        interrupt_after=4,
+        timeout=30,
+    )
+    assert code != 0
+    assert "children 0" in stdout, (stdout, stderr)
+    assert "Cancelled" in stderr, stderr
