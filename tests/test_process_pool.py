@@ -550,3 +550,111 @@ def test_ctrl_c_cancels_unstarted_runs_and_terminates_the_workers(tmp_path):
     assert code != 0
     assert "children 0" in stdout, (stdout, stderr)
     assert "Cancelled" in stderr, stderr
+
+
+# -- run context and logs in the workers ---------------------------------------------------
+
+
+@task(task_run_name="speaker-{word}")
+def speaker(word):
+    from ferroflow import get_run_logger
+
+    get_run_logger().warning("said %s", word)
+    return os.getpid()
+
+
+def test_run_logs_from_workers_reach_the_parents_handlers_with_run_names(call_with_deadline, caplog):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        return speaker.map(["one", "two", "three"]).result()
+
+    pids = call_with_deadline(f, 60)
+    assert os.getpid() not in pids
+    said = [r for r in caplog.records if r.getMessage().startswith("said ")]
+    assert sorted((r.task_run_name, r.getMessage()) for r in said) == [
+        ("speaker-one", "said one"),
+        ("speaker-three", "said three"),
+        ("speaker-two", "said two"),
+    ]
+    assert all(r.flow_name == "f" and r.levelname == "WARNING" for r in said)
+
+
+@task(log_prints=True)
+def printer(x):
+    print("printed", x)
+    return x
+
+
+def test_log_prints_in_a_worker(call_with_deadline, caplog):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        return printer.submit(7).result()
+
+    assert call_with_deadline(f, 60) == 7
+    [record] = [r for r in caplog.records if r.getMessage() == "printed 7"]
+    assert record.task_run_name == "printer-0"
+
+
+@task(retries=1)
+def context_report(x):
+    from ferroflow.context import FlowRunContext, TaskRunContext
+
+    context = TaskRunContext.get()
+    if context.task_run.run_count == 1:
+        raise RuntimeError("first attempt fails")
+    return (
+        context.task_run.name,
+        context.task_run.run_count,
+        context.task_run.id,
+        context.parameters,
+        context.task.name,
+        FlowRunContext.get().flow_run.name,
+    )
+
+
+def test_the_run_context_inside_a_worker(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        future = context_report.submit(5)
+        return future.result(), future.task_run_id, FlowRunContext.get().flow_run.name
+
+    (name, run_count, run_id, parameters, task_name, flow_run_name), expected_id, expected_flow = call_with_deadline(
+        f, 60
+    )
+    assert (name, run_count, parameters, task_name) == ("context_report-0", 2, {"x": 5}, "context_report")
+    assert run_id == expected_id and flow_run_name == expected_flow
+
+
+def test_caching_tasks_on_the_process_pool(call_with_deadline, tmp_path, monkeypatch):
+    monkeypatch.setenv("FERROFLOW_RESULTS_LOCAL_STORAGE_PATH", str(tmp_path))
+    key = f"process-pool-{time.time_ns()}"
+
+    @task(cache_key_fn=lambda context, parameters: f"{key}-{parameters['x']}")
+    def cached(x):
+        return os.getpid(), time.time_ns()
+
+    # Workers of their own (a configuration no other test uses): they start with the setting.
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=3))
+    def f():
+        first = cached.submit(1)
+        first.wait()
+        return first.result(), cached.submit(1, return_state=True)
+
+    first, again = call_with_deadline(f, 60)
+    assert again.name == "Cached" and again.result() == first
+
+
+@task(timeout_seconds=0.5)
+def sleeps_too_long():
+    time.sleep(30)
+
+
+def test_a_time_limit_stops_the_run_in_its_worker(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def f():
+        return [sleeps_too_long.submit(return_state=True), double.submit(4).result()]
+
+    started = time.perf_counter()
+    state, after = call_with_deadline(f, 60)
+    assert state.name == "TimedOut" and after == 8
+    assert time.perf_counter() - started < 10

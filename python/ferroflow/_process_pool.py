@@ -26,8 +26,10 @@ import atexit
 import heapq
 import importlib
 import itertools
+import logging
 import os
 import pickle
+import sys
 import threading
 import time
 import weakref
@@ -59,11 +61,13 @@ GUARD_HINT = (
 
 @dataclass
 class _Prepared:
-    """A run ready to ship: its function's id and its pickled arguments."""
+    """A run ready to ship: its function's id, its pickled arguments, and what it
+    knows of itself in the worker (`AsyncRun.identity`)."""
 
     run: ClaimedRun
     function_id: int
     payload: bytes
+    identity: tuple[str, int, bytes]
 
 
 @dataclass
@@ -108,6 +112,10 @@ class ProcessPool:
         self._retries: list[tuple[float, int, ClaimedRun]] = []
         self._sequence = itertools.count()
         self._keys = itertools.count()
+        #: The flow run the runs belong to, as a worker's run context shows it: (flow
+        #: name, flow run id, flow run name, log_prints), or None outside flows. Set by
+        #: each runner that takes the pool.
+        self.flow_run: tuple[str, Any, str, bool] | None = None
         #: Why the pool cannot run anything (its workers cannot start), once known.
         self._broken: str | None = None
         self._closing = False
@@ -290,7 +298,9 @@ class ProcessPool:
         function_id = id(function)
         known = self._functions.get(function_id)
         if known is None or known[0] is not function:
-            known = (function, _cloudpickle(function))
+            # The task travels, not the function the engine calls: the worker builds that
+            # again from the task (its options' wrappers then use the worker's modules).
+            known = (function, _cloudpickle(run.current[2]))
             self._functions[function_id] = known
             self._run_seconds.pop(function_id, None)
         if isinstance(known[1], Exception):
@@ -309,7 +319,7 @@ class ProcessPool:
             )
             self._report_failure(run, error)
             return None
-        return _Prepared(run, function_id, payload)
+        return _Prepared(run, function_id, payload, run.identity)
 
     def _send(self, worker: _Worker, chunk: list[tuple[int, _Prepared]]) -> None:
         definitions: list[tuple[int, bytes]] = []
@@ -318,10 +328,10 @@ class ProcessPool:
             assert isinstance(blob, bytes)  # unpicklable functions never reach a chunk
             definitions.append((function_id, blob))
             worker.functions.add(function_id)
-        items = [(key, prepared.function_id, prepared.payload) for key, prepared in chunk]
+        items = [(key, prepared.function_id, prepared.payload, prepared.identity) for key, prepared in chunk]
         worker.in_flight.append(chunk)
         try:
-            worker.connection.send_bytes(pickle.dumps((definitions, items), worker_side.PROTOCOL))
+            worker.connection.send_bytes(pickle.dumps((definitions, self.flow_run, items), worker_side.PROTOCOL))
         except OSError:
             pass  # it died: the reader sees its sentinel and deals with the chunk
 
@@ -372,12 +382,15 @@ class ProcessPool:
                 _, (_, text, trace) = pickle.loads(raw)
                 self._break(f"the process pool's initializer failed in a worker process: {text}\n{trace}")
             return True
-        outcomes, elapsed = pickle.loads(raw)
+        outcomes, elapsed, records = pickle.loads(raw)
         with self._lock:
             chunk = worker.in_flight.popleft()
         runs = dict(chunk)
         function_id = chunk[0][1].function_id
         self._run_seconds[function_id] = elapsed / len(chunk)
+        for fields in records:  # the runs' own log lines come before their ends
+            record = logging.makeLogRecord(fields)
+            logging.getLogger(record.name).handle(record)
         for key, kind, data in outcomes:
             self._report(runs[key].run, kind, data)
         return True
@@ -543,13 +556,34 @@ atexit.register(_close_all_at_exit)
 
 
 def _cloudpickle(value: Any) -> bytes | Exception:
+    """`value` cloudpickled, or why it cannot be. A task inside it (the function's
+    task, or a task its code calls) travels as its attributes, without its engine spec,
+    which the worker makes again (`_process_worker.rebuild_task`)."""
+    import io
+
     import cloudpickle  # type: ignore[import-untyped]  # pyright: ignore[reportMissingTypeStubs]
 
+    tasks = sys.modules.get("ferroflow.tasks")
+    task_type: type[Any] | None = None if tasks is None else tasks.Task
+
+    class TaskPickler(cloudpickle.Pickler):  # type: ignore[misc]
+        def reducer_override(self, obj: Any) -> Any:
+            if task_type is not None and isinstance(obj, task_type):
+                return worker_side.rebuild_task, (task_type, _task_state(obj))
+            return super().reducer_override(obj)  # pyright: ignore[reportUnknownMemberType,reportUnknownVariableType]
+
+    buffer = io.BytesIO()
     try:
-        blob: bytes = cloudpickle.dumps(value, protocol=worker_side.PROTOCOL)  # pyright: ignore[reportUnknownMemberType]
-        return blob
+        TaskPickler(buffer, protocol=worker_side.PROTOCOL).dump(value)  # pyright: ignore[reportUnknownMemberType]
     except Exception as exc:
         return exc
+    return buffer.getvalue()
+
+
+def _task_state(task: Any) -> dict[str, Any]:
+    """A task's attributes but its engine spec (made again where it arrives)."""
+    attributes: dict[str, Any] = task.__dict__
+    return {key: value for key, value in attributes.items() if key != "_spec"}
 
 
 def _unpicklable_argument(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> str:

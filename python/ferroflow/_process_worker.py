@@ -2,24 +2,37 @@
 of runs and sends their outcomes back.
 
 The parent (`ferroflow._process_pool`) sends, over one pipe, messages of
-`(definitions, items)`: `definitions` are `(function_id, cloudpickled function)` pairs
-for functions this child has not seen yet (each function crosses once per child), and
-`items` are `(key, function_id, pickled (args, kwargs))`. The child answers each message
-with one message of outcomes, in order, `(key, kind, data)`, plus the chunk's elapsed
-time, which sizes later chunks. Before it executes an item it writes the item's key to
-`current` (shared memory), so that if the process dies the parent knows which run it
-held.
+`(definitions, flow_run, items)`:
+
+- `definitions`: `(function_id, cloudpickled task)` for tasks this child has not seen
+  yet (each crosses once per child; the worker builds from it the function the engine
+  calls, options included);
+- `flow_run`: `(flow name, flow run id, flow run name, log_prints)`, or None outside flows;
+- `items`: `(key, function_id, pickled (args, kwargs), (run name, run_count, task_run_id
+  bytes))`.
+
+The child answers each message with one message: the outcomes in order, `(key, kind,
+data)`, the chunk's elapsed time (which sizes later chunks), and the log records its
+runs made, which the parent hands to its own handlers before it reports the runs' ends.
+Before it executes an item it writes the item's key to `current` (shared memory), so
+that if the process dies the parent knows which run it held.
+
+Each run executes as the current run of the worker (`current_async_run`, as a run
+carried to another thread): `get_run_logger()`, `TaskRunContext.get()`,
+`ferroflow.runtime` and `log_prints` find it, with its name, run count, id and flow run.
 
 This module is imported only in worker processes (and by the parent to name `serve`).
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 import queue
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +58,7 @@ def serve(connection: Any, current: Any, initializer: bytes | None) -> None:
     # Ctrl-C reaches the whole process group: the parent decides what happens to runs;
     # a child must not die of it mid-run (the parent terminates children itself).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    records = _forward_run_logs()
     if initializer is not None:
         try:
             function, args = pickle.loads(initializer)
@@ -57,21 +71,25 @@ def serve(connection: Any, current: Any, initializer: bytes | None) -> None:
     # A thread of its own reads the pipe, so the parent's sends never wait on this
     # child's work (and the parent can read outcomes while it sends).
     threading.Thread(target=_receive, args=(connection, inbox), daemon=True, name="ferroflow-worker-inbox").start()
-    functions: dict[int, Callable[..., Any] | BaseException] = {}
+    functions: dict[int, tuple[Callable[..., Any], Any] | BaseException] = {}
+    flow_runs = _FlowRuns()
     while (raw := inbox.get()) is not None:
         message = pickle.loads(raw)
         if message is None:
             return
-        definitions, items = message
+        definitions, flow_run, items = message
         for function_id, blob in definitions:
             functions[function_id] = _load(blob)
+        flow_context = flow_runs.context(flow_run)
         started = time.perf_counter()
         outcomes: list[tuple[int, int, Any]] = []
-        for key, function_id, payload in items:
+        for key, function_id, payload, identity in items:
             current.value = key
-            outcomes.append(_execute(key, functions[function_id], payload))
+            outcomes.append(_execute(key, functions[function_id], payload, identity, flow_context))
         current.value = IDLE
-        connection.send_bytes(_dump_outcomes(outcomes, time.perf_counter() - started))
+        sent = _dump_outcomes(outcomes, time.perf_counter() - started, records)
+        records.clear()
+        connection.send_bytes(sent)
 
 
 def _receive(connection: Any, inbox: queue.SimpleQueue[bytes | None]) -> None:
@@ -82,27 +100,149 @@ def _receive(connection: Any, inbox: queue.SimpleQueue[bytes | None]) -> None:
         inbox.put(None)  # the parent is gone: the child ends
 
 
-def _load(blob: bytes) -> Callable[..., Any] | BaseException:
+def _load(blob: bytes) -> tuple[Callable[..., Any], Any] | BaseException:
+    """(what the engine calls for the task's runs, the task) from the pickled task."""
+    from ferroflow._task_body import engine_function
+
     try:
-        function: Callable[..., Any] = pickle.loads(blob)
+        task = pickle.loads(blob)
+        call, _ = engine_function(task)
     except BaseException as exc:
         return exc
-    return function
+    return call, task
 
 
-def _execute(key: int, function: Callable[..., Any] | BaseException, payload: bytes) -> tuple[int, int, Any]:
+def _execute(
+    key: int,
+    function: tuple[Callable[..., Any], Any] | BaseException,
+    payload: bytes,
+    identity: tuple[str, int, bytes],
+    flow_context: Any,
+) -> tuple[int, int, Any]:
     if isinstance(function, BaseException):
         return key, FAILURE, f"the task's function could not be loaded in the worker process: {_text(function)}"
+    from ferroflow.context import CarriedRun, current_async_run
+
+    call, task = function
     try:
         args, kwargs = pickle.loads(payload)
-        value = function(*args, **(kwargs or {}))
+    except Exception as exc:
+        return key, EXCEPTION, _describe(exc)
+    name, run_count, run_id = identity
+    run = CarriedRun((_RunIdentity(run_id), name, task, flow_context, run_count, _Arguments(args, kwargs)))
+    token = current_async_run.set(run)
+    try:
+        value = call(*args, **(kwargs or {}))
         if _is_coroutine(value):
             import asyncio
 
             value = asyncio.run(value)
     except Exception as exc:
         return key, EXCEPTION, _describe(exc)
+    finally:
+        current_async_run.reset(token)
     return key, VALUE, value
+
+
+class _RunIdentity:
+    """What the run context reads of a run's future: its id."""
+
+    __slots__ = ("_id",)
+
+    def __init__(self, run_id: bytes) -> None:
+        self._id = run_id
+
+    @property
+    def task_run_id(self) -> uuid.UUID:
+        return uuid.UUID(bytes=self._id)
+
+
+class _Arguments:
+    """A run's arguments, as `TaskRunContext.parameters` asks for them."""
+
+    __slots__ = ("_args", "_kwargs")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> None:
+        self._args, self._kwargs = args, kwargs
+
+    def resolved(self) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
+        return self._args, self._kwargs
+
+
+class _FlowRuns:
+    """The flow run the runs of a chunk belong to, as a context made once per flow run
+    (a warm worker serves the flow runs of one runner configuration in turn)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Any, Any] | None = None
+
+    def context(self, flow_run: tuple[str, Any, str, bool] | None) -> Any:
+        if flow_run is None:
+            return None
+        if self._last is not None and self._last[0] == flow_run:
+            return self._last[1]
+        from ferroflow.context import FlowRun, FlowRunContext
+        from ferroflow.logging import flow_run_logger
+
+        flow_name, run_id, run_name, log_prints = flow_run
+        logger = flow_run_logger(run_name, flow_name=flow_name, flow_run_id=run_id)
+        context = FlowRunContext(_Named(flow_name), FlowRun(run_id, run_name, {}), None, log_prints, logger)
+        self._last = (flow_run, context)
+        return context
+
+
+class _Named:
+    """A flow as a run context in a worker shows it: by name."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _forward_run_logs() -> list[dict[str, Any]]:
+    """Run log records (the `ferroflow` loggers') are kept, not printed, and travel to
+    the parent with the chunk's outcomes; `print` follows each run's `log_prints`."""
+    import logging
+
+    from ferroflow._prints import enable_print_capture
+
+    records: list[dict[str, Any]] = []
+    logger = logging.getLogger("ferroflow")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.addHandler(_Keep(records))
+    enable_print_capture()
+    return records
+
+
+class _Keep(logging.Handler):
+    """Keeps records as plain dicts the parent can rebuild (`logging.makeLogRecord`)."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self._records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        fields = {key: value for key, value in vars(record).items() if isinstance(value, _PLAIN)}
+        fields["msg"] = record.getMessage()
+        fields["args"] = None
+        fields["exc_info"] = None
+        self._records.append(fields)
+
+
+_PLAIN = (str, int, float, bool, type(None), uuid.UUID)
+
+
+def rebuild_task(cls: type[Any], state: dict[str, Any]) -> Any:
+    """A task as it crossed to the worker (see `ferroflow._process_pool`): its
+    attributes, and its engine spec made again here."""
+    task: Any = object.__new__(cls)
+    task.__dict__.update(state)
+    task._spec = task._make_spec()
+    return task
 
 
 def _is_coroutine(value: Any) -> bool:
@@ -125,9 +265,9 @@ def _text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _dump_outcomes(outcomes: list[tuple[int, int, Any]], elapsed: float) -> bytes:
+def _dump_outcomes(outcomes: list[tuple[int, int, Any]], elapsed: float, records: list[dict[str, Any]]) -> bytes:
     try:
-        return pickle.dumps((outcomes, elapsed), PROTOCOL)
+        return pickle.dumps((outcomes, elapsed, records), PROTOCOL)
     except Exception:
         pass
     # Something in the chunk does not pickle: find it, and send a description instead.
@@ -140,4 +280,4 @@ def _dump_outcomes(outcomes: list[tuple[int, int, Any]], elapsed: float) -> byte
             data = f"{what} could not be pickled to return to the parent process: {_text(exc)}"
             kind = FAILURE
         checked.append((key, kind, data))
-    return pickle.dumps((checked, elapsed), PROTOCOL)
+    return pickle.dumps((checked, elapsed, records), PROTOCOL)

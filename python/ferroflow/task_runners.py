@@ -442,7 +442,13 @@ class ProcessPoolTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         def make() -> ProcessPool:
             return ProcessPool(self.max_workers, self.start_method, self.initializer, self.initargs)
 
-        self._pool = acquire(self._pool_configuration(), make)
+        pool = acquire(self._pool_configuration(), make)
+        pool.flow_run = (
+            None
+            if context is None
+            else (context.flow.name, context.flow_run.id, context.flow_run.name, bool(context.log_prints))
+        )
+        self._pool = pool
         return super()._start(context)
 
     def _pool_configuration(self) -> tuple[Any, ...]:

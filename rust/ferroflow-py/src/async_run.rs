@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use crate::sync::lock;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use crate::current::{self, Executing, RunIdentity};
 use crate::executor::{CoreShared, RunValue};
@@ -225,6 +225,19 @@ impl AsyncRun {
     #[getter]
     fn name(&self, py: Python<'_>) -> String {
         self.line_name(py)
+    }
+
+    /// `(name, run_count, task_run_id as 16 bytes)`: what an attempt executing in another
+    /// process needs to know of its run (its logger, `ferroflow.runtime.task_run`),
+    /// without a future or a `uuid.UUID` made per run here.
+    #[getter]
+    fn identity<'py>(&self, py: Python<'py>) -> (String, u32, Bound<'py, PyBytes>) {
+        let id = crate::ids::run_uuid_bytes(&self.engine, self.run);
+        (
+            self.line_name(py),
+            self.attempt.load(Ordering::Relaxed).saturating_add(1),
+            PyBytes::new(py, &id),
+        )
     }
 
     /// The task's name.
