@@ -658,3 +658,30 @@ def test_a_time_limit_stops_the_run_in_its_worker(call_with_deadline):
     state, after = call_with_deadline(f, 60)
     assert state.name == "TimedOut" and after == 8
     assert time.perf_counter() - started < 10
+
+
+@task
+def plus_one(x):
+    return x + 1, os.getpid()
+
+
+@task
+def calls_tasks(x):
+    direct = plus_one(x)
+    submitted = plus_one.submit(x).result()
+    mapped = plus_one.map([x, x + 1]).result()
+    return direct, submitted, mapped, os.getpid()
+
+
+def test_a_task_in_a_worker_calls_submits_and_maps_tasks_there(call_with_deadline, caplog):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        return calls_tasks.submit(1).result()
+
+    direct, submitted, mapped, worker = call_with_deadline(f, 60)
+    assert worker != os.getpid()
+    assert direct == submitted == (2, worker)
+    assert mapped == [(2, worker), (3, worker)]
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("Finished in state Completed()") == 4, messages  # direct, submitted, outer, flow
+    assert any(m.startswith("Mapped task 'plus_one': 2 runs finished") for m in messages), messages

@@ -171,7 +171,9 @@ class _Arguments:
 
 class _FlowRuns:
     """The flow run the runs of a chunk belong to, as a context made once per flow run
-    (a warm worker serves the flow runs of one runner configuration in turn)."""
+    (a warm worker serves the flow runs of one runner configuration in turn). Its task
+    runner is a thread pool of this worker: tasks a run calls, submits or maps execute
+    here, in the worker."""
 
     def __init__(self) -> None:
         self._last: tuple[Any, Any] | None = None
@@ -183,10 +185,16 @@ class _FlowRuns:
             return self._last[1]
         from ferroflow.context import FlowRun, FlowRunContext
         from ferroflow.logging import flow_run_logger
+        from ferroflow.task_runners import ThreadPoolTaskRunner
 
+        if self._last is not None:
+            self._last[1].task_runner._stop()  # the previous flow run's nested runs have ended
         flow_name, run_id, run_name, log_prints = flow_run
         logger = flow_run_logger(run_name, flow_name=flow_name, flow_run_id=run_id)
         context = FlowRunContext(_Named(flow_name), FlowRun(run_id, run_name, {}), None, log_prints, logger)
+        runner = ThreadPoolTaskRunner()
+        runner._start(context)
+        context.task_runner = runner
         self._last = (flow_run, context)
         return context
 
