@@ -194,6 +194,14 @@ def test_dependents_go_on_and_the_flow_does_not_wait_for_the_stuck_code():
     assert elapsed < LIMIT + MARGIN
 
 
+# CPython 3.13 loses the stop `PyThreadState_SetAsyncExc` schedules for a thread busy in a
+# loop that calls C functions (python/cpython#139622); docs/timeouts.md says so.
+CPYTHON_313_LOSES_THE_STOP = pytest.mark.skipif(
+    sys.version_info[:2] == (3, 13), reason="CPython 3.13 loses asynchronous exceptions (cpython#139622)"
+)
+
+
+@CPYTHON_313_LOSES_THE_STOP
 def test_the_stuck_code_is_told_to_stop_at_its_next_bytecode():
     stopped = threading.Event()
     seen: list[BaseException] = []
@@ -617,6 +625,7 @@ def test_a_task_limit_inside_a_task_on_a_worker_stops_only_the_inner_call():
     assert elapsed < 0.3 + MARGIN
 
 
+@CPYTHON_313_LOSES_THE_STOP
 def test_stopping_a_call_stops_the_timed_call_it_waits_for():
     inner_stopped = threading.Event()
 
