@@ -685,3 +685,29 @@ def test_a_task_in_a_worker_calls_submits_and_maps_tasks_there(call_with_deadlin
     messages = [r.getMessage() for r in caplog.records]
     assert messages.count("Finished in state Completed()") == 4, messages  # direct, submitted, outer, flow
     assert any(m.startswith("Mapped task 'plus_one': 2 runs finished") for m in messages), messages
+
+
+class OnlyInTheParent:
+    """Pickles in the parent, cannot be unpickled in a worker."""
+
+    def __reduce__(self):
+        return (_refuse_in_workers, ())
+
+
+def _refuse_in_workers():
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        raise RuntimeError("not here")
+    return OnlyInTheParent()
+
+
+def test_arguments_a_worker_cannot_unpickle_fail_their_run_not_the_worker(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        return [double.submit(OnlyInTheParent(), return_state=True), where.submit().result()]
+
+    state, pid = call_with_deadline(f, 60)
+    assert state.is_failed(), state
+    assert "could not be unpickled in the worker process" in state.message and "not here" in state.message
+    assert pid != os.getpid()

@@ -59,14 +59,15 @@ GUARD_HINT = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Prepared:
-    """A run ready to ship: its function's id, its pickled arguments, and what it
-    knows of itself in the worker (`AsyncRun.identity`)."""
+    """A run ready to ship: its function's id, its arguments, and what it knows of
+    itself in the worker (`AsyncRun.identity`)."""
 
     run: ClaimedRun
     function_id: int
-    payload: bytes
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] | None
     identity: tuple[str, int, bytes]
 
 
@@ -286,14 +287,13 @@ class ProcessPool:
         return max(1, min(by_time, fair, MAX_CHUNK))
 
     def _prepare(self, run: ClaimedRun) -> _Prepared | None:
-        """Starts the run's attempt (its name, `on_running` hooks, arguments) and pickles
-        what travels; a run that cannot travel fails here (None)."""
-        if run.done:
-            return None
+        """Starts the run's attempt (its name, `on_running` hooks, arguments); a run
+        whose task cannot travel fails here (None)."""
         try:
             function, args, kwargs = run.prepare()
         except Exception as exc:
-            self._report_failure(run, exc)
+            if not run.done:
+                self._report_failure(run, exc)
             return None
         function_id = id(function)
         known = self._functions.get(function_id)
@@ -310,30 +310,50 @@ class ProcessPool:
             )
             self._report_failure(run, error)
             return None
-        try:
-            payload = pickle.dumps((args, kwargs), worker_side.PROTOCOL)
-        except Exception as exc:
-            error = pickle.PicklingError(
-                f"Task run {run.name!r}: {_unpicklable_argument(args, kwargs)} could not be pickled "
-                f"to send to a worker process: {type(exc).__name__}: {exc}"
-            )
-            self._report_failure(run, error)
-            return None
-        return _Prepared(run, function_id, payload, run.identity)
+        return _Prepared(run, function_id, args, kwargs, run.identity)
 
     def _send(self, worker: _Worker, chunk: list[tuple[int, _Prepared]]) -> None:
+        """Sends a chunk as one message (pickled at once); runs whose arguments do not
+        pickle fail, and the others go."""
         definitions: list[tuple[int, bytes]] = []
         for function_id in {prepared.function_id for _, prepared in chunk} - worker.functions:
             blob = self._functions[function_id][1]
             assert isinstance(blob, bytes)  # unpicklable functions never reach a chunk
             definitions.append((function_id, blob))
             worker.functions.add(function_id)
-        items = [(key, prepared.function_id, prepared.payload, prepared.identity) for key, prepared in chunk]
+        try:
+            message = self._message(definitions, chunk)
+        except Exception:
+            chunk = [(key, prepared) for key, prepared in chunk if self._travels(prepared)]
+            if not chunk:
+                return
+            message = self._message(definitions, chunk)
         worker.in_flight.append(chunk)
         try:
-            worker.connection.send_bytes(pickle.dumps((definitions, self.flow_run, items), worker_side.PROTOCOL))
+            worker.connection.send_bytes(message)
         except OSError:
             pass  # it died: the reader sees its sentinel and deals with the chunk
+
+    def _message(self, definitions: list[tuple[int, bytes]], chunk: list[tuple[int, _Prepared]]) -> bytes:
+        # The arguments in a blob of their own: a worker that cannot unpickle them still
+        # reads which runs they were for.
+        arguments = pickle.dumps([(item.args, item.kwargs) for _, item in chunk], worker_side.PROTOCOL)
+        items = [(key, item.function_id, item.identity) for key, item in chunk]
+        return pickle.dumps((definitions, self.flow_run, items, arguments), worker_side.PROTOCOL)
+
+    def _travels(self, prepared: _Prepared) -> bool:
+        """Whether the run's arguments pickle; if not, the run fails, naming the argument."""
+        try:
+            pickle.dumps((prepared.args, prepared.kwargs), worker_side.PROTOCOL)
+        except Exception as exc:
+            run = prepared.run
+            error = pickle.PicklingError(
+                f"Task run {run.name!r}: {_unpicklable_argument(prepared.args, prepared.kwargs)} could not be "
+                f"pickled to send to a worker process: {type(exc).__name__}: {exc}"
+            )
+            self._report_failure(run, error)
+            return False
+        return True
 
     # -- the reader thread ----------------------------------------------------------------
 

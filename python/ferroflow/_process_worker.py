@@ -2,14 +2,14 @@
 of runs and sends their outcomes back.
 
 The parent (`ferroflow._process_pool`) sends, over one pipe, messages of
-`(definitions, flow_run, items)`:
+`(definitions, flow_run, items, arguments)`:
 
 - `definitions`: `(function_id, cloudpickled task)` for tasks this child has not seen
   yet (each crosses once per child; the worker builds from it the function the engine
   calls, options included);
 - `flow_run`: `(flow name, flow run id, flow run name, log_prints)`, or None outside flows;
-- `items`: `(key, function_id, pickled (args, kwargs), (run name, run_count, task_run_id
-  bytes))`.
+- `items`: `(key, function_id, (run name, run_count, task_run_id bytes))`;
+- `arguments`: the pickled list of the items' `(args, kwargs)`, in order.
 
 The child answers each message with one message: the outcomes in order, `(key, kind,
 data)`, the chunk's elapsed time (which sizes later chunks), and the log records its
@@ -77,15 +77,21 @@ def serve(connection: Any, current: Any, initializer: bytes | None) -> None:
         message = pickle.loads(raw)
         if message is None:
             return
-        definitions, flow_run, items = message
+        definitions, flow_run, items, arguments = message
         for function_id, blob in definitions:
             functions[function_id] = _load(blob)
         flow_context = flow_runs.context(flow_run)
         started = time.perf_counter()
         outcomes: list[tuple[int, int, Any]] = []
-        for key, function_id, payload, identity in items:
-            current.value = key
-            outcomes.append(_execute(key, functions[function_id], payload, identity, flow_context))
+        try:
+            calls: list[tuple[tuple[Any, ...], dict[str, Any] | None]] = pickle.loads(arguments)
+        except Exception as exc:
+            text = f"its arguments could not be unpickled in the worker process: {_text(exc)}"
+            outcomes = [(key, FAILURE, text) for key, _, _ in items]
+        else:
+            for (key, function_id, identity), (args, kwargs) in zip(items, calls, strict=True):
+                current.value = key
+                outcomes.append(_execute(key, functions[function_id], args, kwargs, identity, flow_context))
         current.value = IDLE
         sent = _dump_outcomes(outcomes, time.perf_counter() - started, records)
         records.clear()
@@ -115,7 +121,8 @@ def _load(blob: bytes) -> tuple[Callable[..., Any], Any] | BaseException:
 def _execute(
     key: int,
     function: tuple[Callable[..., Any], Any] | BaseException,
-    payload: bytes,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
     identity: tuple[str, int, bytes],
     flow_context: Any,
 ) -> tuple[int, int, Any]:
@@ -124,10 +131,6 @@ def _execute(
     from ferroflow.context import CarriedRun, current_async_run
 
     call, task = function
-    try:
-        args, kwargs = pickle.loads(payload)
-    except Exception as exc:
-        return key, EXCEPTION, _describe(exc)
     name, run_count, run_id = identity
     run = CarriedRun((_RunIdentity(run_id), name, task, flow_context, run_count, _Arguments(args, kwargs)))
     token = current_async_run.set(run)
