@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ferroflow import _core
 from ferroflow import _process_worker as worker_side
 from ferroflow._bridge import ClaimedRun, crash
 from ferroflow.logging import get_logger
@@ -264,17 +265,17 @@ class ProcessPool:
         )
 
     def _take_chunk(self) -> list[tuple[int, _Prepared]]:
-        """The next chunk from `pending`, sized by its first run's function."""
+        """The next chunk from `pending`, sized by its first run's function (the first
+        run is prepared alone, the others together, in one call to the engine)."""
         chunk: list[tuple[int, _Prepared]] = []
-        size = 1
-        while self._pending and len(chunk) < size:
-            item = self._pending.popleft()
-            prepared = item if isinstance(item, _Prepared) else self._prepare(item)
-            if prepared is None:
+        while self._pending and not chunk:
+            first = self._prepared([self._pending.popleft()])
+            if not first:
                 continue
-            if not chunk:
-                size = self._chunk_size(prepared.function_id)
-            chunk.append((next(self._keys), prepared))
+            chunk.append((next(self._keys), first[0]))
+            size = self._chunk_size(first[0].function_id)
+            taken = [self._pending.popleft() for _ in range(min(size - 1, len(self._pending)))]
+            chunk.extend((next(self._keys), prepared) for prepared in self._prepared(taken))
         return chunk
 
     def _chunk_size(self, function_id: int) -> int:
@@ -286,15 +287,33 @@ class ProcessPool:
         fair = -(-len(self._pending) // (self._max_workers * CHUNKS_IN_FLIGHT))
         return max(1, min(by_time, fair, MAX_CHUNK))
 
-    def _prepare(self, run: ClaimedRun) -> _Prepared | None:
-        """Starts the run's attempt (its name, `on_running` hooks, arguments); a run
-        whose task cannot travel fails here (None)."""
-        try:
-            function, args, kwargs = run.prepare()
-        except Exception as exc:
-            if not run.done:
-                self._report_failure(run, exc)
-            return None
+    def _prepared(self, items: list[ClaimedRun | _Prepared]) -> list[_Prepared]:
+        """Starts the attempts of runs (their names, `on_running` hooks, arguments); a
+        run whose preparation fails, or whose task cannot travel, fails here."""
+        fresh = [item for item in items if not isinstance(item, _Prepared)]
+        started = iter(_core.prepare_runs(fresh)) if fresh else iter(())
+        prepared: list[_Prepared] = []
+        known: tuple[Any, int] | None = None  # the last function met, and its id
+        for item in items:
+            if isinstance(item, _Prepared):
+                prepared.append(item)
+                continue
+            outcome = next(started)
+            if not isinstance(outcome, tuple):
+                self._report_failure(item, outcome)
+                continue
+            function, args, kwargs, identity = outcome
+            if known is None or known[0] is not function:
+                function_id = self._ship(item, function)
+                if function_id is None:
+                    continue
+                known = (function, function_id)
+            prepared.append(_Prepared(item, known[1], args, kwargs, identity))
+        return prepared
+
+    def _ship(self, run: ClaimedRun, function: Callable[..., Any]) -> int | None:
+        """The id under which `function` travels, its task cloudpickled on first use;
+        None (and the run failed) if it cannot travel."""
         function_id = id(function)
         known = self._functions.get(function_id)
         if known is None or known[0] is not function:
@@ -310,7 +329,7 @@ class ProcessPool:
             )
             self._report_failure(run, error)
             return None
-        return _Prepared(run, function_id, args, kwargs, run.identity)
+        return function_id
 
     def _send(self, worker: _Worker, chunk: list[tuple[int, _Prepared]]) -> None:
         """Sends a chunk as one message (pickled at once); runs whose arguments do not
@@ -411,19 +430,23 @@ class ProcessPool:
         for fields in records:  # the runs' own log lines come before their ends
             record = logging.makeLogRecord(fields)
             logging.getLogger(record.name).handle(record)
+        completed: list[ClaimedRun] = []
+        values: list[Any] = []
         for key, kind, data in outcomes:
-            self._report(runs[key].run, kind, data)
+            run = runs[key].run
+            if kind == worker_side.VALUE:
+                completed.append(run)
+                values.append(data)
+            else:
+                self._report(run, kind, data)
+        # One call to the engine ends every run that returned (hooks and lines included).
+        for index, delay in _core.complete_runs(completed, values):
+            self._after_attempt(completed[index], delay)
         return True
 
     def _report(self, run: ClaimedRun, kind: int, data: Any) -> None:
-        if kind == worker_side.VALUE:
-            try:
-                delay = run.complete(data)
-            except Exception as exc:
-                crash(run, exc)
-                return
-            self._after_attempt(run, delay)
-        elif kind == worker_side.EXCEPTION:
+        """Reports an attempt that did not return a value (see `_process_worker`)."""
+        if kind == worker_side.EXCEPTION:
             raised, text, trace = data
             exception: BaseException = (
                 RuntimeError(f"{text} (the exception could not be pickled in the worker process)")

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use crate::sync::lock;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::current::{self, Executing, RunIdentity};
 use crate::executor::{CoreShared, RunValue};
@@ -184,6 +184,32 @@ impl AsyncRun {
             }
         }
     }
+
+    /// [`AsyncRun::complete`]; `log_lines`: whether INFO lines of task runs are emitted,
+    /// when the caller asked already (once for many runs, see [`complete_runs`]).
+    fn complete_with(&self, py: Python<'_>, value: Bound<'_, PyAny>, log_lines: Option<bool>) -> PyResult<Option<f64>> {
+        match returned(py, &self.engine, value) {
+            Ok(Returned::Succeeded { state, value }) => {
+                let job = self.take()?;
+                let log_lines = match log_lines {
+                    Some(enabled) => enabled,
+                    None => hooks(py)?.finished_lines_enabled.call0(py)?.extract::<bool>(py)?,
+                };
+                let name = || self.line_name(py);
+                let current = self.entered();
+                report_completed(py, &self.engine, &job.payload, name, state, &value, log_lines, None);
+                drop(current);
+                self.engine
+                    .finish_claimed(job.run, state, RunValue::new(Some(value.unbind())));
+                Ok(None)
+            }
+            Ok(Returned::FailedState { state, exception }) => self.failed_attempt(py, &exception, &state),
+            Err(err) => {
+                let exception = err.into_value(py).into_bound(py).into_any();
+                self.failed_attempt(py, &exception, &exception)
+            }
+        }
+    }
 }
 
 #[pymethods]
@@ -249,24 +275,7 @@ impl AsyncRun {
     /// Ends the run with what its coroutine returned (a returned State decides, as for
     /// sync tasks). Returns the retry delay if a returned failed State calls for one.
     fn complete(&self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Option<f64>> {
-        match returned(py, &self.engine, value) {
-            Ok(Returned::Succeeded { state, value }) => {
-                let job = self.take()?;
-                let log_lines = hooks(py)?.finished_lines_enabled.call0(py)?.extract::<bool>(py)?;
-                let name = || self.line_name(py);
-                let current = self.entered();
-                report_completed(py, &self.engine, &job.payload, name, state, &value, log_lines, None);
-                drop(current);
-                self.engine
-                    .finish_claimed(job.run, state, RunValue::new(Some(value.unbind())));
-                Ok(None)
-            }
-            Ok(Returned::FailedState { state, exception }) => self.failed_attempt(py, &exception, &state),
-            Err(err) => {
-                let exception = err.into_value(py).into_bound(py).into_any();
-                self.failed_attempt(py, &exception, &exception)
-            }
-        }
+        self.complete_with(py, value, None)
     }
 
     /// Reports a failed attempt, by the task's retry policy: returns the delay before the
@@ -373,4 +382,42 @@ impl Drop for AsyncRun {
             std::mem::forget(job.payload);
         }
     }
+}
+
+/// Prepares the next attempt of each run ([`AsyncRun::prepare`] and its `identity`) in
+/// one call, for a runner that ships many runs at once: for each run,
+/// `(function, args, kwargs, identity)`, or the exception its preparation raised.
+#[pyfunction]
+pub(crate) fn prepare_runs<'py>(py: Python<'py>, runs: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyList>> {
+    let prepared = PyList::empty(py);
+    for item in runs.iter() {
+        let run = item.cast::<AsyncRun>()?.get();
+        match run.prepare(py) {
+            Ok((function, args, kwargs)) => prepared.append((function, args, kwargs, run.identity(py)))?,
+            Err(err) => prepared.append(err.into_value(py))?,
+        }
+    }
+    Ok(prepared)
+}
+
+/// Ends each run with its value ([`AsyncRun::complete`]) in one call, asking once whether
+/// INFO lines are emitted. A run that cannot take its value ends Crashed with the error.
+/// Returns `(index, delay)` for the runs whose returned failed State calls for a retry.
+#[pyfunction]
+pub(crate) fn complete_runs(
+    py: Python<'_>,
+    runs: &Bound<'_, PyList>,
+    values: &Bound<'_, PyList>,
+) -> PyResult<Vec<(usize, f64)>> {
+    let log_lines = hooks(py)?.finished_lines_enabled.call0(py)?.extract::<bool>(py)?;
+    let mut retries = Vec::new();
+    for (index, (item, value)) in runs.iter().zip(values.iter()).enumerate() {
+        let run = item.cast::<AsyncRun>()?.get();
+        match run.complete_with(py, value, Some(log_lines)) {
+            Ok(Some(delay)) => retries.push((index, delay)),
+            Ok(None) => {}
+            Err(err) => run.crash_with(py, err.into_value(py).bind(py).as_any()),
+        }
+    }
+    Ok(retries)
 }

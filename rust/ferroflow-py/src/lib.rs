@@ -43,7 +43,7 @@ mod _core {
     #[pymodule_export]
     use crate::args::{contains_futures, futures_in, replace_futures};
     #[pymodule_export]
-    use crate::async_run::AsyncRun;
+    use crate::async_run::{complete_runs, prepare_runs, AsyncRun};
     #[pymodule_export]
     use crate::completions::Completions;
     #[pymodule_export]
