@@ -711,3 +711,34 @@ def test_arguments_a_worker_cannot_unpickle_fail_their_run_not_the_worker(call_w
     assert state.is_failed(), state
     assert "could not be unpickled in the worker process" in state.message and "not here" in state.message
     assert pid != os.getpid()
+
+
+class OnlyInWorkers:
+    """Pickles in a worker, cannot be unpickled in the parent."""
+
+    def __reduce__(self):
+        return (_refuse_in_the_parent, ())
+
+
+def _refuse_in_the_parent():
+    import multiprocessing
+
+    if multiprocessing.parent_process() is None:
+        raise RuntimeError("not in the parent")
+    return OnlyInWorkers()
+
+
+@task
+def returns_only_in_workers():
+    return OnlyInWorkers()
+
+
+def test_a_result_the_parent_cannot_unpickle_fails_its_run_and_the_pool_goes_on(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        return [returns_only_in_workers.submit(return_state=True), double.submit(6).result()]
+
+    state, after = call_with_deadline(f, 60)
+    assert state.is_failed(), state
+    assert "could not be unpickled in the parent process" in state.message and "not in the parent" in state.message
+    assert after == 12

@@ -377,6 +377,26 @@ class ProcessPool:
     # -- the reader thread ----------------------------------------------------------------
 
     def _read(self) -> None:
+        """The reader thread. Should it ever fail, every run the pool holds ends Crashed
+        with the error and the pool is broken: nothing may wait forever on it."""
+        try:
+            self._read_until_closed()
+        except BaseException as exc:
+            message = f"the process pool's reader thread failed: {type(exc).__name__}: {exc}"
+            self._break(message)
+            with self._lock:
+                self._closing = True
+                workers, self._workers = self._workers, []
+                held = [run for _, _, run in self._retries]
+                self._retries.clear()
+            for worker in workers:
+                worker.process.kill()
+                held += [prepared.run for chunk in worker.in_flight for _, prepared in chunk]
+            for run in held:
+                crash(run, RuntimeError(message))
+            raise
+
+    def _read_until_closed(self) -> None:
         from multiprocessing.connection import wait
 
         while True:
@@ -421,12 +441,19 @@ class ProcessPool:
                 _, (_, text, trace) = pickle.loads(raw)
                 self._break(f"the process pool's initializer failed in a worker process: {text}\n{trace}")
             return True
-        outcomes, elapsed, records = pickle.loads(raw)
         with self._lock:
             chunk = worker.in_flight.popleft()
+        outcomes: list[tuple[int, int, Any]]
+        records: list[dict[str, Any]]
+        try:
+            outcomes, elapsed, records = pickle.loads(raw)
+        except Exception as exc:
+            # (A class the worker knows and this process cannot import, say.)
+            text = f"its outcome could not be unpickled in the parent process: {type(exc).__name__}: {exc}"
+            outcomes, elapsed, records = [(key, worker_side.FAILURE, text) for key, _ in chunk], 0.0, []
         runs = dict(chunk)
-        function_id = chunk[0][1].function_id
-        self._run_seconds[function_id] = elapsed / len(chunk)
+        if elapsed:
+            self._run_seconds[chunk[0][1].function_id] = elapsed / len(chunk)
         for fields in records:  # the runs' own log lines come before their ends
             record = logging.makeLogRecord(fields)
             logging.getLogger(record.name).handle(record)
