@@ -742,3 +742,25 @@ def test_a_result_the_parent_cannot_unpickle_fails_its_run_and_the_pool_goes_on(
     assert state.is_failed(), state
     assert "could not be unpickled in the parent process" in state.message and "not in the parent" in state.message
     assert after == 12
+
+
+@task(timeout_seconds=0.5)
+def blocks_its_alarm():
+    # The limit's alarm cannot reach it: only killing the worker stops it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(60)
+
+
+def test_a_run_past_its_time_limit_is_stopped_by_killing_its_worker(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def f():
+        started = time.perf_counter()
+        state = blocks_its_alarm.submit(return_state=True)  # (waits for the run's end)
+        took = time.perf_counter() - started
+        return [state, took, where.submit().result(), where.submit().result()]
+
+    state, took, pid, again = call_with_deadline(f, 60)
+    assert state.name == "TimedOut", state
+    assert state.message == "Task run exceeded timeout of 0.5 second(s)"
+    assert took < 10
+    assert pid == again != os.getpid(), "a fresh worker took the killed one's place"

@@ -53,6 +53,10 @@ CHUNKS_IN_FLIGHT = 2
 MAX_CHUNK = 4096
 #: How long a worker gets to exit by itself when the pool closes before it is terminated.
 EXIT_GRACE = 5.0
+#: How long past its `timeout_seconds` a run may hold its worker before the worker is
+#: killed: the limit acts in the worker first (an alarm in its main thread); this stops a
+#: run that blocks the alarm or sits in code that never returns to Python.
+KILL_GRACE = 1.0
 
 GUARD_HINT = (
     'a script that uses ProcessPoolTaskRunner must start its flow under `if __name__ == "__main__":` '
@@ -83,6 +87,11 @@ class _Worker:
     in_flight: deque[list[tuple[int, _Prepared]]] = field(default_factory=deque)
     #: Functions this worker has received.
     functions: set[int] = field(default_factory=set)
+    #: (when, key, limit): the run with `key`, under a time limit of `limit` seconds, is
+    #: killed with its worker if it still runs at `when` (monotonic).
+    deadline: tuple[float, int, float] | None = None
+    #: The key of the run whose worker was killed for its time limit.
+    killed_for: int | None = None
 
 
 class ProcessPool:
@@ -110,6 +119,8 @@ class ProcessPool:
         self._functions: dict[int, tuple[Callable[..., Any], bytes | Exception]] = {}
         #: function id -> measured seconds per run.
         self._run_seconds: dict[int, float] = {}
+        #: function id -> its task's `timeout_seconds`, for tasks that have one.
+        self._time_limits: dict[int, float] = {}
         #: Failed attempts waiting out their retry delay: (due, sequence, run).
         self._retries: list[tuple[float, int, ClaimedRun]] = []
         self._sequence = itertools.count()
@@ -260,6 +271,7 @@ class ProcessPool:
             return True
         return all(
             self._run_seconds.get(prepared.function_id, CHUNK_SECONDS) < CHUNK_SECONDS
+            and prepared.function_id not in self._time_limits
             for chunk in worker.in_flight
             for _, prepared in chunk[:1]
         )
@@ -280,8 +292,10 @@ class ProcessPool:
 
     def _chunk_size(self, function_id: int) -> int:
         seconds = self._run_seconds.get(function_id)
-        if seconds is None:
-            return 1  # not measured yet: one run tells its cost
+        if seconds is None or function_id in self._time_limits:
+            # Not measured yet: one run tells its cost. A run under a time limit travels
+            # alone, to an idle worker, so that its limit is counted from its start.
+            return 1
         by_time = int(CHUNK_SECONDS / max(seconds, 1e-7))
         # Never so big that one worker takes what the others could share.
         fair = -(-len(self._pending) // (self._max_workers * CHUNKS_IN_FLIGHT))
@@ -319,9 +333,13 @@ class ProcessPool:
         if known is None or known[0] is not function:
             # The task travels, not the function the engine calls: the worker builds that
             # again from the task (its options' wrappers then use the worker's modules).
-            known = (function, _cloudpickle(run.current[2]))
+            task = run.current[2]
+            known = (function, _cloudpickle(task))
             self._functions[function_id] = known
             self._run_seconds.pop(function_id, None)
+            self._time_limits.pop(function_id, None)
+            if getattr(task, "timeout_seconds", None) is not None:
+                self._time_limits[function_id] = task.timeout_seconds
         if isinstance(known[1], Exception):
             error = pickle.PicklingError(
                 f"Task {run.task_name!r}: its function could not be pickled to send to a worker process: "
@@ -348,6 +366,11 @@ class ProcessPool:
                 return
             message = self._message(definitions, chunk)
         worker.in_flight.append(chunk)
+        key, first = chunk[0]
+        limit = self._time_limits.get(first.function_id)
+        if limit is not None:
+            worker.deadline = (time.monotonic() + limit + KILL_GRACE, key, limit)
+            self._wake()  # the reader must wait no longer than this deadline
         try:
             worker.connection.send_bytes(message)
         except OSError:
@@ -404,7 +427,10 @@ class ProcessPool:
                 if self._closing and not self._workers:
                     return
                 workers = list(self._workers)
-                due = self._retries[0][0] if self._retries else None
+                dues = [worker.deadline[0] for worker in workers if worker.deadline is not None]
+                if self._retries:
+                    dues.append(self._retries[0][0])
+                due = min(dues, default=None)
             by_object: dict[Any, _Worker] = {}
             for worker in workers:
                 by_object[worker.connection] = worker
@@ -425,6 +451,7 @@ class ProcessPool:
                     dead.append(owner)
             for worker in dead:
                 self._died(worker)
+            self._kill_overdue(workers)
             self._release_due_retries()
             self._dispatch()
 
@@ -443,6 +470,8 @@ class ProcessPool:
             return True
         with self._lock:
             chunk = worker.in_flight.popleft()
+            if worker.deadline is not None and worker.deadline[1] == chunk[0][0]:
+                worker.deadline = None  # the run under a time limit has ended
         outcomes: list[tuple[int, int, Any]]
         records: list[dict[str, Any]]
         try:
@@ -515,6 +544,19 @@ class ProcessPool:
         with self._lock:
             self._pending.extend(due)
 
+    def _kill_overdue(self, workers: list[_Worker]) -> None:
+        """Kills the workers whose run under a time limit is past it (and its grace): the
+        run ends TimedOut when the reader sees the worker die, and a fresh worker starts."""
+        now = time.monotonic()
+        for worker in workers:
+            deadline = worker.deadline
+            if deadline is not None and deadline[0] <= now and worker.killed_for is None:
+                if worker.current.value == deadline[1]:
+                    worker.killed_for = deadline[1]
+                    worker.process.kill()
+                else:
+                    worker.deadline = None  # it ended meanwhile; its outcome is on the way
+
     def _died(self, worker: _Worker) -> None:
         """A worker process ended: the run it held ends Crashed, the rest of its chunks go
         back to pending, and a fresh worker takes its place (unless none can start)."""
@@ -544,7 +586,9 @@ class ProcessPool:
         unstarted: list[_Prepared] = []
         for chunk in chunks:
             for key, prepared in chunk:
-                if key == held:
+                if key == worker.killed_for and worker.deadline is not None:
+                    self._report_failure(prepared.run, _timed_out(worker.deadline[2]))
+                elif key == held:
                     crash(
                         prepared.run,
                         RuntimeError(f"Task run {prepared.run.name!r}: its worker process died ({reason})"),
@@ -654,6 +698,16 @@ def _task_state(task: Any) -> dict[str, Any]:
     """A task's attributes but its engine spec (made again where it arrives)."""
     attributes: dict[str, Any] = task.__dict__
     return {key: value for key, value in attributes.items() if key != "_spec"}
+
+
+def _timed_out(limit: float) -> BaseException:
+    """The error of a run whose worker was killed at its time limit (as the limit raises
+    it in a worker: the run ends TimedOut, or is retried)."""
+    from ferroflow.task_engine import TaskRunTimeoutError
+
+    error = TaskRunTimeoutError(f"Scope timed out after {limit} second(s).")
+    error.timeout_seconds = limit
+    return error
 
 
 def _unpicklable_argument(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> str:
