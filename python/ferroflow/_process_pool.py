@@ -209,12 +209,6 @@ class ProcessPool:
         os.close(self._wake_read)
         os.close(self._wake_write)
 
-    @property
-    def processes(self) -> list[Any]:
-        """The live worker processes."""
-        with self._lock:
-            return [worker.process for worker in self._workers]
-
     # -- workers -------------------------------------------------------------------------
 
     def _start_workers(self) -> None:
