@@ -439,36 +439,28 @@ def test_a_runs_unpicklable_exception_still_reaches_result_as_text(call_with_dea
 # -- exit and Ctrl-C ---------------------------------------------------------------------------
 
 
-def run_file(tmp_path, code, *, timeout=60, interrupt_after=None):
+def run_file(tmp_path, code, *, timeout=60, interrupt_when=None):
+    """Runs `code` as a script; with `interrupt_when` (a path), presses Ctrl-C once that
+    file exists, and returns the monotonic time of the press too."""
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(code))
     env = {**os.environ, "FERROFLOW_LOGGING_LEVEL": "INFO"}
     process = subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    if interrupt_after is not None:
-        time.sleep(interrupt_after)
+    pressed = None
+    if interrupt_when is not None:
+        deadline = time.monotonic() + timeout
+        while not interrupt_when.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)
+        pressed = time.monotonic()
         process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=timeout)
-    return process.returncode, stdout, stderr
-
-
-def children_of(pid):
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
+    return process.returncode, stdout, stderr, pressed
 
 
 def test_no_worker_outlives_the_parent(tmp_path):
-    code, stdout, stderr = run_file(
+    code, stdout, stderr, _ = run_file(
         tmp_path,
         """
         import os
@@ -497,7 +489,7 @@ def test_no_worker_outlives_the_parent(tmp_path):
 
 
 def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
-    code, _, stderr = run_file(
+    code, _, stderr, _ = run_file(
         tmp_path,
         """
         from ferroflow import flow, task
@@ -519,37 +511,42 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
     assert 'if __name__ == "__main__":' in stderr
 
 
-def test_ctrl_c_cancels_unstarted_runs_and_terminates_the_workers(tmp_path):
-    code, stdout, stderr = run_file(
+def test_ctrl_c_ends_the_flow_within_a_second_cancels_unstarted_runs_and_terminates_workers(tmp_path):
+    started = tmp_path / "started"
+    code, stdout, stderr, pressed = run_file(
         tmp_path,
-        """
+        f"""
         import os, time
         from ferroflow import flow, task
         from ferroflow.task_runners import ProcessPoolTaskRunner
 
         @task
         def slow(x):
+            open({str(started)!r}, "a").close()
             time.sleep(30)
             return x
 
         @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
         def f():
-            futures = slow.map(range(10))
-            return futures.result()
+            return slow.map(range(10)).result()
 
         if __name__ == "__main__":
             import multiprocessing
             try:
                 f()
             finally:
-                print("children", len(multiprocessing.active_children()), flush=True)
+                print("ended", time.monotonic(), "children", len(multiprocessing.active_children()), flush=True)
         """,
-        interrupt_after=4,
+        interrupt_when=started,
         timeout=30,
     )
     assert code != 0
-    assert "children 0" in stdout, (stdout, stderr)
-    assert "Cancelled" in stderr, stderr
+    _, ended, _, children = stdout.split()
+    assert children == "0", (stdout, stderr)
+    assert float(ended) - pressed < 1.0, "the flow ends within 1 s of Ctrl-C"
+    # Two workers: the run that started, and maybe one more, end Crashed; the rest never started.
+    assert stderr.count("Finished in state Cancelled") in (8, 9), stderr
+    assert "Finished in state Crashed('Execution was aborted by an interrupt signal.')" in stderr, stderr
 
 
 # -- run context and logs in the workers ---------------------------------------------------
@@ -764,3 +761,9 @@ def test_a_run_past_its_time_limit_is_stopped_by_killing_its_worker(call_with_de
     assert state.message == "Task run exceeded timeout of 0.5 second(s)"
     assert took < 10
     assert pid == again != os.getpid(), "a fresh worker took the killed one's place"
+
+
+def test_the_thread_pools_pickling_scenario_passes_on_the_process_pool(call_with_deadline):
+    from test_runners import test_runners_pickle_and_copy_as_their_configuration as scenario
+
+    call_with_deadline(lambda: scenario(ProcessPoolTaskRunner(max_workers=2)), 60)
