@@ -15,8 +15,9 @@ from ferroflow.bench.workloads import WORKLOADS
 
 BENCHED_SYSTEMS = [BARE_LOOP, FERROFLOW, SYSTEMS["concurrent.futures"]]
 
-#: Smoke sizes where the default (1000) would be slow: 1000 naps take 2.5 s on 20 workers.
-SMOKE_SIZES = {"sleep_fanout": 40}
+#: Smoke sizes where the default (1000) would be slow: 1000 naps take 2.5 s on 20 workers,
+#: 1000 CPU-bound tasks 2 s on the bare loop alone.
+SMOKE_SIZES = {"sleep_fanout": 40, "cpu_map": 100}
 
 
 @pytest.mark.parametrize("system", BENCHED_SYSTEMS, ids=lambda s: s.name.replace(" ", "_"))

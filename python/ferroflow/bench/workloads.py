@@ -28,6 +28,23 @@ def total(numbers: list[int]) -> int:
     return sum(numbers)
 
 
+#: Rounds of `crunch`'s loop: about 2 ms of pure-Python CPU per task on a current core.
+CRUNCH_ROUNDS = 25_000
+
+
+def crunch(x: int) -> int:
+    """A CPU-bound task (pure Python, holding the GIL throughout): only processes help."""
+    total = x
+    for i in range(CRUNCH_ROUNDS):
+        total += i * i % 7
+    return total
+
+
+def _crunched(n: int) -> list[int]:
+    base = crunch(0)
+    return [base + x for x in range(n)]
+
+
 def nap(x: int) -> int:
     """A task that blocks without using the CPU (I/O-like), so only concurrency helps."""
     time.sleep(NAP_SECONDS)
@@ -108,6 +125,14 @@ WORKLOADS: dict[str, Workload] = {
             workers=SLEEP_FANOUT_WORKERS,
             ideal_seconds=lambda n: math.ceil(n / SLEEP_FANOUT_WORKERS) * NAP_SECONDS,
             scalable=False,
+        ),
+        Workload(
+            "cpu_map",
+            f"one .map of a CPU-bound task ({CRUNCH_ROUNDS:,} rounds of pure Python, about 2 ms) over "
+            "range(N), on processes: ferroflow's ProcessPoolTaskRunner, ProcessPoolExecutor",
+            sizes=(2000,),
+            quick_sizes=(200,),
+            expected=_crunched,
         ),
         Workload(
             "many_flows",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
-from ..workloads import inc, total
+from ..workloads import crunch, inc, total
 
 
 class BareLoop:
@@ -26,6 +26,10 @@ class BareLoop:
     @staticmethod
     def fan_in(n: int) -> int:
         return total([inc(x) for x in range(n)])
+
+    @staticmethod
+    def cpu_map(n: int) -> list[int]:
+        return [crunch(x) for x in range(n)]
 
     # A submit loop and a flow of one direct task call are, without a scheduler, calls.
     submit_loop = trivial_map

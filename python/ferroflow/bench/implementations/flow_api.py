@@ -3,7 +3,8 @@
 The code is the same for both: only the import root differs, since ferroflow mirrors
 Prefect's module paths (`flow`, `task`, `.futures.wait`, `.task_runners`). That is the
 promise being measured. Every flow is given `ThreadPoolTaskRunner(max_workers=workers)`;
-with `workers=None` that is either library's default runner, as with a bare `@flow`.
+with `workers=None` that is either library's default runner, as with a bare `@flow`. The
+CPU-bound map gets `ProcessPoolTaskRunner(max_workers=workers)` (one worker per CPU).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
-from ..workloads import inc, nap, total
+from ..workloads import crunch, inc, nap, total
 
 
 def define_flows(root: str, workers: int | None) -> SimpleNamespace:
@@ -25,8 +26,9 @@ def define_flows(root: str, workers: int | None) -> SimpleNamespace:
     flow: Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]] = api.flow
     task = api.task
     wait = import_module(f"{root}.futures").wait
-    runner = import_module(f"{root}.task_runners").ThreadPoolTaskRunner(max_workers=workers)
-    inc_task, total_task, nap_task = task(inc), task(total), task(nap)
+    task_runners = import_module(f"{root}.task_runners")
+    runner = task_runners.ThreadPoolTaskRunner(max_workers=workers)
+    inc_task, total_task, nap_task, crunch_task = task(inc), task(total), task(nap), task(crunch)
 
     # The results are annotated: `task` is found at run time, so they are untyped here.
     @flow(task_runner=runner)
@@ -63,6 +65,24 @@ def define_flows(root: str, workers: int | None) -> SimpleNamespace:
         results: list[int] = nap_task.map(range(n)).result()
         return results
 
+    def cpu_map(n: int) -> list[int]:
+        # The benchmark's child loads this package under a private name (`measure.py`)
+        # that worker processes cannot import: its task bodies travel by value.
+        import sys
+
+        import cloudpickle  # type: ignore[import-untyped]  # pyright: ignore[reportMissingTypeStubs]
+
+        cloudpickle.register_pickle_by_value(sys.modules[crunch.__module__])  # pyright: ignore[reportUnknownMemberType]
+
+        # Its runner is made when it runs: Prefect before 3.4.14 has no process pool.
+        @flow(task_runner=task_runners.ProcessPoolTaskRunner(max_workers=workers))
+        def cpu_map(n: int) -> list[int]:
+            results: list[int] = crunch_task.map(range(n)).result()
+            return results
+
+        mapped: list[int] = cpu_map(n)
+        return mapped
+
     @flow(task_runner=runner)
     def one_task(x: int) -> int:
         result: int = inc_task(x)
@@ -78,6 +98,7 @@ def define_flows(root: str, workers: int | None) -> SimpleNamespace:
         fan_in=fan_in,
         submit_loop=submit_loop,
         sleep_fanout=sleep_fanout,
+        cpu_map=cpu_map,
         many_flows=many_flows,
     )
 

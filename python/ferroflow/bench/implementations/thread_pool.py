@@ -1,6 +1,7 @@
 """The workloads on `concurrent.futures.ThreadPoolExecutor`, as its users write them.
 
-Each run opens its own pool (`with ThreadPoolExecutor() as pool:`), as a script does;
+Each run opens its own pool (`with ThreadPoolExecutor() as pool:`, and for the CPU-bound
+map `ProcessPoolExecutor`), as a script does;
 threads start on demand, so this costs nothing up front. The executor has no futures
 as arguments: the chain waits for each result before submitting the next run, and the
 fan-in collects the results before handing them to the last task.
@@ -8,10 +9,10 @@ fan-in collects the results before handing them to the last task.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 
-from ..workloads import inc, nap, total
+from ..workloads import crunch, inc, nap, total
 
 
 class ThreadPool:
@@ -49,6 +50,12 @@ class ThreadPool:
     def sleep_fanout(self, n: int) -> list[int]:
         with self._pool() as pool:
             return list(pool.map(nap, range(n)))
+
+    def cpu_map(self, n: int) -> list[int]:
+        """CPU-bound work needs processes: `ProcessPoolExecutor().map` as its users
+        write it (default chunksize and start method)."""
+        with ProcessPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(crunch, range(n)))
 
 
 def session(workers: int | None) -> nullcontext[ThreadPool]:
