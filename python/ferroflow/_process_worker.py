@@ -93,9 +93,11 @@ def serve(connection: Any, current: Any, initializer: bytes | None) -> None:
                 current.value = key
                 outcomes.append(_execute(key, functions[function_id], args, kwargs, identity, flow_context))
         current.value = IDLE
-        sent = _dump_outcomes(outcomes, time.perf_counter() - started, records)
-        records.clear()
-        connection.send_bytes(sent)
+        # Taken, not copied and cleared: a nested run on another thread may log meanwhile,
+        # and its record then travels with the next chunk.
+        taken = records[:]
+        del records[: len(taken)]
+        connection.send_bytes(_dump_outcomes(outcomes, time.perf_counter() - started, taken))
 
 
 def _receive(connection: Any, inbox: queue.SimpleQueue[bytes | None]) -> None:
