@@ -767,3 +767,21 @@ def test_the_thread_pools_pickling_scenario_passes_on_the_process_pool(call_with
     from test_runners import test_runners_pickle_and_copy_as_their_configuration as scenario
 
     call_with_deadline(lambda: scenario(ProcessPoolTaskRunner(max_workers=2)), 60)
+
+
+def test_a_run_under_a_time_limit_queued_among_fast_runs_is_still_stopped(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def f():
+        double.map(range(200)).wait()  # measured fast from now on: they travel in big chunks
+        busy = nap.submit(1.0, "busy")  # while it runs, the rest waits in the parent, together
+        before = [double.submit(x) for x in range(50)]
+        stubborn = blocks_its_alarm.submit()
+        after = [double.submit(x) for x in range(200)]
+        stubborn.wait()
+        return busy.result(), [f.result() for f in before + after], stubborn.state
+
+    started = time.perf_counter()
+    busy, values, state = call_with_deadline(f, 60)
+    assert busy == "busy" and values == [2 * x for x in range(50)] + [2 * x for x in range(200)]
+    assert state.name == "TimedOut", state
+    assert time.perf_counter() - started < 15

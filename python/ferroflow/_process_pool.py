@@ -281,7 +281,14 @@ class ProcessPool:
             chunk.append((next(self._keys), first[0]))
             size = self._chunk_size(first[0].function_id)
             taken = [self._pending.popleft() for _ in range(min(size - 1, len(self._pending)))]
-            chunk.extend((next(self._keys), prepared) for prepared in self._prepared(taken))
+            rest = self._prepared(taken)
+            for index, prepared in enumerate(rest):
+                if prepared.function_id in self._time_limits:
+                    # A run under a time limit starts a chunk of its own (see `_chunk_size`).
+                    self._pending.extendleft(reversed(rest[index:]))
+                    rest = rest[:index]
+                    break
+            chunk.extend((next(self._keys), prepared) for prepared in rest)
         return chunk
 
     def _chunk_size(self, function_id: int) -> int:
