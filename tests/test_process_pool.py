@@ -247,7 +247,7 @@ def test_futures_results_and_states(runner, call_with_deadline):
 def test_wait_and_as_completed(runner, call_with_deadline):
     @flow(task_runner=runner)
     def f():
-        slow = nap.submit(0.5, "slow")
+        slow = nap.submit(2.0, "slow")  # long enough for a second worker to start meanwhile
         fast = nap.submit(0.0, "fast")
         done_first = [future.result() for future in as_completed([slow, fast])]
         partial = wait([nap.submit(3, "late")], timeout=0.1)
