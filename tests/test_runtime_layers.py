@@ -48,6 +48,9 @@ LAYERS = [
     "_prints",
     "_bridge",
     "_loop",
+    # the process pool: a worker's side (its entry point), then the parent's
+    "_process_worker",
+    "_process_pool",
     "task_runners",
     "_async",
     "tasks",

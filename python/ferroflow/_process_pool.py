@@ -103,11 +103,14 @@ class ProcessPool:
         start_method: str,
         initializer: Callable[..., object] | None,
         initargs: tuple[Any, ...],
+        nested_runner: Callable[[], Any],
     ) -> None:
         import multiprocessing
 
         self._context = multiprocessing.get_context(start_method)
         self._max_workers = max_workers
+        #: Makes the task runner of runs that tasks in a worker call, submit or map.
+        self._nested_runner = nested_runner
         #: The initializer and its arguments, cloudpickled once for every worker.
         self._initializer: bytes | Exception | None = (
             None if initializer is None else _cloudpickle((initializer, initargs))
@@ -227,7 +230,7 @@ class ProcessPool:
         context: Any = self._context  # (its stubs lack the start method's Process class)
         process: Any = context.Process(
             target=worker_side.serve,
-            args=(child_end, current, self._initializer),
+            args=(child_end, current, self._initializer, self._nested_runner),
             name="ferroflow-process-pool-worker",
         )
         process.start()

@@ -50,9 +50,11 @@ READY = b"ready"
 PROTOCOL = 5
 
 
-def serve(connection: Any, current: Any, initializer: bytes | None) -> None:
+def serve(connection: Any, current: Any, initializer: bytes | None, nested_runner: Callable[[], Any]) -> None:
     """The worker process's main loop, until the parent sends None or goes away.
-    `initializer` is the cloudpickled `(initializer, initargs)`, run first."""
+    `initializer` is the cloudpickled `(initializer, initargs)`, run first;
+    `nested_runner` makes the task runner of the runs that tasks here call, submit or
+    map (the thread pool runner: given, so that this module imports no runner)."""
     import signal
 
     # Ctrl-C reaches the whole process group: the parent decides what happens to runs;
@@ -72,7 +74,7 @@ def serve(connection: Any, current: Any, initializer: bytes | None) -> None:
     # child's work (and the parent can read outcomes while it sends).
     threading.Thread(target=_receive, args=(connection, inbox), daemon=True, name="ferroflow-worker-inbox").start()
     functions: dict[int, tuple[Callable[..., Any], Any] | BaseException] = {}
-    flow_runs = _FlowRuns()
+    flow_runs = _FlowRuns(nested_runner)
     while (raw := inbox.get()) is not None:
         message = pickle.loads(raw)
         if message is None:
@@ -180,7 +182,8 @@ class _FlowRuns:
     runner is a thread pool of this worker: tasks a run calls, submits or maps execute
     here, in the worker."""
 
-    def __init__(self) -> None:
+    def __init__(self, nested_runner: Callable[[], Any]) -> None:
+        self._nested_runner = nested_runner
         self._last: tuple[Any, Any] | None = None
 
     def context(self, flow_run: tuple[str, Any, str, bool] | None) -> Any:
@@ -190,14 +193,13 @@ class _FlowRuns:
             return self._last[1]
         from ferroflow.context import FlowRun, FlowRunContext
         from ferroflow.logging import flow_run_logger
-        from ferroflow.task_runners import ThreadPoolTaskRunner
 
         if self._last is not None:
             self._last[1].task_runner._stop()  # the previous flow run's nested runs have ended
         flow_name, run_id, run_name, log_prints = flow_run
         logger = flow_run_logger(run_name, flow_name=flow_name, flow_run_id=run_id)
         context = FlowRunContext(_Named(flow_name), FlowRun(run_id, run_name, {}), None, log_prints, logger)
-        runner = ThreadPoolTaskRunner()
+        runner = self._nested_runner()
         runner._start(context)
         context.task_runner = runner
         self._last = (flow_run, context)

@@ -440,7 +440,10 @@ class ProcessPoolTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         from ferroflow._process_pool import ProcessPool, acquire
 
         def make() -> ProcessPool:
-            return ProcessPool(self.max_workers, self.start_method, self.initializer, self.initargs)
+            # Runs that tasks in a worker call, submit or map run there, on a thread pool.
+            return ProcessPool(
+                self.max_workers, self.start_method, self.initializer, self.initargs, nested_runner=ThreadPoolTaskRunner
+            )
 
         pool = acquire(self._pool_configuration(), make)
         pool.flow_run = (
