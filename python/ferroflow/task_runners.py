@@ -56,8 +56,10 @@ _MAX_WORKERS_ENV = (
 )
 
 
-def _default_max_workers() -> int:
-    for variable in _MAX_WORKERS_ENV:
+def _max_workers_setting(variables: tuple[str, ...], pool: str) -> int | None:
+    """The first of `variables` set in the environment, as a worker count (a
+    `ValueError` naming the variable if it is not a whole number >= 1), else None."""
+    for variable in variables:
         raw = os.environ.get(variable)
         if raw:
             try:
@@ -65,11 +67,14 @@ def _default_max_workers() -> int:
             except ValueError:
                 value = 0
             if value < 1:
-                raise ValueError(
-                    f"{variable}={raw!r}: the thread pool's max_workers must be a whole number of at least 1"
-                )
+                raise ValueError(f"{variable}={raw!r}: the {pool}'s max_workers must be a whole number of at least 1")
             return value
-    return DEFAULT_MAX_WORKERS
+    return None
+
+
+def _default_max_workers() -> int:
+    setting = _max_workers_setting(_MAX_WORKERS_ENV, "thread pool")
+    return DEFAULT_MAX_WORKERS if setting is None else setting
 
 
 def _check_max_workers(runner: str, max_workers: Any) -> int | None:
@@ -327,18 +332,9 @@ _START_METHOD_ENV = "FERROFLOW_PROCESS_POOL_START_METHOD"
 def _default_process_count() -> int:
     """The setting, else the CPUs this process may use (`os.process_cpu_count()` from
     Python 3.13, else its affinity), else `os.cpu_count()`."""
-    for variable in _PROCESS_MAX_WORKERS_ENV:
-        raw = os.environ.get(variable)
-        if raw:
-            try:
-                value = int(raw)
-            except ValueError:
-                value = 0
-            if value < 1:
-                raise ValueError(
-                    f"{variable}={raw!r}: the process pool's max_workers must be a whole number of at least 1"
-                )
-            return value
+    setting = _max_workers_setting(_PROCESS_MAX_WORKERS_ENV, "process pool")
+    if setting is not None:
+        return setting
     process_cpu_count = getattr(os, "process_cpu_count", None)
     if process_cpu_count is not None:
         return process_cpu_count() or 1
