@@ -25,9 +25,11 @@ __all__ = [
     "__version__",
     "after_fork_in_child",
     "begin_exit",
+    "complete_runs",
     "contains_futures",
     "current_run",
     "futures_in",
+    "prepare_runs",
     "replace_futures",
     "shut_down_engines_at_exit",
 ]
