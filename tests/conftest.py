@@ -4,11 +4,13 @@ Everything here is about *how* the tests run (subprocesses, deadlines, reading l
 lines), never about ferroflow's internals: the tests only use public names.
 
 The helpers are handed to tests as fixtures (``run_example``, ``run_script``,
-``log_lines``, ``call_with_deadline``, ``os_thread_count``) rather than imported, so
+``log_lines``, ``call_with_deadline``, ``os_thread_count``, ``ferroflow_records``) rather
+than imported, so
 that no test depends on which ``conftest`` module Python saw first.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -192,3 +194,16 @@ def call_with_deadline_fixture():
 @pytest.fixture(name="os_thread_count")
 def os_thread_count_fixture():
     return os_thread_count
+
+
+@pytest.fixture
+def ferroflow_records(caplog):
+    """ferroflow's log records from INFO up. Its loggers do not propagate to the root,
+    where caplog listens, so caplog's handler is put on the `ferroflow` logger for the
+    test. Call it with a logger name (`"ferroflow.task_runs"`) for that logger's records
+    so far, or without one for all of them."""
+    logger = logging.getLogger("ferroflow")
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="ferroflow")
+    yield lambda name=None: [record for record in caplog.records if name is None or record.name == name]
+    logger.removeHandler(caplog.handler)

@@ -70,21 +70,17 @@ def storage(tmp_path, monkeypatch) -> pathlib.Path:
 
 
 @pytest.fixture
-def task_lines(caplog):
+def task_lines(ferroflow_records):
     """The task-run log records, as `LEVEL | message`; call it to read them so far."""
-    logger = logging.getLogger("ferroflow")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="ferroflow")
 
     def lines(level: int = logging.INFO) -> list[str]:
         return [
             f"{record.levelname} | {record.getMessage()}"
-            for record in caplog.records
-            if record.name == "ferroflow.task_runs" and record.levelno >= level
+            for record in ferroflow_records("ferroflow.task_runs")
+            if record.levelno >= level
         ]
 
-    yield lines
-    logger.removeHandler(caplog.handler)
+    return lines
 
 
 def records(folder: pathlib.Path) -> list[str]:
@@ -545,17 +541,11 @@ def test_a_key_function_returning_none_does_not_cache():
     assert calls.args == [1, 1]
 
 
-def test_cache_key_fn_wins_over_cache_policy_with_a_warning(caplog):
-    caplog.set_level(logging.WARNING, logger="ferroflow.tasks")
-    logging.getLogger("ferroflow").addHandler(caplog.handler)
-    try:
+def test_cache_key_fn_wins_over_cache_policy_with_a_warning(caplog, ferroflow_records):
+    @task(cache_policy=INPUTS, cache_key_fn=lambda context, parameters: "one key")
+    def step(x):
+        return x
 
-        @task(cache_policy=INPUTS, cache_key_fn=lambda context, parameters: "one key")
-        def step(x):
-            return x
-
-    finally:
-        logging.getLogger("ferroflow").removeHandler(caplog.handler)
     assert "Both `cache_policy` and `cache_key_fn` are set on Task 'step'. `cache_key_fn` will be used." in caplog.text
 
     @flow
@@ -787,17 +777,11 @@ def test_an_explicit_cache_or_result_option_turns_persistence_on(options):
     assert step.persist_result is True
 
 
-def test_persist_result_false_turns_caching_off_with_a_warning(caplog, storage):
-    logging.getLogger("ferroflow").addHandler(caplog.handler)
-    caplog.set_level(logging.WARNING, logger="ferroflow.tasks")
-    try:
+def test_persist_result_false_turns_caching_off_with_a_warning(caplog, ferroflow_records, storage):
+    @task(cache_policy=INPUTS, persist_result=False)
+    def step(x):
+        return x
 
-        @task(cache_policy=INPUTS, persist_result=False)
-        def step(x):
-            return x
-
-    finally:
-        logging.getLogger("ferroflow").removeHandler(caplog.handler)
     assert "Task 'step': ignoring `cache_policy` because `persist_result` is False" in caplog.text
     assert step.cache_policy == NO_CACHE
 

@@ -19,21 +19,17 @@ from ferroflow.states import Completed, Failed
 
 
 @pytest.fixture
-def flow_lines(caplog):
+def flow_lines(ferroflow_records):
     """The flow-run log lines, as `LEVEL run-name | message`; call it to read them so far."""
-    logger = logging.getLogger("ferroflow")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="ferroflow")
 
     def lines(level: int = logging.INFO) -> list[str]:
         return [
             f"{record.levelname} {getattr(record, 'flow_run_name', '-')} | {record.getMessage()}"
-            for record in caplog.records
-            if record.name == "ferroflow.flow_runs" and record.levelno >= level
+            for record in ferroflow_records("ferroflow.flow_runs")
+            if record.levelno >= level
         ]
 
-    yield lines
-    logger.removeHandler(caplog.handler)
+    return lines
 
 
 def messages(lines: list[str]) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import logging
 import sys
 import textwrap
 from typing import Any
@@ -169,7 +168,7 @@ def test_invalid_parameters_raise_prefect_s_parameter_type_error():
     )
 
 
-def test_invalid_parameters_fail_the_run_without_calling_the_function_or_retrying(caplog):
+def test_invalid_parameters_fail_the_run_without_calling_the_function_or_retrying(caplog, ferroflow_records):
     calls: list[int] = []
     failures: list[str] = []
 
@@ -177,12 +176,7 @@ def test_invalid_parameters_fail_the_run_without_calling_the_function_or_retryin
     def job(n: int):
         calls.append(n)
 
-    logger = logging.getLogger("ferroflow")
-    logger.addHandler(caplog.handler)
-    try:
-        state = job("x", return_state=True)
-    finally:
-        logger.removeHandler(caplog.handler)
+    state = job("x", return_state=True)
     expected = (
         "Validation of flow parameters failed with error: ParameterTypeError: "
         f"Flow run received invalid parameters:\n - n: {INT_PARSING}"

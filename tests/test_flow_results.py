@@ -8,7 +8,6 @@ decorated, and a flow that persists writes its result to its storage (through
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 
 import pytest
@@ -125,17 +124,12 @@ def test_a_failed_flow_writes_nothing(tmp_path):
     assert records(tmp_path) == []
 
 
-def test_a_result_that_cannot_be_written_is_a_warning_and_the_run_completes(tmp_path, caplog):
+def test_a_result_that_cannot_be_written_is_a_warning_and_the_run_completes(tmp_path, caplog, ferroflow_records):
     @flow(result_storage=str(tmp_path), result_serializer="json")
     def opaque():
         return object()
 
-    logger = logging.getLogger("ferroflow")
-    logger.addHandler(caplog.handler)
-    try:
-        state = opaque(return_state=True)
-    finally:
-        logger.removeHandler(caplog.handler)
+    state = opaque(return_state=True)
     assert state.is_completed()
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1

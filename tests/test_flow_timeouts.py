@@ -13,7 +13,6 @@ margin, far below the time the blocked code would take.
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import threading
 import time
@@ -36,13 +35,9 @@ MESSAGE = "Flow run exceeded timeout of 0.5 second(s)"
 
 
 @pytest.fixture
-def flow_lines(caplog):
+def flow_lines(ferroflow_records):
     """(level, message) of the flow-run log records so far."""
-    logger = logging.getLogger("ferroflow")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="ferroflow")
-    yield lambda: [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "ferroflow.flow_runs"]
-    logger.removeHandler(caplog.handler)
+    return lambda: [(r.levelname, r.getMessage()) for r in ferroflow_records("ferroflow.flow_runs")]
 
 
 def timed(call):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import logging
 import threading
 import time
 
@@ -23,17 +22,12 @@ from ferroflow.states import Completed, Failed
 
 
 @pytest.fixture
-def task_lines(caplog):
+def task_lines(ferroflow_records):
     """The task-run log lines so far, as (level, run name, message)."""
-    logger = logging.getLogger("ferroflow")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="ferroflow")
-    yield lambda: [
+    return lambda: [
         (record.levelname, getattr(record, "task_run_name", None), record.getMessage())
-        for record in caplog.records
-        if record.name == "ferroflow.task_runs"
+        for record in ferroflow_records("ferroflow.task_runs")
     ]
-    logger.removeHandler(caplog.handler)
 
 
 class Recorder:

@@ -41,13 +41,9 @@ not_root = pytest.mark.skipif(os.name == "posix" and os.getuid() == 0, reason="r
 
 
 @pytest.fixture
-def warnings_logged(caplog):
+def warnings_logged(ferroflow_records):
     """The WARNING (and worse) messages of ferroflow's loggers; call it to read them."""
-    logger = logging.getLogger("ferroflow")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.WARNING, logger="ferroflow")
-    yield lambda: [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
-    logger.removeHandler(caplog.handler)
+    return lambda: [record.getMessage() for record in ferroflow_records() if record.levelno >= logging.WARNING]
 
 
 def cached_task(folder: pathlib.Path, calls: list[int]):

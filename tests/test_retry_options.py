@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import math
 import random
 import re
@@ -21,13 +20,9 @@ from ferroflow.states import Failed
 
 
 @pytest.fixture
-def task_lines(caplog):
+def task_lines(ferroflow_records):
     """The task-run log lines so far, as (level, message)."""
-    logger = logging.getLogger("ferroflow")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="ferroflow")
-    yield lambda: [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "ferroflow.task_runs"]
-    logger.removeHandler(caplog.handler)
+    return lambda: [(r.levelname, r.getMessage()) for r in ferroflow_records("ferroflow.task_runs")]
 
 
 class Failing:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import os
 import re
 import select
@@ -45,17 +44,12 @@ ERROR = "Scope timed out after 0.5 second(s)."
 
 
 @pytest.fixture
-def task_lines(caplog):
+def task_lines(ferroflow_records):
     """(level, run name, message) of the task-run log records so far."""
-    logger = logging.getLogger("ferroflow")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="ferroflow")
-    yield lambda: [
+    return lambda: [
         (r.levelname, getattr(r, "task_run_name", None), r.getMessage())
-        for r in caplog.records
-        if r.name == "ferroflow.task_runs"
+        for r in ferroflow_records("ferroflow.task_runs")
     ]
-    logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture
