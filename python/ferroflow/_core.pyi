@@ -20,6 +20,7 @@ __all__ = [
     "PrefectConcurrentFuture",
     "PrefectFutureList",
     "PrefectFutureListIterator",
+    "RemoteResult",
     "RunArguments",
     "TaskSpec",
     "__version__",
@@ -152,6 +153,20 @@ class AsyncRun:
     def identity(self) -> tuple[str, int, bytes]: ...
 
 @final
+class RemoteResult:
+    """A run's value kept on a cluster: `handle` there, `place` (the cluster's identity,
+    compared with `==`), and `fetch(handle)`, which brings the value here once."""
+
+    def __new__(cls, handle: object, place: object, fetch: Callable[[Any], object]) -> Self: ...
+    @property
+    def handle(self) -> Any: ...
+    @property
+    def place(self) -> Any: ...
+    @property
+    def fetched_here(self) -> bool: ...
+    def value(self) -> Any: ...
+
+@final
 class Engine:
     """One task runner's engine: an arena of runs and a pool of worker threads."""
 
@@ -221,5 +236,5 @@ def after_fork_in_child() -> None: ...
 
 _PreparedRun = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any] | None, tuple[str, int, bytes]]
 
-def prepare_runs(runs: list[AsyncRun]) -> list[_PreparedRun | BaseException]: ...
+def prepare_runs(runs: list[AsyncRun], place: object = None) -> list[_PreparedRun | BaseException]: ...
 def complete_runs(runs: list[AsyncRun], values: list[Any]) -> list[tuple[int, float]]: ...

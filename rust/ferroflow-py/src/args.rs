@@ -570,25 +570,29 @@ pub(crate) fn dedup_deps(deps: &mut SmallVec<[Dep; 2]>) {
 }
 
 /// Resolves a run's argument: futures become their values (an allowed failure its
-/// exception), annotations are unwrapped, containers are copied (as in Prefect).
-struct Resolve;
+/// exception), annotations are unwrapped, containers are copied (as in Prefect). A run
+/// prepared for a cluster (`place`) gets the handles of values kept there (see `remote`).
+struct Resolve<'a, 'py> {
+    place: Option<&'a Bound<'py, PyAny>>,
+}
 
-impl<'py> Visit<'py> for Resolve {
+impl<'py> Visit<'py> for Resolve<'_, 'py> {
     const REBUILD: bool = true;
     const UNWRAP_ANNOTATIONS: bool = true;
 
     fn future(&mut self, future: &Bound<'py, PyFuture>, _allow_failure: bool) -> PyResult<Bound<'py, PyAny>> {
-        future.get().value_for_dependent(future.py())
+        future.get().value_for_dependent(future.py(), self.place)
     }
 
     fn future_list(&mut self, list: &Bound<'py, PyFutureList>, _allow_failure: bool) -> PyResult<Bound<'py, PyAny>> {
-        Ok(list.get().values_for_dependent(list.py())?.into_any())
+        Ok(list.get().values_for_dependent(list.py(), self.place)?.into_any())
     }
 }
 
-/// A run's argument with its futures replaced by their values (see [`Resolve`]).
-pub(crate) fn resolve<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    walk(obj, &mut Resolve)
+/// A run's argument with its futures replaced by their values (see [`Resolve`]), for a
+/// run that executes in `place` (a cluster), or here (None).
+pub(crate) fn resolve<'py>(obj: &Bound<'py, PyAny>, place: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    walk(obj, &mut Resolve { place })
 }
 
 /// Whether a future is anywhere inside.

@@ -20,9 +20,11 @@ use crate::executor::{CoreShared, RunValue};
 use crate::future::PyFuture;
 use crate::hooks::hooks;
 use crate::plan::Call;
+use crate::remote;
 use crate::report::{
     after_failure, report_completed, report_failed_end, report_unrun, returned, start_attempt, AfterFailure, Returned,
 };
+use crate::spec::HookKind;
 
 /// `(future, run_name, task, flow_run_context, run_count, arguments)`: a run as code
 /// inside it asks for it (`_core.current_run()`, `AsyncRun.current`).
@@ -185,6 +187,31 @@ impl AsyncRun {
         }
     }
 
+    /// [`AsyncRun::prepare`] for a run that executes in `place` (a cluster): upstream
+    /// values kept there come as their handles (see `remote`).
+    #[allow(clippy::type_complexity)] // Python's (callable, tuple, dict | None)
+    fn prepare_for<'py>(
+        &self,
+        py: Python<'py>,
+        place: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+        if self.done() {
+            return Err(PyRuntimeError::new_err("this run has already ended"));
+        }
+        let mut current = self.entered();
+        // Named while current (its name callable may read `ferroflow.runtime.task_run`); a
+        // failing `task_run_name` fails the attempt, as for a run in a batch.
+        current.rename(self.run_name(py)?);
+        start_attempt(py, &self.call, self.attempt.load(Ordering::Relaxed), None);
+        drop(current);
+        let job = self.take()?;
+        let prepared = job.payload.arguments_for(py, None, place);
+        let func = job.payload.plan().spec.get().func.bind(py).clone();
+        *lock(&self.job) = Some(job);
+        let (args, kwargs) = prepared?;
+        Ok((func, args, kwargs))
+    }
+
     /// [`AsyncRun::complete`]; `log_lines`: whether INFO lines of task runs are emitted,
     /// when the caller asked already (once for many runs, see [`complete_runs`]).
     fn complete_with(&self, py: Python<'_>, value: Bound<'_, PyAny>, log_lines: Option<bool>) -> PyResult<Option<f64>> {
@@ -197,7 +224,24 @@ impl AsyncRun {
                 };
                 let name = || self.line_name(py);
                 let current = self.entered();
-                report_completed(py, &self.engine, &job.payload, name, state, &value, log_lines, None);
+                // `on_completion` hooks read the state's result: a value kept on a cluster
+                // is fetched for them (only when the task has such hooks).
+                let reported = if remote::is_remote(&value)
+                    && self.call.plan().spec.get().hooks.of(py, HookKind::Completion).is_some()
+                {
+                    remote::local(value.clone())
+                } else {
+                    Ok(value.clone())
+                };
+                let reported = match reported {
+                    Ok(reported) => reported,
+                    Err(err) => {
+                        drop(current);
+                        *lock(&self.job) = Some(job);
+                        return Err(err);
+                    }
+                };
+                report_completed(py, &self.engine, &job.payload, name, state, &reported, log_lines, None);
                 drop(current);
                 self.engine
                     .finish_claimed(job.run, state, RunValue::new(Some(value.unbind())));
@@ -230,21 +274,7 @@ impl AsyncRun {
         &self,
         py: Python<'py>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
-        if self.done() {
-            return Err(PyRuntimeError::new_err("this run has already ended"));
-        }
-        let mut current = self.entered();
-        // Named while current (its name callable may read `ferroflow.runtime.task_run`); a
-        // failing `task_run_name` fails the attempt, as for a run in a batch.
-        current.rename(self.run_name(py)?);
-        start_attempt(py, &self.call, self.attempt.load(Ordering::Relaxed), None);
-        drop(current);
-        let job = self.take()?;
-        let prepared = job.payload.arguments(py, None);
-        let func = job.payload.plan().spec.get().func.bind(py).clone();
-        *lock(&self.job) = Some(job);
-        let (args, kwargs) = prepared?;
-        Ok((func, args, kwargs))
+        self.prepare_for(py, None)
     }
 
     /// The run's name, as its log lines give it.
@@ -387,12 +417,19 @@ impl Drop for AsyncRun {
 /// Prepares the next attempt of each run ([`AsyncRun::prepare`] and its `identity`) in
 /// one call, for a runner that ships many runs at once: for each run,
 /// `(function, args, kwargs, identity)`, or the exception its preparation raised.
+/// `place`: the cluster the runs execute in (see `remote`), whose kept values they receive
+/// as handles.
 #[pyfunction]
-pub(crate) fn prepare_runs<'py>(py: Python<'py>, runs: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyList>> {
+#[pyo3(signature = (runs, place=None))]
+pub(crate) fn prepare_runs<'py>(
+    py: Python<'py>,
+    runs: &Bound<'py, PyList>,
+    place: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyList>> {
     let prepared = PyList::empty(py);
     for item in runs.iter() {
         let run = item.cast::<AsyncRun>()?.get();
-        match run.prepare(py) {
+        match run.prepare_for(py, place) {
             Ok((function, args, kwargs)) => prepared.append((function, args, kwargs, run.identity(py)))?,
             Err(err) => prepared.append(err.into_value(py))?,
         }

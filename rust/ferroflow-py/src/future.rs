@@ -13,6 +13,7 @@ use crate::executor::CoreShared;
 use crate::gil::{attach_worker, deadline_after, wait_detached};
 use crate::hooks::{call_done_callback, generic_alias, hooks, report_hook_error};
 use crate::ids::run_uuid;
+use crate::remote;
 
 /// A task run's future (Prefect's `PrefectConcurrentFuture`).
 #[pyclass(frozen, name = "PrefectConcurrentFuture", module = "ferroflow.futures")]
@@ -89,7 +90,10 @@ impl PyFuture {
         let state = self.run_state();
         let (value, finished_at) = match self.shared.outcome(self.run) {
             #[allow(clippy::cast_precision_loss)] // microseconds since 1970 fit f64's 53 bits
-            Some(outcome) => (outcome.value.get(py), Some(outcome.finished_at_micros as f64 / 1e6)),
+            Some(outcome) => (
+                outcome.value.get(py).map(remote::local).transpose()?,
+                Some(outcome.finished_at_micros as f64 / 1e6),
+            ),
             None => (None, None),
         };
         let id = run_uuid(py, &self.shared, self.run)?;
@@ -100,15 +104,20 @@ impl PyFuture {
     }
 
     /// The value of a run that completed: its result (a State it returned gives that
-    /// State's result). `None` if the run did not complete.
-    fn completed_value<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    /// State's result), for a reader in `place` (a cluster) or here (see `remote`).
+    /// `None` if the run did not complete.
+    fn completed_value<'py>(
+        &self,
+        py: Python<'py>,
+        place: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let Some(outcome) = self.shared.outcome(self.run) else {
             return Ok(None);
         };
         if !outcome.state.state().is_success() {
             return Ok(None);
         }
-        let value = outcome.value.get(py).unwrap_or_else(|| py.None().into_bound(py));
+        let value = remote::resolved(outcome.value.get(py).unwrap_or_else(|| py.None().into_bound(py)), place)?;
         if self.shared.executor().may_hold_returned_states() && value.is_instance(hooks(py)?.state_type.bind(py))? {
             return value.call_method0(pyo3::intern!(py, "result")).map(Some);
         }
@@ -116,9 +125,14 @@ impl PyFuture {
     }
 
     /// What a dependent receives for this (final) run: its result, or for a failure that
-    /// the dependent allows, the exception.
-    pub(crate) fn value_for_dependent<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(value) = self.completed_value(py)? {
+    /// the dependent allows, the exception. A dependent that executes in `place` (a
+    /// cluster) receives a result kept there as its handle.
+    pub(crate) fn value_for_dependent<'py>(
+        &self,
+        py: Python<'py>,
+        place: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(value) = self.completed_value(py, place)? {
             return Ok(value);
         }
         match self
@@ -152,7 +166,7 @@ impl PyFuture {
                 return Ok(state); // completed or failed, as Prefect's direct call returns it
             }
         }
-        if let Some(value) = self.completed_value(py)? {
+        if let Some(value) = self.completed_value(py, None)? {
             return Ok(value);
         }
         self.state_object(py)?

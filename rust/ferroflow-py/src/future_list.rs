@@ -16,6 +16,7 @@ use crate::executor::CoreShared;
 use crate::future::PyFuture;
 use crate::gil::{attach_worker, deadline_after, wait_detached};
 use crate::hooks::{generic_alias, hooks, report_hook_error};
+use crate::remote;
 
 /// What a future list holds: a map's contiguous range, or any futures.
 enum Members {
@@ -67,10 +68,15 @@ impl PyFutureList {
         }
     }
 
-    /// The members' values, as a dependent receives them (a plain list, as in Prefect).
-    pub(crate) fn values_for_dependent<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+    /// The members' values, as a dependent (executing in `place`, see `remote`) receives
+    /// them: a plain list, as in Prefect.
+    pub(crate) fn values_for_dependent<'py>(
+        &self,
+        py: Python<'py>,
+        place: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let values = (0..self.__len__())
-            .map(|i| self.get(py, i)?.get().value_for_dependent(py))
+            .map(|i| self.get(py, i)?.get().value_for_dependent(py, place))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, values)
     }
@@ -306,7 +312,9 @@ impl PyFutureList {
                 for run in runs.clone() {
                     let outcome = shared.outcome(run).expect("waited for every run");
                     match outcome.value.get(py) {
-                        Some(value) if plain && outcome.state.state().is_success() => list.append(value)?,
+                        Some(value) if plain && outcome.state.state().is_success() => {
+                            list.append(remote::local(value)?)?;
+                        }
                         None if outcome.state.state().is_success() => list.append(py.None())?,
                         _ => list.append(PyFuture::new(Arc::clone(shared), run).final_result(py, raise_on_failure)?)?,
                     }

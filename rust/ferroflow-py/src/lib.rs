@@ -4,7 +4,7 @@
 //!
 //! Modules, from the bottom up (each uses only those above it in this list):
 //! `hooks` (the Python functions the engine calls back), `executor` (what an engine's
-//! runs share), `current` (the run a thread executes), `errors`, `gil` (every attach and
+//! runs share), `remote` (run values kept on a cluster), `current` (the run a thread executes), `errors`, `gil` (every attach and
 //! detach), `ids`, `future`, `future_list`, `completions`, `args` (the one walk over
 //! arguments), `spec`, `plan` (a call's arguments), `report` (state hooks, retries,
 //! returned States, log lines), `async_run` (claimed runs executed elsewhere), `execute`
@@ -30,6 +30,7 @@ mod gil;
 mod hooks;
 mod ids;
 mod plan;
+mod remote;
 mod report;
 mod spec;
 mod sync;
@@ -58,6 +59,8 @@ mod _core {
     use crate::gil::begin_exit;
     #[pymodule_export]
     use crate::plan::RunArguments;
+    #[pymodule_export]
+    use crate::remote::RemoteResult;
     #[pymodule_export]
     use crate::spec::TaskSpec;
 

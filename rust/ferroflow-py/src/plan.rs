@@ -309,6 +309,17 @@ impl Call {
         py: Python<'py>,
         leading: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+        self.arguments_for(py, leading, None)
+    }
+
+    /// [`Call::arguments`] for a run that executes in `place` (a cluster): the values of
+    /// upstream runs kept there are their handles (see `remote`).
+    pub(crate) fn arguments_for<'py>(
+        &self,
+        py: Python<'py>,
+        leading: Option<&Bound<'py, PyAny>>,
+        place: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
         let plan = self.plan();
         let fixed = plan.args.bind(py);
         let mut kwargs = plan.kwargs.as_ref().map(|k| k.bind(py).clone());
@@ -317,7 +328,7 @@ impl Call {
         }
         // The common map, `task.map(xs)`: the run's own value is the only argument.
         if plan.only_item_is_argument {
-            let value = resolve(&plan.mapped_value(py, 0, self.index)?)?;
+            let value = resolve(&plan.mapped_value(py, 0, self.index)?, place)?;
             let args = match leading {
                 None => PyTuple::new(py, [value])?,
                 Some(first) => PyTuple::new(py, [first.clone(), value])?,
@@ -328,14 +339,14 @@ impl Call {
         let mut args: SmallVec<[Bound<'py, PyAny>; 4]> = leading.cloned().into_iter().chain(fixed.iter()).collect();
         if plan.resolve_fixed {
             for arg in &mut args[skip..] {
-                *arg = resolve(arg)?;
+                *arg = resolve(arg, place)?;
             }
             if let Some(k) = &kwargs {
-                kwargs = Some(resolve(k.as_any())?.cast_into::<PyDict>()?);
+                kwargs = Some(resolve(k.as_any(), place)?.cast_into::<PyDict>()?);
             }
         }
         for (position, slot) in plan.mapped.iter().enumerate() {
-            let value = resolve(&plan.mapped_value(py, position, self.index)?)?;
+            let value = resolve(&plan.mapped_value(py, position, self.index)?, place)?;
             match slot {
                 ArgSlot::Position(i) => args[skip + *i] = value,
                 ArgSlot::Keyword(name) => {
