@@ -26,10 +26,8 @@ import atexit
 import heapq
 import importlib
 import itertools
-import logging
 import os
 import pickle
-import sys
 import threading
 import time
 import weakref
@@ -41,6 +39,8 @@ from typing import Any
 from ferroflow import _core
 from ferroflow import _process_worker as worker_side
 from ferroflow._bridge import ClaimedRun, crash
+from ferroflow._remote import timed_out_error
+from ferroflow._worker_runs import cloudpickled, emit_records
 from ferroflow.logging import get_logger
 from ferroflow.utilities.text import safe_repr
 
@@ -113,7 +113,7 @@ class ProcessPool:
         self._nested_runner = nested_runner
         #: The initializer and its arguments, cloudpickled once for every worker.
         self._initializer: bytes | Exception | None = (
-            None if initializer is None else _cloudpickle((initializer, initargs))
+            None if initializer is None else cloudpickled((initializer, initargs))
         )
         self._lock = threading.RLock()
         self._pending: deque[ClaimedRun | _Prepared] = deque()
@@ -338,7 +338,7 @@ class ProcessPool:
             # The task travels, not the function the engine calls: the worker builds that
             # again from the task (its options' wrappers then use the worker's modules).
             task = run.current[2]
-            known = (function, _cloudpickle(task))
+            known = (function, cloudpickled(task))
             self._functions[function_id] = known
             self._run_seconds.pop(function_id, None)
             self._time_limits.pop(function_id, None)
@@ -487,9 +487,7 @@ class ProcessPool:
         runs = dict(chunk)
         if elapsed:
             self._run_seconds[chunk[0][1].function_id] = elapsed / len(chunk)
-        for fields in records:  # the runs' own log lines come before their ends
-            record = logging.makeLogRecord(fields)
-            logging.getLogger(record.name).handle(record)
+        emit_records(records)  # the runs' own log lines come before their ends
         completed: list[ClaimedRun] = []
         values: list[Any] = []
         for key, kind, data in outcomes:
@@ -591,7 +589,7 @@ class ProcessPool:
         for chunk in chunks:
             for key, prepared in chunk:
                 if key == worker.killed_for and worker.deadline is not None:
-                    self._report_failure(prepared.run, _timed_out(worker.deadline[2]))
+                    self._report_failure(prepared.run, timed_out_error(worker.deadline[2]))
                 elif key == held:
                     crash(
                         prepared.run,
@@ -671,47 +669,6 @@ def _close_all_at_exit() -> None:
 # first imported: ours, registered after it, runs before it.
 importlib.import_module("multiprocessing.util")
 atexit.register(_close_all_at_exit)
-
-
-def _cloudpickle(value: Any) -> bytes | Exception:
-    """`value` cloudpickled, or why it cannot be. A task inside it (the function's
-    task, or a task its code calls) travels as its attributes, without its engine spec,
-    which the worker makes again (`_process_worker.rebuild_task`)."""
-    import io
-
-    import cloudpickle  # type: ignore[import-untyped]  # pyright: ignore[reportMissingTypeStubs]
-
-    tasks = sys.modules.get("ferroflow.tasks")
-    task_type: type[Any] | None = None if tasks is None else tasks.Task
-
-    class TaskPickler(cloudpickle.Pickler):  # type: ignore[misc]
-        def reducer_override(self, obj: Any) -> Any:
-            if task_type is not None and isinstance(obj, task_type):
-                return worker_side.rebuild_task, (task_type, _task_state(obj))
-            return super().reducer_override(obj)  # pyright: ignore[reportUnknownMemberType,reportUnknownVariableType]
-
-    buffer = io.BytesIO()
-    try:
-        TaskPickler(buffer, protocol=worker_side.PROTOCOL).dump(value)  # pyright: ignore[reportUnknownMemberType]
-    except Exception as exc:
-        return exc
-    return buffer.getvalue()
-
-
-def _task_state(task: Any) -> dict[str, Any]:
-    """A task's attributes but its engine spec (made again where it arrives)."""
-    attributes: dict[str, Any] = task.__dict__
-    return {key: value for key, value in attributes.items() if key != "_spec"}
-
-
-def _timed_out(limit: float) -> BaseException:
-    """The error of a run whose worker was killed at its time limit (as the limit raises
-    it in a worker: the run ends TimedOut, or is retried)."""
-    from ferroflow.task_engine import TaskRunTimeoutError
-
-    error = TaskRunTimeoutError(f"Scope timed out after {limit} second(s).")
-    error.timeout_seconds = limit
-    return error
 
 
 def _unpicklable_argument(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> str:

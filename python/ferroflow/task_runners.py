@@ -32,10 +32,14 @@ from ferroflow.logging import get_logger
 if TYPE_CHECKING:
     from ferroflow._arguments import MapCall
     from ferroflow._process_pool import ProcessPool
+    from ferroflow.dask.task_runners import DaskTaskRunner
+    from ferroflow.ray.task_runners import RayTaskRunner
 
 __all__ = [
     "ConcurrentTaskRunner",
+    "DaskTaskRunner",
     "ProcessPoolTaskRunner",
+    "RayTaskRunner",
     "SequentialTaskRunner",
     "TaskRunner",
     "ThreadPoolTaskRunner",
@@ -556,3 +560,20 @@ def _after_fork_in_child() -> None:
 atexit.register(_shutdown_default_runner)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+#: The cluster runners, importable from here as from `ferroflow.dask` / `ferroflow.ray`:
+#: their modules (and Dask or Ray) load only when the name is asked for.
+_CLUSTER_RUNNERS = {
+    "DaskTaskRunner": "ferroflow.dask.task_runners",
+    "RayTaskRunner": "ferroflow.ray.task_runners",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _CLUSTER_RUNNERS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
