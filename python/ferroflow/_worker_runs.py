@@ -24,7 +24,7 @@ import threading
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 #: The pickle protocol of everything that travels between the flow's process and workers.
@@ -237,7 +237,7 @@ def capture_run_logs() -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def collected_records() -> Iterator[list[dict[str, Any]]]:
+def collected_records() -> Generator[list[dict[str, Any]]]:
     """The records this thread's code makes meanwhile go to the list it gives (a Dask or
     Ray worker sends each run's own with its outcome)."""
     records: list[dict[str, Any]] = []
@@ -363,6 +363,7 @@ def run_in_cluster_worker(
     flow_runs = _cluster_worker.prepare(nested_runner, flow_pid)
     key, blob = definition
     loaded = _cluster_worker.task(key, blob)
+    data: Any
     with collected_records() as records:
         if isinstance(loaded, BaseException):
             kind, data = RAISED, RuntimeError(

@@ -1,0 +1,53 @@
+"""What executes in a Dask worker for each task run (imported there by Dask, by name)."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from ferroflow._worker_runs import (
+    PROTOCOL,
+    RAISED,
+    RETURNED_STATE,
+    FlowRunIdentity,
+    run_in_cluster_worker,
+)
+
+
+class ReturnedState(Exception):
+    """Carries a State the task returned to the flow's process, where the engine reads
+    what it means (a failed State fails the run, a cache hit is Cached): raised, so the
+    run's Dask result is never a State."""
+
+    def __init__(self, state: Any) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+def run_task(
+    identity: tuple[str, int, bytes],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    *,
+    definition: tuple[str, bytes],
+    flow_run: FlowRunIdentity | None,
+    flow_pid: int,
+    topic: str,
+) -> Any:
+    """One attempt of a task run: returns its value (which stays in the cluster) or
+    raises its exception. Its log records go to the flow's client as an event on `topic`,
+    before the attempt ends, so its lines come before its `Finished in state` line."""
+    from ferroflow.task_runners import ThreadPoolTaskRunner
+
+    kind, data, records = run_in_cluster_worker(
+        definition, flow_run, identity, args, kwargs, flow_pid, ThreadPoolTaskRunner
+    )
+    if records:
+        import distributed
+
+        distributed.get_worker().log_event(topic, pickle.dumps(records, PROTOCOL))
+    if kind == RAISED:
+        raise data
+    if kind == RETURNED_STATE:
+        raise ReturnedState(data)
+    return data
