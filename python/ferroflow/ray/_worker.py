@@ -1,0 +1,121 @@
+"""What executes in a Ray worker for each task run (`ray.remote(run_task)`, two returns).
+
+A run's two returns travel apart: the first, its value, stays in the cluster (a
+downstream run there receives its ObjectRef); the second, its *report*, is small and
+comes to the flow's process, whose callback reads it: how the attempt ended (returned,
+raised with its exception, or returned a State the engine must read) and the log
+records the run made, emitted there before the run's end is reported.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from ferroflow._worker_runs import (
+    PROTOCOL,
+    RAISED,
+    RETURNED,
+    RETURNED_STATE,
+    FlowRunIdentity,
+    describe,
+    run_in_cluster_worker,
+)
+
+#: A run's report: `(RETURNED | RAISED | RETURNED_STATE, detail, pickled log records)`;
+#: detail is None (the value is the first return), `describe(exception)`, or the State.
+Report = tuple[int, Any, bytes]
+
+#: The containers a nested ObjectRef is looked for in (as Prefect walks a run's arguments).
+CONTAINERS = (list, tuple, dict, set, frozenset)
+
+#: What a run's remote call says besides its task and arguments: (the flow run, the
+#: flow's process id, the run's identity, how many of the values are positional
+#: arguments, the names of the keyword arguments that follow them, the positions of the
+#: values that are containers).
+Header = tuple[FlowRunIdentity | None, int, tuple[str, int, bytes], int, tuple[str, ...], tuple[int, ...]]
+
+
+def run_task(definition: tuple[str, bytes], header: Header, *values: Any) -> tuple[Any, Report]:
+    """One attempt of a task run: `definition` is its task's `(key, cloudpickled task)`
+    (an ObjectRef put once in the flow's process, resolved here by Ray), `header` the
+    rest (see `Header`). The arguments come as top-level values, so Ray resolves the
+    upstream ObjectRefs among them in this worker; refs nested in the containers the
+    flow's process named arrive as refs and are resolved here."""
+    from ferroflow.task_runners import ThreadPoolTaskRunner
+
+    flow_run, flow_pid, identity, positional, names, containers = header
+    resolved = _resolve_nested(list(values), containers) if containers else values
+    args = tuple(resolved[:positional])
+    kwargs = dict(zip(names, resolved[positional:], strict=True)) if names else None
+    kind, data, records = run_in_cluster_worker(
+        definition, flow_run, identity, args, kwargs, flow_pid, ThreadPoolTaskRunner
+    )
+    pickled_records = pickle.dumps(records, PROTOCOL) if records else b""
+    if kind == RETURNED:
+        return data, (RETURNED, None, pickled_records)
+    if kind == RAISED:
+        return None, (RAISED, describe(data), pickled_records)
+    return None, (RETURNED_STATE, data, pickled_records)
+
+
+def containers_among(values: tuple[Any, ...]) -> tuple[int, ...]:
+    """The positions of `values` that are containers (where a nested ObjectRef may be)."""
+    return tuple(index for index, value in enumerate(values) if isinstance(value, CONTAINERS))
+
+
+def _resolve_nested(values: list[Any], containers: tuple[int, ...]) -> list[Any]:
+    """`values` with the ObjectRefs inside the containers at `containers` replaced by
+    their values, fetched together (their runs have ended: the engine launched this
+    one after them)."""
+    import ray
+
+    found: list[Any] = []
+    for index in containers:
+        _collect_refs(values[index], ray.ObjectRef, found)
+    if found:
+        fetched = dict(zip(found, ray.get(found), strict=True))
+        for index in containers:
+            values[index] = _replace_refs(values[index], ray.ObjectRef, fetched)
+    return values
+
+
+def _collect_refs(value: Any, ref_type: type[Any], found: list[Any]) -> None:
+    if isinstance(value, ref_type):
+        found.append(value)
+    elif _is_container(value):
+        for item in value.values() if _is_dict(value) else value:
+            _collect_refs(item, ref_type, found)
+
+
+def _replace_refs(value: Any, ref_type: type[Any], fetched: dict[Any, Any]) -> Any:
+    """`value` with its refs replaced; a container without refs is kept as it is, one with
+    refs is copied with its own type (a dict subclass, a named tuple)."""
+    if isinstance(value, ref_type):
+        return fetched[value]
+    if _is_dict(value):
+        changed = {
+            key: new for key, item in value.items() if (new := _replace_refs(item, ref_type, fetched)) is not item
+        }
+        if not changed:
+            return value
+        copied = value.copy()
+        copied.update(changed)
+        return copied
+    if _is_container(value):
+        old = tuple(value)
+        new = [_replace_refs(item, ref_type, fetched) for item in old]
+        if all(after is before for after, before in zip(new, old, strict=True)):
+            return value
+        rebuild: Any = value.__class__
+        return rebuild(*new) if hasattr(value, "_fields") else rebuild(new)  # a named tuple takes its fields
+    return value
+
+
+# (Predicates, not `isinstance` in place: a value stays `Any` for the checkers.)
+def _is_container(value: Any) -> bool:
+    return isinstance(value, CONTAINERS)
+
+
+def _is_dict(value: Any) -> bool:
+    return isinstance(value, dict)
