@@ -152,9 +152,16 @@ impl MappedSource {
                     Err(_) => items.cast::<PyTuple>()?.get_item(index as usize),
                 }
             }
-            MappedSource::Range { start, step } => Ok((i128::from(*start) + i128::from(*step) * i128::from(index))
-                .into_pyobject(py)?
-                .into_any()),
+            MappedSource::Range { start, step } => {
+                let value = i128::from(*start) + i128::from(*step) * i128::from(index);
+                // Converted as an i64 when it fits (it always does when the range's stop
+                // does): under the stable ABI, PyO3 builds an i128 from two halves with
+                // Python arithmetic, which was an eighth of a trivial mapped run.
+                match i64::try_from(value) {
+                    Ok(small) => Ok(small.into_pyobject(py)?.into_any()),
+                    Err(_) => Ok(value.into_pyobject(py)?.into_any()),
+                }
+            }
         }
     }
 
