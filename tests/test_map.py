@@ -102,6 +102,20 @@ def test_tuple_and_range_are_mapped():
     assert in_flow(lambda: pair.map((1, 2), range(10, 12)).result()) == [(1, 10), (2, 11)]
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        range(2**63 - 3, 2**63 - 1),  # near the top of 64 bits
+        range(-(2**63), -(2**63) + 6, 3),  # the bottom, with a step
+        range(10, -10, -7),  # downwards
+        range(2**63 - 1, 2**63 + 2),  # past 64 bits: mapped over its items
+        range(-(2**70), -(2**70) + 2),
+    ],
+)
+def test_range_values_are_exact_at_the_edges_of_64_bits(values):
+    assert in_flow(lambda: show.map(values).result()) == list(values)
+
+
 def test_generator_is_consumed():
     assert in_flow(lambda: inc.map(x * x for x in range(4)).result()) == [1, 2, 5, 10]
 
