@@ -112,6 +112,7 @@ class Flow(Generic[P, R]):
         on_cancellation: Iterable[Hook] | None = None,
         on_crashed: Iterable[Hook] | None = None,
         on_running: Iterable[Hook] | None = None,
+        executor: Any = None,
         **options: Any,
     ) -> None:
         fn, self._method_kind = unwrap_method(fn)
@@ -153,6 +154,10 @@ class Flow(Generic[P, R]):
         self.retry_delay_seconds = retry_delay_seconds or 0
         #: Seconds an attempt of a run may take (0 or None: no limit), as a float.
         self.timeout_seconds = _timeout(timeout_seconds, owner)
+        if executor is not None:  # Prefect 2's name for the task runner (ferroflow.executors)
+            from ferroflow.executors import task_runner_for
+
+            task_runner = task_runner_for(executor, task_runner, owner, stacklevel=2)
         if isinstance(task_runner, type):
             task_runner = task_runner()
         if task_runner is not None and not isinstance(task_runner, TaskRunner):
@@ -365,11 +370,20 @@ def flow(
     on_cancellation: list[Callable[..., Any]] | None = None,
     on_crashed: list[Callable[..., Any]] | None = None,
     on_running: list[Callable[..., Any]] | None = None,
+    executor: Any = None,
 ) -> _FlowDecorator: ...
 
 
 def flow(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Makes a function a flow; usable bare (`@flow`) or with options (`@flow(retries=1)`)."""
+    if options.get("executor") is not None:
+        # Prefect 2's `executor=` becomes the task runner here, so that its
+        # DeprecationWarning points at the user's `@flow(...)` line.
+        from ferroflow.executors import task_runner_for
+
+        options["task_runner"] = task_runner_for(
+            options.pop("executor"), options.get("task_runner"), "@flow", stacklevel=2
+        )
     if __fn is not None:
         return Flow(__fn, **options)
 
