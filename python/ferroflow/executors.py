@@ -3,11 +3,12 @@
 renamed it to; `@flow(executor=...)` runs the flow on that runner, with a
 `DeprecationWarning` that names `task_runner=`.
 
-| executor | task runner |
-|---|---|
-| `DaskExecutor(address=None, cluster_class=None, cluster_kwargs=None, adapt_kwargs=None, client_kwargs=None)` | `DaskTaskRunner` with the same arguments |
-| `LocalDaskExecutor(scheduler="threads", num_workers=None)` | `ThreadPoolTaskRunner(num_workers)`; `"processes"`: `ProcessPoolTaskRunner(num_workers)`; `"synchronous"`: `SequentialTaskRunner` |
-| `SequentialExecutor()`, `LocalExecutor()` | `SequentialTaskRunner` |
+- `DaskExecutor(address=None, cluster_class=None, cluster_kwargs=None, adapt_kwargs=None,
+  client_kwargs=None)`: `DaskTaskRunner` with the same arguments;
+- `LocalDaskExecutor(scheduler="threads", num_workers=None)`: `ThreadPoolTaskRunner`
+  (`"processes"`: `ProcessPoolTaskRunner`; `"synchronous"`: `SequentialTaskRunner`), with
+  `num_workers` as its `max_workers`;
+- `SequentialExecutor()`, `LocalExecutor()`: `SequentialTaskRunner`.
 
 Importing this module never imports Dask: `DaskExecutor` makes its runner (and imports
 `ferroflow.dask`) only when a flow takes it.
