@@ -239,10 +239,14 @@ NOT_LOADED_AT_IMPORT = (
     "asyncio", "anyio", "ctypes", "cloudpickle", "copy", "dis", "hashlib", "inspect", "json",
     "pickle", "platform", "pydantic", "rich", "signal", "uuid",
     "ferroflow._runtime", "ferroflow._timeouts", "ferroflow._task_cache", "ferroflow.runtime",
+    # The cluster runners' engines: loaded only when `ferroflow.dask` / `ferroflow.ray`
+    # (or `ferroflow.task_runners.DaskTaskRunner` / `RayTaskRunner`) is asked for.
+    "dask", "distributed", "ray", "ferroflow.dask", "ferroflow.ray", "ferroflow._remote",
 )
 
 
-def test_import_ferroflow_loads_only_what_every_flow_needs():
-    script = f"import sys, ferroflow; print([m for m in {NOT_LOADED_AT_IMPORT!r} if m in sys.modules])"
+@pytest.mark.parametrize("module", ["ferroflow", "ferroflow.task_runners", "ferroflow.executors"])
+def test_import_ferroflow_loads_only_what_every_flow_needs(module):
+    script = f"import sys, {module}; print([m for m in {NOT_LOADED_AT_IMPORT!r} if m in sys.modules])"
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
