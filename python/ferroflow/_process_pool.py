@@ -150,7 +150,7 @@ class ProcessPool:
                 broken = None
                 self._pending.extend(runs)
                 if self._reader is None:
-                    self._start_workers()
+                    self._start_reader()
         if broken is not None:
             for run in runs:
                 crash(run, RuntimeError(broken))
@@ -214,15 +214,29 @@ class ProcessPool:
 
     # -- workers -------------------------------------------------------------------------
 
-    def _start_workers(self) -> None:
+    def _start_reader(self) -> None:
         if isinstance(self._initializer, Exception):
             error = self._initializer
             self._break(f"the process pool's initializer could not be pickled: {type(error).__name__}: {error}")
             return
-        for _ in range(self._max_workers):
-            self._workers.append(self._spawn())
         self._reader = threading.Thread(target=self._read, name="ferroflow-process-pool-reader", daemon=True)
         self._reader.start()
+
+    def _start_workers(self) -> None:
+        """Starts workers as the pending runs need them, up to `max_workers` (as
+        ProcessPoolExecutor does): one run waits for one interpreter to start, not for
+        `max_workers` of them starting at once on the same cores. Under the lock."""
+        if self._reader is None or self._closing or self._broken is not None:
+            return
+        # Workers that can take a run soon: those starting, and the ready ones holding none.
+        free = sum(1 for worker in self._workers if not worker.ready or not worker.in_flight)
+        started = False
+        while len(self._workers) < self._max_workers and free < len(self._pending):
+            self._workers.append(self._spawn())
+            free += 1
+            started = True
+        if started and threading.current_thread() is not self._reader:
+            self._wake()  # the reader waits on the workers it knew: it must see the new ones
 
     def _spawn(self) -> _Worker:
         parent_end, child_end = self._context.Pipe()
@@ -246,10 +260,11 @@ class ProcessPool:
     # -- shipping runs -------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Gives every ready worker a chunk from `pending`, then a second one to workers
-        whose chunk is of fast runs (see `_holds_room`): breadth first, so that an idle
-        worker is never passed over for a busy one."""
+        """Starts the workers `pending` needs, then gives every ready worker a chunk from
+        it, and a second one to workers whose chunk is of fast runs (see `_holds_room`):
+        breadth first, so that an idle worker is never passed over for a busy one."""
         with self._lock:
+            self._start_workers()
             for depth in range(1, CHUNKS_IN_FLIGHT + 1):
                 for worker in self._workers:
                     if not self._pending:
@@ -561,7 +576,7 @@ class ProcessPool:
 
     def _died(self, worker: _Worker) -> None:
         """A worker process ended: the run it held ends Crashed, the rest of its chunks go
-        back to pending, and a fresh worker takes its place (unless none can start)."""
+        back to pending, where the next dispatch starts a fresh worker for them."""
         process = worker.process
         process.join()
         # What it sent before it died comes first (outcomes, or its initializer's error).
@@ -598,9 +613,8 @@ class ProcessPool:
                 else:
                     unstarted.append(prepared)
         with self._lock:
+            # The reader's next dispatch starts a replacement if runs are waiting.
             self._pending.extendleft(reversed(unstarted))
-            if not self._closing:
-                self._workers.append(self._spawn())
 
     def _break(self, message: str) -> None:
         """No worker can start: every waiting run, and every run handed over from now on,
