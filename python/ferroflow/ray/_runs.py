@@ -24,8 +24,14 @@ from ferroflow.ray.context import options_in
 
 
 def fetch(ref: Any) -> Any:
-    """Brings a value kept on the cluster to this process (`RemoteResult`'s `fetch`)."""
-    return ray.get(ref)
+    """Brings a value kept on the cluster to this process (`RemoteResult`'s `fetch`); a
+    value that cannot be unpickled here raises the error its unpickling raised."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RaySystemError as exc:
+        if isinstance(exc.client_exc, Exception):
+            raise exc.client_exc from None
+        raise
 
 
 class RayRuns(ClusterRuns):
