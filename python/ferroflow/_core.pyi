@@ -155,9 +155,10 @@ class AsyncRun:
 @final
 class RemoteResult:
     """A run's value kept on a cluster: `handle` there, `place` (the cluster's identity,
-    compared with `==`), and `fetch(handle)`, which brings the value here once."""
+    compared with `==`), and `fetch([handle, ...])`, which brings values here (each once,
+    many in one call)."""
 
-    def __new__(cls, handle: object, place: object, fetch: Callable[[Any], object]) -> Self: ...
+    def __new__(cls, handle: object, place: object, fetch: Callable[[list[Any]], Sequence[object]]) -> Self: ...
     @property
     def handle(self) -> Any: ...
     @property

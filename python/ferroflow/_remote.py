@@ -19,7 +19,7 @@ of its own (a subclass per cluster), which:
 
 A completed run's value stays in the cluster: the run ends with a
 `_core.RemoteResult(handle, place, fetch)`, and the engine fetches the value only
-where it must reach this process (see rust/ferroflow-py/src/remote.rs).
+where it must reach this process (a map's values in one `fetch` call) (see rust/ferroflow-py/src/remote.rs).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pickle
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,12 +163,13 @@ class ClusterRuns:
     """The flow's side of one started cluster runner (see the module docs). Subclasses
     give `place` and `fetch`, and implement `_launch` and `_cancel_remote`."""
 
-    def __init__(self, place: object, fetch: Callable[[Any], object]) -> None:
+    def __init__(self, place: object, fetch: Callable[[list[Any]], Sequence[object]]) -> None:
         #: The cluster's identity (compared with `==`): runs prepared here receive the
         #: values kept in the same place as their handles.
         self.place = place
-        #: `fetch(handle)`: brings a value kept on the cluster to this process. A plain
-        #: function: the engine holds it with the values, and must not hold the runner.
+        #: `fetch([handle, ...])`: brings values kept on the cluster to this process (many
+        #: in one call: a map's `.result()`). A plain function: the engine holds it with
+        #: the values, and must not hold the runner.
         self._fetch = fetch
         self._lock = threading.Lock()
         #: Attempts launched and not ended, by their handle's key (see `_track`).

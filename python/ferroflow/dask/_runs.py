@@ -99,9 +99,11 @@ def new_client(**kwargs: Any) -> Any:
     return distributed.Client(**kwargs)
 
 
-def fetch(future: Any) -> Any:
-    """Brings a value kept on the cluster to this process (`RemoteResult`'s `fetch`)."""
-    return future.result()
+def fetch(futures: list[Any]) -> list[Any]:
+    """Brings values kept on the cluster to this process, in one call (`RemoteResult`'s
+    `fetch`)."""
+    values: list[Any] = futures[0].client.gather(futures)
+    return values
 
 
 def _emit_event(event: Any) -> None:

@@ -77,6 +77,12 @@ impl PyFuture {
         Ok(value.is_instance(hooks(py)?.state_type.bind(py))?.then_some(value))
     }
 
+    /// The run's stored value as the engine holds it (a value kept on a cluster as its
+    /// `RemoteResult`), if it has ended with one.
+    pub(crate) fn stored_value<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.shared.outcome(self.run).and_then(|outcome| outcome.value.get(py))
+    }
+
     pub(crate) fn run_state(&self) -> RunState {
         self.shared.state(self.run).unwrap_or(RunState::Vacant)
     }

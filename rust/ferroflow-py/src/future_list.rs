@@ -75,8 +75,13 @@ impl PyFutureList {
         py: Python<'py>,
         place: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let values = (0..self.__len__())
-            .map(|i| self.get(py, i)?.get().value_for_dependent(py, place))
+        let futures = self.futures(py)?;
+        if place.is_none() {
+            remote::prefetch(py, futures.iter().filter_map(|future| future.get().stored_value(py)))?;
+        }
+        let values = futures
+            .iter()
+            .map(|future| future.get().value_for_dependent(py, place))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, values)
     }
@@ -309,6 +314,11 @@ impl PyFutureList {
             Members::Range { shared, runs, .. } => {
                 let list = PyList::empty(py);
                 let plain = !shared.executor().may_hold_returned_states();
+                remote::prefetch(
+                    py,
+                    runs.clone()
+                        .filter_map(|run| shared.outcome(run).and_then(|outcome| outcome.value.get(py))),
+                )?;
                 for run in runs.clone() {
                     let outcome = shared.outcome(run).expect("waited for every run");
                     match outcome.value.get(py) {
@@ -322,6 +332,7 @@ impl PyFutureList {
                 Ok(list)
             }
             Members::Items(items) => {
+                remote::prefetch(py, items.iter().filter_map(|item| item.get().stored_value(py)))?;
                 let values = items
                     .iter()
                     .map(|item| item.get().final_result(py, raise_on_failure))

@@ -1,7 +1,7 @@
 //! A run's value that stays where the run executed: a Dask future, a Ray ObjectRef.
 //!
 //! A runner that executes runs on a cluster completes each with a [`RemoteResult`]
-//! (the handle, the identity of its cluster, and how to fetch the value). The engine
+//! (the handle, the identity of its cluster, and how to fetch values from there). The engine
 //! stores it as the run's value like any other. Reading a run's value goes through
 //! [`resolved`], the one place that decides what a reader gets: a run prepared for the
 //! same cluster gets the handle (the cluster resolves it there, the value never comes
@@ -13,14 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyList;
 
 /// Set once any `RemoteResult` was made in this process: until then no stored value can
 /// be one, and readers skip the type check.
 static REMOTE_VALUES: AtomicBool = AtomicBool::new(false);
 
 /// A run's value held on a cluster: `handle` (what the cluster resolves in a run's
-/// arguments), `place` (the cluster's identity, compared with `==`), and `fetch`, which
-/// `fetch(handle)` brings the value here, called at most once.
+/// arguments), `place` (the cluster's identity, compared with `==`), and `fetch`:
+/// `fetch([handle, ...])` brings the values of handles here, in one call for many (a
+/// map's `.result()`, see [`prefetch`]); each value is fetched at most once.
 ///
 /// `fetch` should be a plain function, not a method of the runner: the engine holds the
 /// value, and a runner held back from it would make a cycle.
@@ -36,7 +38,10 @@ impl RemoteResult {
     /// The value, fetched on the first call (a second reader meanwhile waits for it).
     fn fetched<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.fetched
-            .get_or_try_init(py, || self.fetch.call1(py, (&self.handle,)))
+            .get_or_try_init(py, || {
+                let values = self.fetch.call1(py, (PyList::new(py, [&self.handle])?,))?;
+                Ok::<_, PyErr>(values.bind(py).get_item(0)?.unbind())
+            })
             .map(|value| value.bind(py).clone())
     }
 }
@@ -121,4 +126,45 @@ pub(crate) fn local(value: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
 #[inline]
 pub(crate) fn is_remote(value: &Bound<'_, PyAny>) -> bool {
     REMOTE_VALUES.load(Ordering::Relaxed) && value.is_instance_of::<RemoteResult>()
+}
+
+/// The results of one cluster (one `fetch`) that [`prefetch`] fetches together.
+struct Batch<'py> {
+    fetch: Bound<'py, PyAny>,
+    results: Vec<Bound<'py, RemoteResult>>,
+}
+
+/// Fetches the values of the [`RemoteResult`]s among `values` not fetched yet, one
+/// `fetch` call per cluster for all of them (a map's `.result()` asks for thousands:
+/// one round trip instead of one each). Other values are skipped.
+pub(crate) fn prefetch<'py>(py: Python<'py>, values: impl IntoIterator<Item = Bound<'py, PyAny>>) -> PyResult<()> {
+    if !REMOTE_VALUES.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut batches: Vec<Batch<'py>> = Vec::new();
+    for value in values {
+        let Ok(remote) = value.cast_into::<RemoteResult>() else {
+            continue;
+        };
+        if remote.get().fetched.get(py).is_some() {
+            continue;
+        }
+        let fetch = remote.get().fetch.bind(py);
+        match batches.iter_mut().find(|batch| batch.fetch.is(fetch)) {
+            Some(batch) => batch.results.push(remote),
+            None => batches.push(Batch {
+                fetch: fetch.clone(),
+                results: vec![remote],
+            }),
+        }
+    }
+    for batch in batches.into_iter().filter(|batch| batch.results.len() > 1) {
+        let handles = PyList::new(py, batch.results.iter().map(|result| result.get().handle.bind(py)))?;
+        let fetched = batch.fetch.call1((handles,))?;
+        for (result, value) in batch.results.iter().zip(fetched.try_iter()?) {
+            // A reader may have fetched it meanwhile: the first value stays.
+            let _ = result.get().fetched.set(py, value?.unbind());
+        }
+    }
+    Ok(())
 }
