@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,13 +23,8 @@ import psutil
 import pytest
 
 # First: it sets the environment Ray reads when it is imported.
-from ray_cluster import (
-    assert_nothing_left,
-    free_port,
-    local_init_kwargs,
-    ray_head,  # noqa: F401  (a fixture)
-    short_temp_dir,
-)
+import ray_cluster
+from ray_cluster import assert_nothing_left, free_port, local_init_kwargs, short_temp_dir
 
 ray = pytest.importorskip("ray", reason="ray is in the test extra; no wheel for this platform")
 
@@ -40,6 +36,9 @@ from ferroflow.ray.task_runners import RayTaskRunner  # noqa: E402
 from ferroflow.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
+
+#: The session's Ray head node (a fixture).
+ray_head = ray_cluster.ray_head
 
 
 @pytest.fixture
@@ -336,6 +335,21 @@ def test_an_exception_that_does_not_pickle_still_fails_the_run(connected):
         failing()
 
 
+@task
+def returns_a_lock():
+    return threading.Lock()
+
+
+def test_a_value_that_cannot_be_kept_in_the_cluster_fails_the_run(connected):
+    @flow(task_runner=connected)
+    def keeps():
+        state = returns_a_lock.submit(return_state=True)
+        return state.is_failed(), state.message
+
+    failed, message = keeps()
+    assert failed and "cannot pickle '_thread.lock' object" in message, message
+
+
 def test_retries_and_their_delays(connected, tmp_path, ferroflow_records):
     attempts = tmp_path / "attempts"
 
@@ -528,6 +542,7 @@ def test_a_local_instance_starts_with_the_first_run_and_stops_with_the_flow(disc
         started_before_a_run, value, pid = local()
     finally:
         ray.shutdown()  # (if the test failed with Ray still up)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     assert (started_before_a_run, value) == (False, 10)
     assert pid != os.getpid()
     assert "Creating a local Ray instance" in [record.getMessage() for record in ferroflow_records()]

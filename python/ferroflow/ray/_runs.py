@@ -9,6 +9,7 @@ With `_session`, the one module that calls Ray for the runner: its partial types
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 from ferroflow._remote import Attempt, ClusterRuns, PreparedRun, TaskDefinition
 from ferroflow._worker_runs import RAISED, RETURNED, FlowRunIdentity, emit_records
 from ferroflow.ray._session import place, ray
-from ferroflow.ray._worker import Report, containers_among, run_task
+from ferroflow.ray._worker import Report, containers_among, task_function
 from ferroflow.ray.context import options_in
 
 
@@ -41,58 +42,46 @@ class RayRuns(ClusterRuns):
         super().__init__(place(), fetch)
         self._flow_run = flow_run
         self._flow_pid = os.getpid()
-        #: The tasks on the cluster: definition key -> ObjectRef of `(key, cloudpickled
-        #: task)`, put once (each worker loads a task once, by its key).
-        self._shipped: dict[str, Any] = {}
-        self._shipping = threading.Lock()
-        # Two returns: the value (stays in the cluster) and the report (comes here).
-        # `max_retries=0`: a run whose worker dies is the engine's to end or retry.
-        self._remote = ray.remote(num_returns=2, max_retries=0)(run_task)
+        #: The tasks on the cluster: definition key -> the remote function of its runs.
+        self._functions: dict[str, Any] = {}
+        self._functions_lock = threading.Lock()
 
     def _launch(self, prepared: list[PreparedRun]) -> None:
-        remote = self._remote
+        definition: TaskDefinition | None = None
+        remote: Any = None
         for item in prepared:
+            if item.definition is not definition:  # (a map's runs share theirs)
+                definition = item.definition
+                remote = self._remote_function(definition)
             kwargs = item.kwargs or {}
             values = (*item.args, *kwargs.values())
-            header = (
-                self._flow_run,
-                self._flow_pid,
-                item.identity,
-                len(item.args),
-                tuple(kwargs),
-                containers_among(values),
-            )
+            header = (item.identity, len(item.args), tuple(kwargs), containers_among(values))
             context = item.run.context
             options: Mapping[str, Any] = {} if context is None else options_in(context)
-            value, report = remote.options(name=item.name, **options).remote(
-                self._ship(item.definition), header, *values
-            )
+            value, report = remote.options(name=item.name, **options).remote(header, *values)
             self._track(Attempt(item, value), value)
-            report.future().add_done_callback(partial(self._on_done, value))
+            # (Ray's callback on a ref, which `ObjectRef.future()` wraps in a Future of its own.)
+            report._on_completed(partial(self._on_done, value))
 
-    def _ship(self, definition: TaskDefinition) -> Any:
-        with self._shipping:
-            shipped = self._shipped.get(definition.key)
-            if shipped is None:
-                shipped = ray.put((definition.key, definition.blob))
-                self._shipped[definition.key] = shipped
-            return shipped
+    def _remote_function(self, definition: TaskDefinition) -> Any:
+        """The remote function of a task's runs, made on first use (see `task_function`)."""
+        with self._functions_lock:
+            function = self._functions.get(definition.key)
+            if function is None:
+                shared = ((definition.key, definition.blob), self._flow_run, self._flow_pid)
+                # Two returns: the value (stays in the cluster) and the report (comes here).
+                # `max_retries=0`: a run whose worker dies is the engine's to end or retry.
+                function = ray.remote(num_returns=2, max_retries=0)(task_function(shared))
+                self._functions[definition.key] = function
+            return function
 
-    def _on_done(self, value: Any, report: Any) -> None:
-        """The done-callback of an attempt's report (on Ray's callback thread): ends the
-        attempt whose value is `value`."""
-        try:
-            outcome: Report = report.result()
-            kind, detail, records = outcome
-        except ray.exceptions.RayTaskError as exc:
-            # Raised around the task's own call (its value could not be stored, say).
-            self.raised(value, exc.cause if isinstance(exc.cause, BaseException) else exc)
+    def _on_done(self, value: Any, outcome: Report | BaseException) -> None:
+        """The completion callback of an attempt's report (on Ray's callback thread): ends
+        the attempt whose value is `value`."""
+        if isinstance(outcome, BaseException):
+            self._ended_without_report(value, outcome)
             return
-        except BaseException as exc:
-            # Its worker died, the cluster lost it, or it was cancelled (by this runner,
-            # whose attempt has ended already: then this is a no-op).
-            self.crashed(value, _lost(exc))
-            return
+        kind, detail, records = outcome
         if records:
             emit_records(pickle.loads(records))  # its lines come before its end's
         if kind == RETURNED:
@@ -102,12 +91,24 @@ class RayRuns(ClusterRuns):
         else:
             self.returned_here(value, detail)
 
+    def _ended_without_report(self, value: Any, error: BaseException) -> None:
+        if isinstance(error, ray.exceptions.RayTaskError):
+            # Raised around the task's own call (its value could not be stored, say). The
+            # value holds the same error: read here, so Ray does not log it as unhandled.
+            with contextlib.suppress(Exception):
+                ray.get(value, timeout=0)
+            cause: object = getattr(error, "cause", None)
+            self.raised(value, cause if isinstance(cause, BaseException) else error)
+        else:
+            # Its worker died, the cluster lost it, or it was cancelled (by this runner,
+            # whose attempt has ended already: then this is a no-op).
+            self.crashed(value, _lost(error))
+
     def _cancel_remote(self, handles: list[Any]) -> None:
         for handle in handles:
-            try:
+            # (It has ended, or the cluster is gone, if this fails: nothing runs there any more.)
+            with contextlib.suppress(Exception):
                 ray.cancel(handle, force=True)
-            except Exception:
-                pass  # it has ended, or the cluster is gone: nothing runs there any more
 
 
 def _raised(raised: BaseException | None, text: str, trace: str) -> BaseException:

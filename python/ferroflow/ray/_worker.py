@@ -10,6 +10,7 @@ records the run made, emitted there before the run's end is reported.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from ferroflow._worker_runs import (
@@ -29,22 +30,37 @@ Report = tuple[int, Any, bytes]
 #: The containers a nested ObjectRef is looked for in (as Prefect walks a run's arguments).
 CONTAINERS = (list, tuple, dict, set, frozenset)
 
-#: What a run's remote call says besides its task and arguments: (the flow run, the
-#: flow's process id, the run's identity, how many of the values are positional
-#: arguments, the names of the keyword arguments that follow them, the positions of the
-#: values that are containers).
-Header = tuple[FlowRunIdentity | None, int, tuple[str, int, bytes], int, tuple[str, ...], tuple[int, ...]]
+#: What every run of a task in a flow run shares: (the task's definition, `(key,
+#: cloudpickled task)`; the flow run; the flow's process id).
+Shared = tuple[tuple[str, bytes], FlowRunIdentity | None, int]
+
+#: What a run's remote call says besides its arguments: (the run's identity, how many of
+#: the values are positional arguments, the names of the keyword arguments that follow
+#: them, the positions of the values that are containers). Plain values only, which Ray
+#: serializes fastest.
+Header = tuple[tuple[str, int, bytes], int, tuple[str, ...], tuple[int, ...]]
 
 
-def run_task(definition: tuple[str, bytes], header: Header, *values: Any) -> tuple[Any, Report]:
-    """One attempt of a task run: `definition` is its task's `(key, cloudpickled task)`
-    (an ObjectRef put once in the flow's process, resolved here by Ray), `header` the
-    rest (see `Header`). The arguments come as top-level values, so Ray resolves the
-    upstream ObjectRefs among them in this worker; refs nested in the containers the
-    flow's process named arrive as refs and are resolved here."""
+def task_function(shared: Shared) -> Callable[..., tuple[Any, Report]]:
+    """The function a task's runs call on Ray (`ray.remote` of it), `shared` inside: Ray
+    exports a remote function once and each worker loads it once, so the task crosses
+    once per worker and each call carries only its run's header and arguments."""
+
+    def run(header: Header, *values: Any) -> tuple[Any, Report]:
+        return run_task(shared, header, *values)
+
+    return run
+
+
+def run_task(shared: Shared, header: Header, *values: Any) -> tuple[Any, Report]:
+    """One attempt of a task run (see `Shared` and `Header`). The arguments come as
+    top-level values, so Ray resolves the upstream ObjectRefs among them in this worker;
+    refs nested in the containers the flow's process named arrive as refs and are
+    resolved here."""
     from ferroflow.task_runners import ThreadPoolTaskRunner
 
-    flow_run, flow_pid, identity, positional, names, containers = header
+    definition, flow_run, flow_pid = shared
+    identity, positional, names, containers = header
     resolved = _resolve_nested(list(values), containers) if containers else values
     args = tuple(resolved[:positional])
     kwargs = dict(zip(names, resolved[positional:], strict=True)) if names else None

@@ -1,0 +1,135 @@
+"""RayTaskRunner against plain Ray on the same local instance, in the same run (issue 10).
+Run: `pytest benches/test_ray.py --benchmark-only -s`; with `--benchmark-disable` each
+test runs once at a small size, as a smoke check.
+
+- A `.map` of 10^4 trivial tasks on `RayTaskRunner()` (which uses the instance this
+  process is connected to) against `f.remote(x)` for each x + `ray.get` of their refs:
+  the median of several rounds each, alternated, and their ratio (the issue's target:
+  at most 1.5).
+- A two-stage map (`inc.map(inc.map(xs))`): the intermediate results stay in the
+  cluster (the second stage receives ObjectRefs), against the same with `.remote` over
+  refs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+# Read by Ray when it is imported and by the processes it starts: 127.0.0.1 only, no
+# token files, no usage reports; this directory on the workers' path (they import
+# `inc_fn` from this module by name).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_AUTH_MODE"] = "disabled"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(Path(__file__).parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+)
+
+ray = pytest.importorskip("ray", reason="ray is in the test extra; no wheel for this platform")
+
+from ferroflow import flow, task  # noqa: E402
+from ferroflow.ray.task_runners import RayTaskRunner  # noqa: E402
+
+ROUNDS = 5
+
+
+def inc_fn(x: int) -> int:
+    return x + 1
+
+
+inc = task(inc_fn, name="inc")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance of two CPUs on 127.0.0.1, shared by both sides."""
+    temp_dir = tempfile.mkdtemp(prefix="ffray", dir="/tmp")  # Ray's socket paths must stay short
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=200 * 2**20,
+        _temp_dir=temp_dir,
+        _node_ip_address="127.0.0.1",
+    )
+    yield ray.remote(inc_fn)
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def timed(fn, *args):
+    started = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - started, result
+
+
+def ferroflow_map(n: int) -> list[int]:
+    @flow(task_runner=RayTaskRunner())
+    def mapped() -> list[int]:
+        return inc.map(range(n)).result()
+
+    return mapped()
+
+
+def ferroflow_two_stage(n: int) -> list[int]:
+    @flow(task_runner=RayTaskRunner())
+    def two_stage() -> list[int]:
+        return inc.map(inc.map(range(n))).result()
+
+    return two_stage()
+
+
+def ray_map(remote_inc, n: int) -> list[int]:
+    return ray.get([remote_inc.remote(x) for x in range(n)])
+
+
+def ray_two_stage(remote_inc, n: int) -> list[int]:
+    return ray.get([remote_inc.remote(ref) for ref in [remote_inc.remote(x) for x in range(n)]])
+
+
+def compare(benchmark, ours, theirs, n: int, label: str) -> float:
+    """Alternates the two, ROUNDS each after a warm-up, and prints the medians' ratio."""
+    expected = theirs(n)
+    assert ours(n) == expected
+    ours_times: list[float] = []
+    theirs_times: list[float] = []
+    for _ in range(ROUNDS):
+        elapsed, result = timed(theirs, n)
+        assert result == expected
+        theirs_times.append(elapsed)
+        elapsed, result = timed(ours, n)
+        assert result == expected
+        ours_times.append(elapsed)
+    ratio = statistics.median(ours_times) / statistics.median(theirs_times)
+    print(
+        f"\n{label}, n={n:,}: RayTaskRunner median {statistics.median(ours_times):.3f} s, "
+        f"plain Ray median {statistics.median(theirs_times):.3f} s, ratio {ratio:.2f}x "
+        f"(rounds: ours {[round(t, 3) for t in ours_times]}, ray {[round(t, 3) for t in theirs_times]})"
+    )
+    benchmark.extra_info.update(ratio=ratio, ours=ours_times, ray=theirs_times)
+    benchmark.pedantic(ours, args=(n,), rounds=1, iterations=1)
+    return ratio
+
+
+def test_map_of_trivial_tasks(benchmark, size, local_ray):
+    n = size(10_000, 200)
+    if benchmark.disabled:
+        assert benchmark.pedantic(ferroflow_map, args=(n,), rounds=1, iterations=1) == ray_map(local_ray, n)
+        return
+    ratio = compare(benchmark, ferroflow_map, lambda k: ray_map(local_ray, k), n, "map of trivial tasks")
+    assert ratio <= 1.5
+
+
+def test_two_stage_map(benchmark, size, local_ray):
+    n = size(10_000, 200)
+    if benchmark.disabled:
+        result = benchmark.pedantic(ferroflow_two_stage, args=(n,), rounds=1, iterations=1)
+        assert result == ray_two_stage(local_ray, n)
+        return
+    compare(benchmark, ferroflow_two_stage, lambda k: ray_two_stage(local_ray, k), n, "two-stage map")
