@@ -24,15 +24,16 @@ from ferroflow.ray._worker import Report, containers_among, task_function
 from ferroflow.ray.context import options_in
 
 
-def fetch(ref: Any) -> Any:
-    """Brings a value kept on the cluster to this process (`RemoteResult`'s `fetch`); a
-    value that cannot be unpickled here raises the error its unpickling raised."""
+def fetch(refs: list[Any]) -> list[Any]:
+    """Brings values kept on the cluster to this process, in one call (`RemoteResult`'s
+    `fetch`); a value that cannot be unpickled here raises the error its unpickling raised."""
     try:
-        return ray.get(ref)
+        values: list[Any] = ray.get(refs)
     except ray.exceptions.RaySystemError as exc:
         if isinstance(exc.client_exc, Exception):
             raise exc.client_exc from None
         raise
+    return values
 
 
 class RayRuns(ClusterRuns):
