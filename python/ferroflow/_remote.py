@@ -61,11 +61,13 @@ KILL_GRACE = 1.0
 @dataclass(frozen=True, slots=True)
 class TaskDefinition:
     """A task as it travels to cluster workers: `key` names it (a worker loads each key
-    once), `blob` is the cloudpickled task, `time_limit` its `timeout_seconds`."""
+    once), `blob` is the cloudpickled task, `time_limit` its `timeout_seconds`, `retries`
+    its retries (an attempt lost with its worker is retried while some remain)."""
 
     key: str
     blob: bytes
     time_limit: float | None
+    retries: int
 
 
 @dataclass(slots=True)
@@ -263,11 +265,18 @@ class ClusterRuns:
         self._after(attempt.run, _fail, exception)
 
     def crashed(self, key: Any, exception: BaseException) -> None:
-        """The attempt could not run to its end (its worker died, the cluster lost it)."""
+        """The attempt could not run to its end (its worker died, the cluster lost it):
+        the run is retried if its task has retries left (by its retry policy), else it
+        ends Crashed."""
         attempt = self._untrack(key)
         if attempt is None or not attempt.claim_end():
             return
-        crash(attempt.run, exception)
+        prepared = attempt.prepared
+        run_count = prepared.identity[1]
+        if run_count <= prepared.definition.retries:
+            self._after(attempt.run, _fail, exception)
+        else:
+            crash(attempt.run, exception)
 
     def _expire(self, attempt: Attempt, key: Any, limit: float) -> None:
         """The attempt's time limit (and its grace) passed in this process first."""
@@ -332,7 +341,9 @@ class ClusterRuns:
                 )
             else:
                 key = f"{run.task_name}-{uuid.uuid4().hex}"
-                definition = TaskDefinition(key, blob, getattr(task, "timeout_seconds", None))
+                definition = TaskDefinition(
+                    key, blob, getattr(task, "timeout_seconds", None), getattr(task, "retries", 0) or 0
+                )
             known = (function, definition)
             self._definitions[function_id] = known
         return known[1]
