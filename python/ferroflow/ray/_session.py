@@ -14,6 +14,7 @@ subflow's) must not be the one that starts them.
 from __future__ import annotations
 
 import importlib
+import logging
 import socket
 import threading
 from typing import Any
@@ -55,6 +56,10 @@ class _Connection:
         self._thread.join()
 
     def _hold(self) -> None:
+        # Ray sets its SIGTERM handler only from the main thread, and warns from any other:
+        # not a concern of the user's (a SIGTERM ends the process either way).
+        worker_logger = logging.getLogger("ray._private.worker")
+        worker_logger.addFilter(_not_the_sigterm_warning)
         try:
             # As prefect-ray: "auto" is not passed, so Ray finds a cluster or starts one.
             address = () if self._address in (None, "", "auto") else (self._address,)
@@ -63,9 +68,15 @@ class _Connection:
             self.error = exc
             self._ready.set()
             return
+        finally:
+            worker_logger.removeFilter(_not_the_sigterm_warning)
         self._ready.set()
         self._release.wait()
         ray.shutdown()
+
+
+def _not_the_sigterm_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("SIGTERM handler is not set")
 
 
 _lock = threading.Lock()
