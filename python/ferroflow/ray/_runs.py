@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import threading
 from collections.abc import Mapping
 from functools import partial
@@ -84,7 +83,7 @@ class RayRuns(ClusterRuns):
             return
         kind, detail, records = outcome
         if records:
-            emit_records(pickle.loads(records))  # its lines come before its end's
+            emit_records(records)  # its lines come before its end's
         if kind == RETURNED:
             self.completed_remote(value)
         elif kind == RAISED:

@@ -19,6 +19,8 @@ import socket
 import threading
 from typing import Any
 
+from ferroflow.ray.task_runners import LOCAL_ADDRESSES
+
 #: Ray, as Any: its annotations are partial, and this module and `_runs` are where
 #: ferroflow meets it.
 ray: Any = importlib.import_module("ray")
@@ -27,8 +29,6 @@ ray: Any = importlib.import_module("ray")
 #: fails, naming the address (Ray itself retries for a minute or more).
 CONNECT_TIMEOUT = 10.0
 
-#: Addresses that name no cluster to reach: Ray finds or starts a local one.
-_LOCAL_ADDRESSES = (None, "", "auto", "local")
 
 
 class _Connection:
@@ -97,7 +97,7 @@ def acquire(address: str | None, init_kwargs: dict[str, Any], logger: Any) -> bo
         if ray.is_initialized():
             logger.info("Local Ray instance is already initialized. Using existing local instance.")
             return False
-        if address not in _LOCAL_ADDRESSES:
+        if address not in LOCAL_ADDRESSES:
             logger.info(f"Connecting to an existing Ray instance at {address}")
             _check_reachable(address)
         else:
@@ -106,7 +106,7 @@ def acquire(address: str | None, init_kwargs: dict[str, Any], logger: Any) -> bo
         try:
             connection.open()
         except Exception as exc:
-            if address in _LOCAL_ADDRESSES:
+            if address in LOCAL_ADDRESSES:
                 raise
             raise ConnectionError(f"RayTaskRunner could not connect to the Ray cluster at {address!r}: {exc}") from exc
         connection.users = 1

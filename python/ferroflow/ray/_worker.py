@@ -1,4 +1,5 @@
-"""What executes in a Ray worker for each task run (`ray.remote(run_task)`, two returns).
+"""What executes in a Ray worker for each task run (the remote function `task_function`
+makes for a task, with two returns).
 
 A run's two returns travel apart: the first, its value, stays in the cluster (a
 downstream run there receives its ObjectRef); the second, its *report*, is small and
@@ -9,12 +10,10 @@ records the run made, emitted there before the run's end is reported.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from typing import Any
 
 from ferroflow._worker_runs import (
-    PROTOCOL,
     RAISED,
     RETURNED,
     RETURNED_STATE,
@@ -23,9 +22,9 @@ from ferroflow._worker_runs import (
     run_in_cluster_worker,
 )
 
-#: A run's report: `(RETURNED | RAISED | RETURNED_STATE, detail, pickled log records)`;
-#: detail is None (the value is the first return), `describe(exception)`, or the State.
-Report = tuple[int, Any, bytes]
+#: A run's report: `(RETURNED | RAISED | RETURNED_STATE, detail, its log records)`; detail
+#: is None (the value is the first return), `describe(exception)`, or the State.
+Report = tuple[int, Any, list[dict[str, Any]]]
 
 #: The containers a nested ObjectRef is looked for in (as Prefect walks a run's arguments).
 CONTAINERS = (list, tuple, dict, set, frozenset)
@@ -67,12 +66,11 @@ def run_task(shared: Shared, header: Header, *values: Any) -> tuple[Any, Report]
     kind, data, records = run_in_cluster_worker(
         definition, flow_run, identity, args, kwargs, flow_pid, ThreadPoolTaskRunner
     )
-    pickled_records = pickle.dumps(records, PROTOCOL) if records else b""
     if kind == RETURNED:
-        return data, (RETURNED, None, pickled_records)
+        return data, (RETURNED, None, records)
     if kind == RAISED:
-        return None, (RAISED, describe(data), pickled_records)
-    return None, (RETURNED_STATE, data, pickled_records)
+        return None, (RAISED, describe(data), records)
+    return None, (RETURNED_STATE, data, records)
 
 
 def containers_among(values: tuple[Any, ...]) -> tuple[int, ...]:

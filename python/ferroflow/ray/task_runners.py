@@ -23,7 +23,7 @@ __all__ = ["RayTaskRunner"]
 
 #: Addresses that name no running cluster: the runner starts (or finds) a local Ray when
 #: its first run is handed over, not when the flow starts.
-_LOCAL = (None, "", "auto", "local")
+LOCAL_ADDRESSES = (None, "", "auto", "local")
 
 
 class RayTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
@@ -95,7 +95,7 @@ class RayTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
             if context is None
             else (context.flow.name, context.flow_run.id, context.flow_run.name, bool(context.log_prints))
         )
-        if self.address not in _LOCAL:
+        if self.address not in LOCAL_ADDRESSES:
             self._connect()  # a cluster that cannot be reached fails the flow run now
         return super()._start(context)
 
