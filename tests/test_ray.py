@@ -436,16 +436,7 @@ def dies(pid_file):
 
 def test_a_ray_worker_that_dies_ends_its_run_crashed(connected, tmp_path):
     pid_file = tmp_path / "pid"
-
-    def kill_when_started():
-        deadline = time.monotonic() + 60
-        while not pid_file.exists() or not pid_file.read_text():
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.05)
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_when_started)
+    killer = threading.Thread(target=_kill_when_written, args=(pid_file,))
     killer.start()
 
     @flow(task_runner=connected)
@@ -458,6 +449,38 @@ def test_a_ray_worker_that_dies_ends_its_run_crashed(connected, tmp_path):
     assert state.is_crashed(), state
     assert "Ray task ended without returning" in str(state.message), state.message
     assert after == 8  # the cluster goes on
+
+
+@task(retries=1)
+def dies_once(pid_file):
+    """Its first attempt's worker is killed; the retry returns."""
+    path = Path(pid_file)
+    if path.exists():
+        return "second attempt"
+    path.write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+def test_a_run_whose_worker_dies_is_retried_when_its_task_has_retries(connected, tmp_path):
+    pid_file = tmp_path / "pid"
+    killer = threading.Thread(target=_kill_when_written, args=(pid_file,))
+    killer.start()
+
+    @flow(task_runner=connected)
+    def survives():
+        return dies_once.submit(str(pid_file)).result()
+
+    assert survives() == "second attempt"
+    killer.join()
+
+
+def _kill_when_written(pid_file: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 # -- logs from workers ------------------------------------------------------------------------------
