@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _NO_FLOWS = {"many_flows": "n/a (no flows)"}
-#: Peers whose CPU-bound map is not written yet (it needs their process-based setup).
-_NO_CPU_MAP = {"cpu_map": "n/a (not written for it yet)"}
 
 
 @dataclass(frozen=True)
@@ -81,18 +79,20 @@ PEERS = (
         "dask",
         "dask_client:session",
         "dask.distributed Client(LocalCluster(processes=False, n_workers=1, "
-        f"threads_per_worker={_CPUS})), client.map/submit/gather",
+        f"threads_per_worker={_CPUS})), client.map/submit/gather; cpu_map: a LocalCluster of {_CPUS} "
+        "single-threaded worker processes, started inside the timing",
         distribution="distributed",
         module="dask.distributed",
-        not_applicable=_NO_FLOWS | _NO_CPU_MAP,
+        not_applicable=_NO_FLOWS,
     ),
     System(
         "ray",
         "ray_remote:session",
-        f"ray.init(num_cpus={_CPUS}), @ray.remote tasks and ray.get; peak RSS is the driver's alone",
+        f"ray.init(num_cpus={_CPUS}), @ray.remote tasks and ray.get (its worker processes start before the "
+        "timing); peak RSS is the driver's alone",
         distribution="ray",
         module="ray",
-        not_applicable=_NO_FLOWS | _NO_CPU_MAP,
+        not_applicable=_NO_FLOWS,
     ),
     System(
         "prefect",

@@ -129,7 +129,8 @@ WORKLOADS: dict[str, Workload] = {
         Workload(
             "cpu_map",
             f"one .map of a CPU-bound task ({CRUNCH_ROUNDS:,} rounds of pure Python, about 2 ms) over "
-            "range(N), on processes: ferroflow's ProcessPoolTaskRunner, ProcessPoolExecutor",
+            "range(N), on processes: ferroflow's ProcessPoolTaskRunner, ProcessPoolExecutor, Dask's and Ray's "
+            "worker processes",
             sizes=(2000,),
             quick_sizes=(200,),
             expected=_crunched,

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .. import workloads
-from ..workloads import inc, nap, total
+from ..workloads import crunch, inc, nap, total
 
 
 def total_of_refs(refs: list[Any]) -> int:
@@ -37,6 +37,7 @@ class RayRemote:
         self.inc = ray.remote(inc)
         self.nap = ray.remote(nap)
         self.total_of_refs = ray.remote(total_of_refs)
+        self.crunch = ray.remote(crunch)
 
     def trivial_map(self, n: int) -> list[int]:
         results: list[int] = self.ray.get([self.inc.remote(x) for x in range(n)])
@@ -68,15 +69,21 @@ class RayRemote:
         results: list[int] = self.ray.get([self.nap.remote(x) for x in range(n)])
         return results
 
+    def cpu_map(self, n: int) -> list[int]:
+        # Ray's workers are processes already, started before the timing.
+        results: list[int] = self.ray.get([self.crunch.remote(x) for x in range(n)])
+        return results
+
 
 @contextmanager
 def session(workers: int | None) -> Generator[RayRemote, None, None]:
     import ray
+    from ray import cloudpickle as ray_cloudpickle  # Ray's own copy: it pickles with that one
 
     # Functions travel by value: a measuring child loads this package under a name
     # that Ray's worker processes could not import (see `measure`).
     for module in (workloads, sys.modules[__name__]):
-        ray.cloudpickle.register_pickle_by_value(module)
+        ray_cloudpickle.register_pickle_by_value(module)
     ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         remote = RayRemote(ray)
