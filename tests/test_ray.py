@@ -29,7 +29,7 @@ from ray_cluster import assert_nothing_left, free_port, local_init_kwargs, short
 
 ray = pytest.importorskip("ray", reason="ray is in the test extra; no wheel for this platform")
 
-from ferroflow import flow, get_run_logger, task  # noqa: E402
+from ferroflow import allow_failure, flow, get_run_logger, task  # noqa: E402
 from ferroflow.futures import as_completed, wait  # noqa: E402
 from ferroflow.ray import RayTaskRunner as TopLevelRayTaskRunner  # noqa: E402
 from ferroflow.ray.context import RemoteOptionsContext, remote_options  # noqa: E402
@@ -324,6 +324,23 @@ def test_the_flow_waits_for_unwaited_runs_before_letting_go_of_ray(connected, tm
 
     leaves_it()
     assert marker.read_text() == "written"
+
+
+@task
+def describes(value):
+    return f"{type(value).__name__}: {value}"
+
+
+def test_not_ready_downstream_of_a_failure_and_allow_failure(connected):
+    @flow(task_runner=connected)
+    def shapes():
+        failed = boom.submit("upstream broke")
+        skipped = double.submit(failed)
+        tolerant = describes.submit(allow_failure(failed))
+        wait([skipped, tolerant])
+        return failed.state.is_failed(), skipped.state.name, tolerant.result()
+
+    assert shapes() == (True, "NotReady", "ValueError: upstream broke")
 
 
 # -- failures ------------------------------------------------------------------------------------------
