@@ -500,6 +500,50 @@ def _kill_when_written(pid_file: Path) -> None:
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
+def test_ctrl_c_cancels_the_runs_on_ray_and_propagates(ray_head):
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from ferroflow import flow, task
+        from ferroflow.ray import RayTaskRunner
+
+        @task
+        def nap(i):
+            time.sleep(30)
+            return i
+
+        @flow(task_runner=RayTaskRunner(address={ray_head.address!r}))
+        def sleepy():
+            futures = nap.map(range(6))
+            print("started", flush=True)
+            return futures.result()
+
+        try:
+            sleepy()
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(3)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline().strip() == "started"
+        time.sleep(3)  # (two of the runs are running on the head's two CPUs)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        process.kill()
+    assert process.returncode == 3, err
+    assert "interrupted" in out
+    assert took < 20, took  # not the 30 s the runs sleep
+    summary = [line for line in err.splitlines() if "Mapped task 'nap': 6 runs finished" in line]
+    assert len(summary) == 1 and "6 Crashed" in summary[0], err
+
+
 # -- logs from workers ------------------------------------------------------------------------------
 
 
