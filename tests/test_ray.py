@@ -42,6 +42,17 @@ pytestmark = pytest.mark.timeout(120)
 ray_head = ray_cluster.ray_head
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_ray_process_left(ray_head):
+    """After the module's tests (and this process's last Ray connection), no process they
+    started is running but the head's (which the session's end stops, and checks)."""
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    yield
+    ray.shutdown()
+    head = psutil.Process(ray_head.process.pid)
+    assert_nothing_left(before | {head.pid} | {child.pid for child in head.children(recursive=True)})
+
+
 @pytest.fixture
 def connected(ray_head):
     """This process connected to the head (once, kept between tests: each connection is a
