@@ -55,10 +55,11 @@ class RayRuns(ClusterRuns):
                 remote = self._remote_function(definition)
             kwargs = item.kwargs or {}
             values = (*item.args, *kwargs.values())
-            header = (item.identity, len(item.args), tuple(kwargs), containers_among(values))
+            name, run_count, run_id = item.identity
+            header = [name, run_count, run_id, len(item.args), list(kwargs), containers_among(values)]
             context = item.run.context
             options: Mapping[str, Any] = {} if context is None else options_in(context)
-            value, report = remote.options(name=item.name, **options).remote(header, *values)
+            value, report = remote.options(name=name, **options).remote(header, *values)
             self._track(Attempt(item, value), value)
             # (Ray's callback on a ref, which `ObjectRef.future()` wraps in a Future of its own.)
             report._on_completed(partial(self._on_done, value))

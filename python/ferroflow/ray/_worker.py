@@ -22,9 +22,10 @@ from ferroflow._worker_runs import (
     run_in_cluster_worker,
 )
 
-#: A run's report: `(RETURNED | RAISED | RETURNED_STATE, detail, its log records)`; detail
-#: is None (the value is the first return), `describe(exception)`, or the State.
-Report = tuple[int, Any, list[dict[str, Any]]]
+#: A run's report: `[RETURNED | RAISED | RETURNED_STATE, detail, its log records]`; detail
+#: is None (the value is the first return), `describe(exception)`, or the State. A list:
+#: Ray serializes lists of plain values with msgpack, and falls back to pickle for tuples.
+Report = list[Any]
 
 #: The containers a nested ObjectRef is looked for in (as Prefect walks a run's arguments).
 CONTAINERS = (list, tuple, dict, set, frozenset)
@@ -33,11 +34,11 @@ CONTAINERS = (list, tuple, dict, set, frozenset)
 #: cloudpickled task)`; the flow run; the flow's process id).
 Shared = tuple[tuple[str, bytes], FlowRunIdentity | None, int]
 
-#: What a run's remote call says besides its arguments: (the run's identity, how many of
-#: the values are positional arguments, the names of the keyword arguments that follow
-#: them, the positions of the values that are containers). Plain values only, which Ray
-#: serializes fastest.
-Header = tuple[tuple[str, int, bytes], int, tuple[str, ...], tuple[int, ...]]
+#: What a run's remote call says besides its arguments: `[run name, run count, run id
+#: bytes, how many of the values are positional arguments, the names of the keyword
+#: arguments that follow them, the positions of the values that are containers]`. Lists
+#: of plain values, which Ray serializes with msgpack (a tuple would be pickled).
+Header = list[Any]
 
 
 def task_function(shared: Shared) -> Callable[..., tuple[Any, Report]]:
@@ -59,26 +60,26 @@ def run_task(shared: Shared, header: Header, *values: Any) -> tuple[Any, Report]
     from ferroflow.task_runners import ThreadPoolTaskRunner
 
     definition, flow_run, flow_pid = shared
-    identity, positional, names, containers = header
+    name, run_count, run_id, positional, names, containers = header
     resolved = _resolve_nested(list(values), containers) if containers else values
     args = tuple(resolved[:positional])
     kwargs = dict(zip(names, resolved[positional:], strict=True)) if names else None
     kind, data, records = run_in_cluster_worker(
-        definition, flow_run, identity, args, kwargs, flow_pid, ThreadPoolTaskRunner
+        definition, flow_run, (name, run_count, run_id), args, kwargs, flow_pid, ThreadPoolTaskRunner
     )
     if kind == RETURNED:
-        return data, (RETURNED, None, records)
+        return data, [RETURNED, None, records]
     if kind == RAISED:
-        return None, (RAISED, describe(data), records)
-    return None, (RETURNED_STATE, data, records)
+        return None, [RAISED, describe(data), records]
+    return None, [RETURNED_STATE, data, records]
 
 
-def containers_among(values: tuple[Any, ...]) -> tuple[int, ...]:
+def containers_among(values: tuple[Any, ...]) -> list[int]:
     """The positions of `values` that are containers (where a nested ObjectRef may be)."""
-    return tuple(index for index, value in enumerate(values) if isinstance(value, CONTAINERS))
+    return [index for index, value in enumerate(values) if isinstance(value, CONTAINERS)]
 
 
-def _resolve_nested(values: list[Any], containers: tuple[int, ...]) -> list[Any]:
+def _resolve_nested(values: list[Any], containers: list[int]) -> list[Any]:
     """`values` with the ObjectRefs inside the containers at `containers` replaced by
     their values, fetched together (their runs have ended: the engine launched this
     one after them)."""
