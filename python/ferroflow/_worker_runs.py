@@ -306,10 +306,13 @@ class _ClusterWorker:
 
     #: Flow runs a cluster worker keeps contexts for (it may serve several at once).
     FLOW_RUNS_KEPT = 16
+    #: Tasks a cluster worker keeps loaded (each flow run ships its tasks under new keys:
+    #: a long-lived worker forgets the least recently used).
+    TASKS_KEPT = 256
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.tasks: dict[str, LoadedTask] = {}
+        self.tasks: OrderedDict[str, LoadedTask] = OrderedDict()
         self.flow_runs: FlowRuns | None = None
         #: The records made outside any run's `collected_records`, once capture is on.
         self.stray_records: list[dict[str, Any]] | None = None
@@ -327,11 +330,16 @@ class _ClusterWorker:
             return self.flow_runs
 
     def task(self, key: str, blob: bytes) -> LoadedTask:
-        loaded = self.tasks.get(key)
-        if loaded is None:
-            loaded = load_task(blob)
-            with self.lock:
-                self.tasks[key] = loaded
+        with self.lock:
+            loaded = self.tasks.get(key)
+            if loaded is not None:
+                self.tasks.move_to_end(key)
+                return loaded
+        loaded = load_task(blob)  # (outside the lock: unpickling may import modules)
+        with self.lock:
+            self.tasks[key] = loaded
+            if len(self.tasks) > self.TASKS_KEPT:
+                self.tasks.popitem(last=False)
         return loaded
 
     def take_stray_records(self) -> list[dict[str, Any]]:

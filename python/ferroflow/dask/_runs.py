@@ -19,7 +19,7 @@ from typing import Any
 
 from ferroflow._remote import Attempt, ClusterRuns, PreparedRun, TaskDefinition
 from ferroflow._worker_runs import FlowRunIdentity, emit_records
-from ferroflow.dask._worker import ReturnedState, run_task
+from ferroflow.dask._worker import ReturnedState, run_task, task_definition
 
 #: Dask's `distributed`, as Any: its annotations are partial (strict checkers would see
 #: its calls partly unknown), and this module is where ferroflow meets it.
@@ -124,7 +124,7 @@ class DaskRuns(ClusterRuns):
         self._flow_run = flow_run
         self._flow_pid = os.getpid()
         #: The tasks on the cluster: definition key -> future of `(key, cloudpickled task)`,
-        #: scattered once (each worker fetches it once, then keeps it).
+        #: a Dask task computed once (each worker fetches its result once, then keeps it).
         self._shipped: dict[str, Any] = {}
         self._shipping = threading.Lock()
         self._topic = f"ferroflow-logs-{uuid.uuid4().hex}"
@@ -176,7 +176,9 @@ class DaskRuns(ClusterRuns):
         with self._shipping:
             shipped = self._shipped.get(definition.key)
             if shipped is None:
-                shipped = self._client.scatter((definition.key, definition.blob), hash=False)
+                shipped = self._client.submit(
+                    task_definition, definition.key, definition.blob, key=definition.key, pure=False
+                )
                 self._shipped[definition.key] = shipped
             return shipped
 

@@ -24,6 +24,13 @@ class ReturnedState(Exception):
         self.state = state
 
 
+def task_definition(key: str, blob: bytes) -> tuple[str, bytes]:
+    """A task's definition as a Dask result that every run of the task depends on: the
+    scheduler computes it again if the worker that held it dies (scattered data would be
+    lost with it)."""
+    return key, blob
+
+
 def run_task(
     identity: tuple[str, int, bytes],
     args: tuple[Any, ...],
