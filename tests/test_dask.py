@@ -303,6 +303,30 @@ def test_allow_failure_passes_the_exception(runner):
     assert tolerant() == "ValueError"
 
 
+def test_caching_works_across_flow_runs_on_the_cluster(runner, tmp_path):
+    """The cache is read and written in the worker; a hit (a State the worker returns)
+    ends the run Cached with the cached value."""
+    from ferroflow.cache_policies import INPUTS
+    from ferroflow.filesystems import LocalFileSystem
+
+    calls = tmp_path / "calls"
+
+    @task(cache_policy=INPUTS, result_storage=LocalFileSystem(basepath=str(tmp_path / "results")))
+    def expensive(x):
+        with open(calls, "a") as file:
+            file.write("x")
+        return x * 3
+
+    @flow(task_runner=runner)
+    def cached():
+        future = expensive.submit(5)
+        return future.result(), future.state.name
+
+    assert cached() == (15, "Completed")
+    assert cached() == (15, "Cached")
+    assert calls.read_text() == "x"
+
+
 # -- failures -------------------------------------------------------------------------------------------
 
 
@@ -426,6 +450,48 @@ def test_an_unreachable_scheduler_fails_the_flow_at_start_naming_it():
     with pytest.raises(ConnectionError, match=re.escape(address)):
         nowhere()
     assert time.monotonic() - started < 20
+
+
+CTRL_C_SCRIPT = """
+import time
+from ferroflow import flow, task
+from ferroflow.dask.task_runners import DaskTaskRunner
+
+@task
+def long(x):
+    time.sleep(60)
+    return x
+
+@flow(task_runner=DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 2, "dashboard_address": ":0"}))
+def interrupted():
+    futures = long.map(range(4))
+    print("submitted", flush=True)
+    return futures.result()
+
+if __name__ == "__main__":
+    interrupted()
+"""
+
+
+def test_ctrl_c_cancels_the_cluster_runs_and_leaves_no_process(tmp_path):
+    script = tmp_path / "interrupted.py"
+    script.write_text(CTRL_C_SCRIPT)
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "submitted"
+    time.sleep(1)  # the runs are executing on the cluster
+    family = psutil.Process(process.pid).children(recursive=True)
+    assert family, "the cluster's worker processes"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "KeyboardInterrupt" in stderr or "Crashed" in stderr, stderr[-2000:]
+    deadline = time.monotonic() + 15
+    while any(_running(member) for member in family) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [member.pid for member in family if _running(member)]
 
 
 # -- logs from workers ---------------------------------------------------------------------------------
