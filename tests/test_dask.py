@@ -544,6 +544,17 @@ def test_a_temporary_local_cluster_starts_and_closes_with_the_flow_run():
     _assert_nothing_left(before)
 
 
+def test_performance_report_path_writes_dasks_report(cluster, tmp_path):
+    report = tmp_path / "report.html"
+
+    @flow(task_runner=DaskTaskRunner(address=cluster.scheduler_address, performance_report_path=str(report)))
+    def reported():
+        return double.map(range(4)).result()
+
+    assert reported() == [0, 2, 4, 6]
+    assert report.exists() and "Dask Performance Report" in report.read_text()
+
+
 def test_a_given_cluster_object_is_used_and_left_running(cluster):
     @flow(task_runner=DaskTaskRunner(cluster=cluster))
     def given():

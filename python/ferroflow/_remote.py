@@ -24,6 +24,7 @@ where it must reach this process (a map's values in one `fetch` call) (see rust/
 
 from __future__ import annotations
 
+import abc
 import heapq
 import itertools
 import pickle
@@ -161,7 +162,7 @@ class Timers:
 _timers = Timers()
 
 
-class ClusterRuns:
+class ClusterRuns(abc.ABC):
     """The flow's side of one started cluster runner (see the module docs). Subclasses
     give `place` and `fetch`, and implement `_launch` and `_cancel_remote`."""
 
@@ -216,13 +217,14 @@ class ClusterRuns:
 
     # -- for subclasses ---------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _launch(self, prepared: list[PreparedRun]) -> None:
-        """Sends the prepared runs to the cluster in one batch and `_track`s each attempt."""
-        raise NotImplementedError
+        """Sends the prepared runs to the cluster in one batch and `_track`s each attempt
+        (before its completion can be reported)."""
 
+    @abc.abstractmethod
     def _cancel_remote(self, handles: list[Any]) -> None:
-        """Cancels the attempts' remote work (their runs are ended already)."""
-        raise NotImplementedError
+        """Cancels the attempts' remote work (their runs are ended already); never raises."""
 
     def task_key(self, prepared: PreparedRun) -> str:
         """A unique key for an attempt, its run's name first (the cluster's tools show it)."""
