@@ -195,6 +195,8 @@ def test_remote_options_nest_and_merge():
             assert inner == RemoteOptionsContext.get().current_remote_options == {"num_cpus": 1, "memory": 100}
         assert RemoteOptionsContext.get().current_remote_options == outer
     assert RemoteOptionsContext.get().current_remote_options == {}
+    with pytest.raises(ValueError, match="num_returns"), remote_options(num_returns=1):
+        pass
 
 
 # -- runs on the cluster --------------------------------------------------------------------------------

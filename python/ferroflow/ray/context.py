@@ -48,6 +48,10 @@ def remote_options(**new_remote_options: Any) -> Generator[dict[str, Any], None,
         process.submit(42)  # runs as process_fn.options(num_cpus=4, num_gpus=1).remote(...)
     ```
     """
+    if "num_returns" in new_remote_options:
+        raise ValueError(
+            "remote_options: num_returns is RayTaskRunner's own (a run's Ray task returns its value and a report)"
+        )
     merged = {**_current.get(), **new_remote_options}
     token = _current.set(merged)
     try:
