@@ -356,6 +356,30 @@ def test_not_ready_downstream_of_a_failure_and_allow_failure(connected):
     assert shapes() == (True, "NotReady", "ValueError: upstream broke")
 
 
+def test_caching_works_across_flow_runs_on_ray(connected, tmp_path):
+    """The cache is read and written in the worker; a hit (a State the worker returns in
+    the run's report) ends the run Cached with the cached value."""
+    from ferroflow.cache_policies import INPUTS
+    from ferroflow.filesystems import LocalFileSystem
+
+    calls = tmp_path / "calls"
+
+    @task(cache_policy=INPUTS, result_storage=LocalFileSystem(basepath=str(tmp_path / "results")))
+    def expensive(x):
+        with open(calls, "a") as file:
+            file.write("x")
+        return x * 3
+
+    @flow(task_runner=connected)
+    def cached():
+        future = expensive.submit(5)
+        return future.result(), future.state.name
+
+    assert cached() == (15, "Completed")
+    assert cached() == (15, "Cached")
+    assert calls.read_text() == "x"
+
+
 # -- failures ------------------------------------------------------------------------------------------
 
 
