@@ -642,9 +642,10 @@ def test_each_worker_line_shows_once_in_the_console(ray_head, tmp_path):
 def test_address_connects_at_flow_start_and_disconnects_at_its_end(ray_head, disconnected, ferroflow_records):
     @flow(task_runner=RayTaskRunner(address=ray_head.address))
     def remote():
-        return double.submit(3).result(), ray.get_runtime_context().gcs_address
+        connected_before_a_run = ray.is_initialized()
+        return connected_before_a_run, double.submit(3).result(), ray.get_runtime_context().gcs_address
 
-    assert remote() == (6, ray_head.address)
+    assert remote() == (True, 6, ray_head.address)
     messages = [record.getMessage() for record in ferroflow_records()]
     assert f"Connecting to an existing Ray instance at {ray_head.address}" in messages
 
