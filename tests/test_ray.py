@@ -686,6 +686,16 @@ def test_a_local_instance_starts_with_the_first_run_and_stops_with_the_flow(disc
     assert_nothing_left(before)
 
 
+def test_a_local_instance_that_cannot_start_crashes_the_runs_with_ray_s_error(disconnected):
+    @flow(task_runner=RayTaskRunner(init_kwargs={"num_cpus": -1}))
+    def unstartable():
+        state = double.submit(1, return_state=True)
+        return state.name, state.message
+
+    name, message = unstartable()
+    assert name == "Crashed" and "ValueError: Resource quantities must be nonnegative" in message, message
+
+
 def test_the_local_instance_starts_without_ray_s_warning_about_its_thread(disconnected, capfd):
     temp_dir = short_temp_dir()
 
