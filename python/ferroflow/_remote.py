@@ -203,12 +203,11 @@ class ClusterRuns(abc.ABC):
             self._interrupted = True
             attempts = list(self._attempts.values())
             self._attempts.clear()
-        handles = [attempt.handle for attempt in attempts if attempt.claim_end()]
-        if handles:
-            self._cancel_remote(handles)
-        for attempt in attempts:
-            if not attempt.run.done:
-                crash(attempt.run, KeyboardInterrupt("its cluster task was cancelled by an interrupt"))
+        claimed = [attempt for attempt in attempts if attempt.claim_end()]  # (not those ending now)
+        if claimed:
+            self._cancel_remote([attempt.handle for attempt in claimed])
+        for attempt in claimed:
+            crash(attempt.run, KeyboardInterrupt("its cluster task was cancelled by an interrupt"))
 
     @property
     def in_flight(self) -> int:
