@@ -172,6 +172,19 @@ def test_the_names_users_have():
     assert callable(ferroflow.dask.get_async_dask_client)
 
 
+def test_a_star_import_of_task_runners_loads_no_cluster_engine(run_script):
+    proc = run_script(
+        """
+        import sys
+        from ferroflow.task_runners import *
+        assert not {"dask", "distributed", "ray"} & set(sys.modules), "a cluster engine was imported"
+        from ferroflow.task_runners import DaskTaskRunner
+        assert DaskTaskRunner.__module__ == "ferroflow.dask.task_runners"
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_cluster_class_as_a_dotted_name_or_a_class():
     assert DaskTaskRunner(cluster_class="distributed.LocalCluster").cluster_class is distributed.LocalCluster
     assert DaskTaskRunner(cluster_class=distributed.LocalCluster).cluster_class is distributed.LocalCluster

@@ -32,14 +32,14 @@ from ferroflow.logging import get_logger
 if TYPE_CHECKING:
     from ferroflow._arguments import MapCall
     from ferroflow._process_pool import ProcessPool
-    from ferroflow.dask.task_runners import DaskTaskRunner
-    from ferroflow.ray.task_runners import RayTaskRunner
+    from ferroflow.dask.task_runners import DaskTaskRunner as DaskTaskRunner
+    from ferroflow.ray.task_runners import RayTaskRunner as RayTaskRunner
 
+# (`DaskTaskRunner` and `RayTaskRunner` are attributes too, loaded when asked for: not in
+# `__all__`, so that `from ferroflow.task_runners import *` imports neither Dask nor Ray.)
 __all__ = [
     "ConcurrentTaskRunner",
-    "DaskTaskRunner",
     "ProcessPoolTaskRunner",
-    "RayTaskRunner",
     "SequentialTaskRunner",
     "TaskRunner",
     "ThreadPoolTaskRunner",
