@@ -228,6 +228,14 @@ def test_submit_and_map_run_in_worker_processes(runner):
     assert os.getpid() not in pids
 
 
+def test_the_runner_as_a_context_manager(runner):
+    with runner.duplicate() as started:
+        future = started.submit(double, {"x": 4})
+        mapped = started.map(double, {"x": [1, 2]})
+        assert future.result() == 8
+        assert mapped.result() == [2, 4]
+
+
 def test_dask_keys_carry_the_task_run_names(runner):
     @flow(task_runner=runner)
     def keyed():
