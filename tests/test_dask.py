@@ -236,6 +236,29 @@ def test_the_runner_as_a_context_manager(runner):
         assert mapped.result() == [2, 4]
 
 
+def test_a_map_goes_to_dask_in_one_client_map_call(runner, monkeypatch):
+    calls = []
+    original_map, original_submit = distributed.Client.map, distributed.Client.submit
+
+    def spy_map(self, func, *iterables, **kwargs):
+        calls.append(("map", func.__name__, len(kwargs["key"])))
+        return original_map(self, func, *iterables, **kwargs)
+
+    def spy_submit(self, func, *args, **kwargs):
+        calls.append(("submit", func.__name__, 1))
+        return original_submit(self, func, *args, **kwargs)
+
+    monkeypatch.setattr(distributed.Client, "map", spy_map)
+    monkeypatch.setattr(distributed.Client, "submit", spy_submit)
+
+    @flow(task_runner=runner)
+    def mapped():
+        return double.map(range(50)).result()
+
+    assert mapped() == [2 * x for x in range(50)]
+    assert [call for call in calls if call[1] == "run_task"] == [("map", "run_task", 50)]
+
+
 def test_dask_keys_carry_the_task_run_names(runner):
     @flow(task_runner=runner)
     def keyed():
