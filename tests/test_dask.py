@@ -425,6 +425,25 @@ def test_a_time_limit_ends_the_run_timed_out_at_the_deadline(runner):
     assert elapsed < 10  # 1 s limit (and 1 s grace), far from the 30 s sleep
 
 
+@task(timeout_seconds=2)
+def within_its_limit(x):
+    time.sleep(1.2)
+    return x
+
+
+def test_a_time_limit_counts_from_the_runs_start_not_its_wait_in_the_queue(runner):
+    """12 runs of 1.2 s on 4 worker threads: the last ones start 2.4 s after their launch
+    and end well within their own 2 s limit."""
+
+    @flow(task_runner=runner)
+    def queued():
+        futures = within_its_limit.map(range(12))
+        futures.wait()
+        return [future.state.name for future in futures]
+
+    assert queued() == ["Completed"] * 12
+
+
 @task
 def dies(pid_file):
     Path(pid_file).write_text(str(os.getpid()))

@@ -52,10 +52,10 @@ __all__ = [
 #: A run's value kept on a cluster (see the module docs).
 RemoteResult = _core.RemoteResult
 
-#: How long past its `timeout_seconds` (counted from its launch) a run's attempt may go
-#: before the flow's process ends it TimedOut and cancels its remote work: the limit acts
-#: in the worker first, from the run's start (see `ferroflow._timeouts`); this ends a run
-#: that queued too long or whose worker cannot stop it.
+#: How long past its `timeout_seconds` a run's attempt may go before the flow's process
+#: ends it TimedOut and cancels its remote work: the limit acts in the worker first, from
+#: the run's start (see `ferroflow._timeouts`); this ends a run whose worker cannot stop
+#: it (counted from its start where the runner reports starts, else from its launch).
 KILL_GRACE = 1.0
 
 
@@ -91,7 +91,7 @@ class Attempt:
     """One launched attempt of a run: it ends once, by whichever comes first of its
     cluster's callback, its time limit (`expire`) and an interrupt."""
 
-    __slots__ = ("_ended", "deadline", "handle", "prepared")
+    __slots__ = ("_ended", "deadline", "handle", "prepared", "started_at")
 
     def __init__(self, prepared: PreparedRun, handle: Any) -> None:
         self.prepared = prepared
@@ -99,6 +99,8 @@ class Attempt:
         self.handle = handle
         #: The timer of its time limit, if its task has one.
         self.deadline: Timers.Entry | None = None
+        #: When (monotonic) the cluster reported it started, for a runner that reports it.
+        self.started_at: float | None = None
         self._ended = threading.Lock()
 
     @property
@@ -165,6 +167,11 @@ _timers = Timers()
 class ClusterRuns(abc.ABC):
     """The flow's side of one started cluster runner (see the module docs). Subclasses
     give `place` and `fetch`, and implement `_launch` and `_cancel_remote`."""
+
+    #: Whether the subclass reports when an attempt under a time limit starts executing
+    #: (`started`): the flow's fallback limit then counts from that start, so a run that
+    #: waits in the cluster's queue is not ended TimedOut; else it counts from the launch.
+    reports_starts = False
 
     def __init__(self, place: object, fetch: Callable[[list[Any]], Sequence[object]]) -> None:
         #: The cluster's identity (compared with `==`): runs prepared here receive the
@@ -237,6 +244,13 @@ class ClusterRuns(abc.ABC):
         with self._lock:
             self._attempts[key] = attempt
 
+    def started(self, key: Any) -> None:
+        """The attempt under `key` started executing on the cluster (see `reports_starts`)."""
+        with self._lock:
+            attempt = self._attempts.get(key)
+        if attempt is not None and attempt.started_at is None:
+            attempt.started_at = time.monotonic()
+
     def _untrack(self, key: Any) -> Attempt | None:
         with self._lock:
             return self._attempts.pop(key, None)
@@ -280,7 +294,15 @@ class ClusterRuns(abc.ABC):
             crash(attempt.run, exception)
 
     def _expire(self, attempt: Attempt, key: Any, limit: float) -> None:
-        """The attempt's time limit (and its grace) passed in this process first."""
+        """The attempt's time limit (and its grace) passed in this process first: counted
+        from its start where the subclass reports starts (checked again later while it
+        has not started), else from its launch."""
+        if self.reports_starts:
+            started = attempt.started_at
+            wait = limit + KILL_GRACE if started is None else started + limit + KILL_GRACE - time.monotonic()
+            if wait > 0:
+                attempt.deadline = _timers.call_later(wait, lambda: self._expire(attempt, key, limit))
+                return
         if self._untrack(key) is None or not attempt.claim_end():
             return
         self._cancel_remote([attempt.handle])

@@ -115,6 +115,9 @@ def _emit_event(event: Any) -> None:
 class DaskRuns(ClusterRuns):
     """The runs of one started `DaskTaskRunner` on its client's cluster."""
 
+    # A run under a time limit tells when it starts (an event on `_starts_topic`).
+    reports_starts = True
+
     def __init__(self, client: Any, flow_run: FlowRunIdentity | None) -> None:
         address = scheduler_address(client)
         # Two runners on the same scheduler share their runs' values (Dask resolves a
@@ -127,13 +130,17 @@ class DaskRuns(ClusterRuns):
         #: a Dask task computed once (each worker fetches its result once, then keeps it).
         self._shipped: dict[str, Any] = {}
         self._shipping = threading.Lock()
-        self._topic = f"ferroflow-logs-{uuid.uuid4().hex}"
+        token = uuid.uuid4().hex
+        self._topic = f"ferroflow-logs-{token}"
+        self._starts_topic = f"ferroflow-starts-{token}"
         client.subscribe_topic(self._topic, _emit_event)
+        client.subscribe_topic(self._starts_topic, self._on_started)
 
     def close(self) -> None:
         """Stops listening for log records and forgets the shipped tasks."""
         try:
             self._client.unsubscribe_topic(self._topic)
+            self._client.unsubscribe_topic(self._starts_topic)
         except Exception:
             pass  # the client is closing already
         self._shipped.clear()
@@ -149,6 +156,7 @@ class DaskRuns(ClusterRuns):
                 "flow_run": self._flow_run,
                 "flow_pid": self._flow_pid,
                 "topic": self._topic,
+                "starts_topic": None if group[0].definition.time_limit is None else self._starts_topic,
             }
             keys = [self.task_key(item) for item in group]
             if len(group) == 1:
@@ -181,6 +189,10 @@ class DaskRuns(ClusterRuns):
                 )
                 self._shipped[definition.key] = shipped
             return shipped
+
+    def _on_started(self, event: Any) -> None:
+        """A run under a time limit started in a worker: (time, its key)."""
+        self.started(event[1])
 
     def _on_done(self, future: Any) -> None:
         """A future's done-callback (on Dask's callback thread): ends its attempt."""

@@ -40,11 +40,19 @@ def run_task(
     flow_run: FlowRunIdentity | None,
     flow_pid: int,
     topic: str,
+    starts_topic: str | None,
 ) -> Any:
     """One attempt of a task run: returns its value (which stays in the cluster) or
     raises its exception. Its log records go to the flow's client as an event on `topic`,
-    before the attempt ends, so its lines come before its `Finished in state` line."""
+    before the attempt ends, so its lines come before its `Finished in state` line. A run
+    under a time limit says on `starts_topic` that it started (its key)."""
     from ferroflow.task_runners import ThreadPoolTaskRunner
+
+    if starts_topic is not None:
+        import distributed
+
+        worker = distributed.get_worker()
+        worker.log_event(starts_topic, worker.get_current_task())
 
     kind, data, records = run_in_cluster_worker(
         definition, flow_run, identity, args, kwargs, flow_pid, ThreadPoolTaskRunner
