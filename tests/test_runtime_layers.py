@@ -48,10 +48,15 @@ LAYERS = [
     "_prints",
     "_bridge",
     "_loop",
-    # the process pool: a worker's side (its entry point), then the parent's
+    # runs executing in other processes: a worker's side (shared by the process pool's
+    # children and cluster workers), the cluster runners' parent side, the process pool
+    "_worker_runs",
     "_process_worker",
+    "_remote",
     "_process_pool",
     "task_runners",
+    # Prefect 2's executors: names for task runners (the Dask one among them)
+    "executors",
     "_async",
     "tasks",
     "_flow_parameters",
