@@ -25,6 +25,16 @@ psutil = pytest.importorskip("psutil")
 
 import dask  # noqa: E402  (after the skip above)
 
+from cluster_tasks import (  # noqa: E402
+    async_double,
+    boom,
+    dies_once,
+    kill_when_written,
+    nap,
+    poison,
+    poison_value,
+    poison_values,
+)
 from ferroflow import allow_failure, flow, get_run_logger, task  # noqa: E402
 from ferroflow.dask import DaskTaskRunner as TopLevelDaskTaskRunner  # noqa: E402
 from ferroflow.dask import get_dask_client  # noqa: E402
@@ -106,58 +116,6 @@ def where(x=None):
 def dask_key(x=None):
     """The Dask key of the task this run executes as."""
     return distributed.get_worker().get_current_task()
-
-
-@task
-def boom(message="boom"):
-    raise ValueError(message)
-
-
-@task
-def nap(seconds, value):
-    time.sleep(seconds)
-    return value
-
-
-@task
-async def async_double(x):
-    import asyncio
-
-    await asyncio.sleep(0.01)
-    return 2 * x
-
-
-class ParentPoison:
-    """A value that cannot be unpickled in the flow's process: it proves that a value
-    passed between runs on the cluster never travels through that process."""
-
-    def __init__(self, parent_pid, value):
-        self.parent_pid = parent_pid
-        self.value = value
-
-    def __reduce__(self):
-        return _rebuild_poison, (self.parent_pid, self.value)
-
-
-def _rebuild_poison(parent_pid, value):
-    if os.getpid() == parent_pid:
-        raise RuntimeError("a ParentPoison value was unpickled in the flow's process")
-    return ParentPoison(parent_pid, value)
-
-
-@task
-def poison(parent_pid, value):
-    return ParentPoison(parent_pid, value)
-
-
-@task
-def poison_value(poisoned, extra=0):
-    return poisoned.value + extra
-
-
-@task
-def poison_values(poisoned_list):
-    return sum(item.value for item in poisoned_list)
 
 
 # -- configuration, as prefect-dask's -----------------------------------------------------------
@@ -452,7 +410,7 @@ def dies(pid_file):
 
 def test_a_worker_that_dies_ends_its_run_crashed(runner, tmp_path):
     pid_file = tmp_path / "pid"
-    killer = threading.Thread(target=_kill_when_written, args=(pid_file,))
+    killer = threading.Thread(target=kill_when_written, args=(pid_file,))
     killer.start()
 
     @flow(task_runner=runner)
@@ -467,19 +425,9 @@ def test_a_worker_that_dies_ends_its_run_crashed(runner, tmp_path):
     assert "worker died" in str(state.message), state.message
 
 
-@task(retries=1)
-def dies_once(pid_file):
-    """Its first attempt's worker is killed; the retry returns."""
-    path = Path(pid_file)
-    if path.exists():
-        return "second attempt"
-    path.write_text(str(os.getpid()))
-    time.sleep(60)
-
-
 def test_a_run_whose_worker_dies_is_retried_when_its_task_has_retries(runner, tmp_path):
     pid_file = tmp_path / "pid"
-    killer = threading.Thread(target=_kill_when_written, args=(pid_file,))
+    killer = threading.Thread(target=kill_when_written, args=(pid_file,))
     killer.start()
 
     @flow(task_runner=runner)
@@ -488,15 +436,6 @@ def test_a_run_whose_worker_dies_is_retried_when_its_task_has_retries(runner, tm
 
     assert survives() == "second attempt"
     killer.join()
-
-
-def _kill_when_written(pid_file: Path) -> None:
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() or not pid_file.read_text():
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.05)
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def test_an_unreachable_scheduler_fails_the_flow_at_start_naming_it():

@@ -29,6 +29,16 @@ from ray_cluster import assert_nothing_left, free_port, local_init_kwargs, short
 
 ray = pytest.importorskip("ray", reason="ray is in the test extra; no wheel for this platform")
 
+from cluster_tasks import (  # noqa: E402
+    async_double,
+    boom,
+    dies_once,
+    kill_when_written,
+    nap,
+    poison,
+    poison_value,
+    poison_values,
+)
 from ferroflow import allow_failure, flow, get_run_logger, task  # noqa: E402
 from ferroflow.futures import as_completed, wait  # noqa: E402
 from ferroflow.ray import RayTaskRunner as TopLevelRayTaskRunner  # noqa: E402
@@ -99,11 +109,6 @@ def total(values, extra=None):
     return sum(values) + sum((extra or {}).values())
 
 
-@task
-def boom(message="boom"):
-    raise ValueError(message)
-
-
 class Unpicklable(Exception):
     def __reduce__(self):
         raise TypeError("not this one")
@@ -112,53 +117,6 @@ class Unpicklable(Exception):
 @task
 def raises_unpicklable():
     raise Unpicklable("stuck in the worker")
-
-
-@task
-def nap(seconds, value):
-    time.sleep(seconds)
-    return value
-
-
-@task
-async def async_double(x):
-    import asyncio
-
-    await asyncio.sleep(0.01)
-    return 2 * x
-
-
-class ParentPoison:
-    """A value that cannot be unpickled in the flow's process: it proves that a value
-    passed between runs on the cluster never travels through that process."""
-
-    def __init__(self, parent_pid, value):
-        self.parent_pid = parent_pid
-        self.value = value
-
-    def __reduce__(self):
-        return _rebuild_poison, (self.parent_pid, self.value)
-
-
-def _rebuild_poison(parent_pid, value):
-    if os.getpid() == parent_pid:
-        raise RuntimeError("a ParentPoison value was unpickled in the flow's process")
-    return ParentPoison(parent_pid, value)
-
-
-@task
-def poison(parent_pid, value):
-    return ParentPoison(parent_pid, value)
-
-
-@task
-def poison_value(poisoned, extra=0):
-    return poisoned.value + extra
-
-
-@task
-def poison_values(poisoned):
-    return sum(item.value for item in poisoned)
 
 
 # -- the names users have, configuration -------------------------------------------------------------
@@ -490,7 +448,7 @@ def dies(pid_file):
 
 def test_a_ray_worker_that_dies_ends_its_run_crashed(connected, tmp_path):
     pid_file = tmp_path / "pid"
-    killer = threading.Thread(target=_kill_when_written, args=(pid_file,))
+    killer = threading.Thread(target=kill_when_written, args=(pid_file,))
     killer.start()
 
     @flow(task_runner=connected)
@@ -505,19 +463,9 @@ def test_a_ray_worker_that_dies_ends_its_run_crashed(connected, tmp_path):
     assert after == 8  # the cluster goes on
 
 
-@task(retries=1)
-def dies_once(pid_file):
-    """Its first attempt's worker is killed; the retry returns."""
-    path = Path(pid_file)
-    if path.exists():
-        return "second attempt"
-    path.write_text(str(os.getpid()))
-    time.sleep(60)
-
-
 def test_a_run_whose_worker_dies_is_retried_when_its_task_has_retries(connected, tmp_path):
     pid_file = tmp_path / "pid"
-    killer = threading.Thread(target=_kill_when_written, args=(pid_file,))
+    killer = threading.Thread(target=kill_when_written, args=(pid_file,))
     killer.start()
 
     @flow(task_runner=connected)
@@ -526,15 +474,6 @@ def test_a_run_whose_worker_dies_is_retried_when_its_task_has_retries(connected,
 
     assert survives() == "second attempt"
     killer.join()
-
-
-def _kill_when_written(pid_file: Path) -> None:
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.05)
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def test_ctrl_c_cancels_the_runs_on_ray_and_propagates(ray_head):

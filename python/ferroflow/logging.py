@@ -269,13 +269,15 @@ def disable_run_logger() -> Generator[None, None, None]:
 _print_lock = threading.Lock()
 _original_print: Callable[..., None] = builtins.print
 _print_resolver: Callable[[], RunLogger | None] | None = None
+#: Whether `install_print_capture` has put `print_as_log` in `builtins` yet.
+_print_swapped = False
 
 
 def _print_in_one_write(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """`print`, except that the whole line (sep and end included) reaches the stream in
     one `write`, so lines printed by concurrent threads never merge. Formatting (and its
     errors) is print's own; `file=` and `flush=` keep their meaning."""
-    if getattr(_original_print, "__module__", None) != "builtins":
+    if not _is_builtin(_original_print):
         return _original_print(*args, **kwargs)  # someone else's print: leave it alone
     file = kwargs.pop("file", None)
     flush = kwargs.pop("flush", False)
@@ -323,9 +325,21 @@ def install_print_capture(
     and happens once; calling again only replaces the resolver, and the real `print` is
     kept for pass-through.
     """
-    global _original_print, _print_resolver
+    global _original_print, _print_resolver, _print_swapped
     with _print_lock:
         _print_resolver = resolver
-        if builtins.print is not print_as_log:
-            _original_print = builtins.print
+        current = builtins.print
+        if current is print_as_log:
+            return
+        # Once swapped, a `print` that is neither ours nor the interpreter's was put there
+        # after us and may call ours (Ray's progress bars wrap it so): taking it as the real
+        # one would make each call the other forever. It is left in place; prints still
+        # reach ours through it.
+        if not _print_swapped or _is_builtin(current):
+            _original_print = current
             builtins.print = print_as_log
+            _print_swapped = True
+
+
+def _is_builtin(function: Callable[..., Any]) -> bool:
+    return getattr(function, "__module__", None) == "builtins"

@@ -489,6 +489,7 @@ def restore_print(monkeypatch):
     monkeypatch.setattr(builtins, "print", builtins.print)
     monkeypatch.setattr(fflog, "_print_resolver", fflog._print_resolver)
     monkeypatch.setattr(fflog, "_original_print", fflog._original_print)
+    monkeypatch.setattr(fflog, "_print_swapped", fflog._print_swapped)
     # The real print, also when an earlier test (a log_prints task) already installed capture.
     return fflog._original_print
 
@@ -550,6 +551,30 @@ def test_install_is_idempotent_and_keeps_the_real_print(restore_print, records):
     print("hello")
     (record,) = records
     assert record.task_run_name == "second"
+
+
+def test_a_print_wrapped_around_ours_is_left_in_place(restore_print, records, capfd):
+    # Ray's progress bars wrap `builtins.print` when Ray is imported; an install after
+    # that (a flow run's engine starting workers) must not take their wrapper, which
+    # calls ours, as the real print: each would call the other until RecursionError.
+    real_print = restore_print
+    logger = fflog.task_run_logger("wrapped")
+    fflog.install_print_capture(lambda: None)
+    ours = builtins.print
+
+    def wrapper(*args, **kwargs):
+        return ours(*args, **kwargs)
+
+    builtins.print = wrapper
+    fflog.install_print_capture(lambda: logger)
+    assert builtins.print is wrapper
+    assert fflog._original_print is real_print
+    print("through the wrapper")
+    (record,) = records
+    assert (record.task_run_name, record.getMessage()) == ("wrapped", "through the wrapper")
+    fflog.install_print_capture(lambda: None)
+    print("plain")
+    assert capfd.readouterr().out == "plain\n"
 
 
 def test_concurrent_installs_swap_once(restore_print):
