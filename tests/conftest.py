@@ -10,6 +10,7 @@ that no test depends on which ``conftest`` module Python saw first.
 """
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import re
@@ -32,6 +33,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 EXAMPLES_DIR = ROOT / "examples"
+
+#: The interpreter's own `print`, as it is before any test runs: Ray, imported by its test
+#: module, wraps `builtins.print`, and ferroflow swaps it once tasks run on worker threads.
+_INTERPRETER_PRINT = builtins.print
+
+
+@pytest.fixture
+def interpreter_print(monkeypatch):
+    """Puts the interpreter's own `print` back in `builtins` for the test (undone after
+    it) and returns it: for tests of what becomes of `print`, whatever ran before them."""
+    monkeypatch.setattr(builtins, "print", _INTERPRETER_PRINT)
+    return _INTERPRETER_PRINT
+
 
 #: One console log line in Prefect's format: ``12:00:01.234 | INFO    | ...``.
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} \| (DEBUG|INFO|WARNING|ERROR|CRITICAL) *\| ")

@@ -42,8 +42,8 @@ def elevator(i):
 
 
 @pytest.fixture
-def started():
-    """ferroflow has run tasks on worker threads."""
+def started(interpreter_print):
+    """ferroflow has run tasks on worker threads (from the interpreter's own print)."""
 
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=10))
     def warm():

@@ -484,14 +484,15 @@ def test_disable_run_logger_restores_previous_state():
 
 
 @pytest.fixture
-def restore_print(monkeypatch):
-    """Undo install_print_capture after the test: it patches the process."""
-    monkeypatch.setattr(builtins, "print", builtins.print)
-    monkeypatch.setattr(fflog, "_print_resolver", fflog._print_resolver)
-    monkeypatch.setattr(fflog, "_original_print", fflog._original_print)
-    monkeypatch.setattr(fflog, "_print_swapped", fflog._print_swapped)
-    # The real print, also when an earlier test (a log_prints task) already installed capture.
-    return fflog._original_print
+def restore_print(monkeypatch, interpreter_print):
+    """The test starts from the interpreter's own print, as if nothing had swapped it yet
+    (an earlier test may have installed capture, and Ray, imported by another test module,
+    wraps print), and everything is put back after it. Returns that print."""
+    real_print = interpreter_print
+    monkeypatch.setattr(fflog, "_print_resolver", None)
+    monkeypatch.setattr(fflog, "_original_print", real_print)
+    monkeypatch.setattr(fflog, "_print_swapped", False)
+    return real_print
 
 
 @pytest.mark.usefixtures("restore_print")
