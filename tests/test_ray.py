@@ -425,6 +425,22 @@ def test_a_run_past_its_time_limit_ends_timed_out_and_its_ray_task_is_cancelled(
         psutil.Process(int(pid_file.read_text())).wait(timeout=20)  # killed by the cancellation
 
 
+@task(timeout_seconds=3)
+def naps_within_its_limit(i):
+    time.sleep(1.5)
+    return i
+
+
+def test_a_limit_counts_from_the_start_not_from_the_wait_in_ray_s_queue(connected):
+    # Eight runs of 1.5 s under a 3 s limit on a head of 2 CPUs: the last ones wait about
+    # 4.5 s in Ray's queue, longer than their limit, and none of them times out.
+    @flow(task_runner=connected)
+    def queued():
+        return [state.name for state in naps_within_its_limit.map(range(8), return_state=True)]
+
+    assert queued() == ["Completed"] * 8
+
+
 @task(timeout_seconds=1)
 def sleeps_past_its_limit():
     time.sleep(30)

@@ -251,6 +251,12 @@ class ClusterRuns(abc.ABC):
         if attempt is not None and attempt.started_at is None:
             attempt.started_at = time.monotonic()
 
+    def _started_at(self, attempt: Attempt) -> float | None:
+        """When (monotonic) the attempt started executing, if known yet: what `started`
+        recorded. A subclass whose cluster can only be asked (when the fallback limit
+        fires) overrides it."""
+        return attempt.started_at
+
     def _untrack(self, key: Any) -> Attempt | None:
         with self._lock:
             return self._attempts.pop(key, None)
@@ -298,7 +304,7 @@ class ClusterRuns(abc.ABC):
         from its start where the subclass reports starts (checked again later while it
         has not started), else from its launch."""
         if self.reports_starts:
-            started = attempt.started_at
+            started = self._started_at(attempt)
             wait = limit + KILL_GRACE if started is None else started + limit + KILL_GRACE - time.monotonic()
             if wait > 0:
                 attempt.deadline = _timers.call_later(wait, lambda: self._expire(attempt, key, limit))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from ferroflow._remote import Attempt, ClusterRuns, PreparedRun, TaskDefinition
 from ferroflow._worker_runs import RAISED, RETURNED, FlowRunIdentity, emit_records
 from ferroflow.ray._session import place, ray
-from ferroflow.ray._worker import Report, containers_among, task_function
+from ferroflow.ray._worker import Report, StartLog, attempt_key, containers_among, task_function
 from ferroflow.ray.context import options_in
 
 
@@ -38,6 +39,10 @@ def fetch(refs: list[Any]) -> list[Any]:
 class RayRuns(ClusterRuns):
     """The runs of one started `RayTaskRunner` on the Ray cluster this process is connected to."""
 
+    # Runs under a time limit tell a `StartLog` actor when they start; the fallback limit
+    # asks it when it fires (see `_started_at`).
+    reports_starts = True
+
     def __init__(self, flow_run: FlowRunIdentity | None) -> None:
         super().__init__(place(), fetch)
         self._flow_run = flow_run
@@ -45,6 +50,8 @@ class RayRuns(ClusterRuns):
         #: The tasks on the cluster: definition key -> the remote function of its runs.
         self._functions: dict[str, Any] = {}
         self._functions_lock = threading.Lock()
+        #: The `StartLog` actor, made for the first task under a time limit.
+        self._start_log: Any = None
 
     def _launch(self, prepared: list[PreparedRun]) -> None:
         definition: TaskDefinition | None = None
@@ -69,12 +76,33 @@ class RayRuns(ClusterRuns):
         with self._functions_lock:
             function = self._functions.get(definition.key)
             if function is None:
-                shared = ((definition.key, definition.blob), self._flow_run, self._flow_pid)
+                start_log = None if definition.time_limit is None else self._start_log_actor()
+                shared = ((definition.key, definition.blob), self._flow_run, self._flow_pid, start_log)
                 # Two returns: the value (stays in the cluster) and the report (comes here).
                 # `max_retries=0`: a run whose worker dies is the engine's to end or retry.
                 function = ray.remote(num_returns=2, max_retries=0)(task_function(shared))
                 self._functions[definition.key] = function
             return function
+
+    def _start_log_actor(self) -> Any:
+        """The runner's `StartLog` actor (under `_functions_lock`), made on first use."""
+        if self._start_log is None:
+            self._start_log = ray.remote(num_cpus=0)(StartLog).remote()
+        return self._start_log
+
+    def _started_at(self, attempt: Attempt) -> float | None:
+        """When the attempt started, asked of the `StartLog` when its fallback limit fires
+        (once per limit while it waits in Ray's queue). If the log cannot answer (Ray is
+        going away), the limit ends the attempt now, as it would without a log."""
+        if attempt.started_at is None:
+            _, run_count, run_id = attempt.prepared.identity
+            try:
+                wall = ray.get(self._start_log.started.remote(attempt_key(run_id, run_count)), timeout=10)
+            except Exception:
+                wall = 0.0  # taken to have started long ago
+            if wall is not None:
+                attempt.started_at = time.monotonic() - max(0.0, time.time() - wall)
+        return attempt.started_at
 
     def _on_done(self, value: Any, outcome: Report | BaseException) -> None:
         """The completion callback of an attempt's report (on Ray's callback thread): ends

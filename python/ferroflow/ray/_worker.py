@@ -10,6 +10,7 @@ records the run made, emitted there before the run's end is reported.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,8 +32,9 @@ Report = list[Any]
 CONTAINERS = (list, tuple, dict, set, frozenset)
 
 #: What every run of a task in a flow run shares: (the task's definition, `(key,
-#: cloudpickled task)`; the flow run; the flow's process id).
-Shared = tuple[tuple[str, bytes], FlowRunIdentity | None, int]
+#: cloudpickled task)`; the flow run; the flow's process id; for a task under a time
+#: limit, the runner's `StartLog` actor, else None).
+Shared = tuple[tuple[str, bytes], FlowRunIdentity | None, int, Any]
 
 #: What a run's remote call says besides its arguments: `[run name, run count, run id
 #: bytes, how many of the values are positional arguments, the names of the keyword
@@ -59,8 +61,10 @@ def run_task(shared: Shared, header: Header, *values: Any) -> tuple[Any, Report]
     resolved here."""
     from ferroflow.task_runners import ThreadPoolTaskRunner
 
-    definition, flow_run, flow_pid = shared
+    definition, flow_run, flow_pid, start_log = shared
     name, run_count, run_id, positional, names, containers = header
+    if start_log is not None:
+        start_log.record.remote(attempt_key(run_id, run_count))
     resolved = _resolve_nested(list(values), containers) if containers else values
     args = tuple(resolved[:positional])
     kwargs = dict(zip(names, resolved[positional:], strict=True)) if names else None
@@ -72,6 +76,28 @@ def run_task(shared: Shared, header: Header, *values: Any) -> tuple[Any, Report]
     if kind == RAISED:
         return None, [RAISED, describe(data), records]
     return None, [RETURNED_STATE, data, records]
+
+
+class StartLog:
+    """When the attempts of runs under a time limit started, as their workers tell it: a
+    Ray actor (of no CPU) of a runner with such runs. Ray says nothing when a task starts,
+    and the flow's fallback limit must count from the start, not the launch: a run that
+    waits in Ray's queue longer than its limit has not timed out."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+
+    def record(self, key: str) -> None:
+        self._started.setdefault(key, time.time())
+
+    def started(self, key: str) -> float | None:
+        """When (wall clock) the attempt `key` started, or None if it has not."""
+        return self._started.get(key)
+
+
+def attempt_key(run_id: bytes, run_count: int) -> str:
+    """An attempt's key in the `StartLog`."""
+    return f"{run_id.hex()}/{run_count}"
 
 
 def containers_among(values: tuple[Any, ...]) -> list[int]:
