@@ -788,3 +788,93 @@ def test_a_run_under_a_time_limit_queued_among_fast_runs_is_still_stopped(call_w
     assert busy == "busy" and values == [2 * x for x in range(50)] + [2 * x for x in range(200)]
     assert state.name == "TimedOut", state
     assert time.perf_counter() - started < 15
+
+
+# -- runs shipped in segments (many runs of one task per message) --------------------------
+
+
+def _identify(x, y=0):
+    from ferroflow.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    return context.task_run.name, context.task_run.id, context.parameters, context.task.name
+
+
+identify = task(_identify, name="identify")
+#: Another task of the same function: its runs must not be taken for `identify`'s.
+identify_again = task(_identify, name="identify_again")
+
+
+def test_each_mapped_run_in_a_worker_knows_its_own_name_id_parameters_and_task(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        first = identify.map(range(300))
+        second = identify_again.map(range(300), y=unmapped(5))
+        ids = [future.task_run_id for future in first], [future.task_run_id for future in second]
+        return first.result(), second.result(), ids
+
+    first, second, (first_ids, second_ids) = call_with_deadline(f, 60)
+    assert [name for name, _, _, _ in first] == [f"identify-{x}" for x in range(300)]
+    assert [run_id for _, run_id, _, _ in first] == first_ids
+    assert [parameters for _, _, parameters, _ in first] == [{"x": x, "y": 0} for x in range(300)]
+    assert {task_name for *_, task_name in first} == {"identify"}
+    assert [name for name, _, _, _ in second] == [f"identify_again-{x}" for x in range(300)]
+    assert [run_id for _, run_id, _, _ in second] == second_ids
+    assert [parameters for _, _, parameters, _ in second] == [{"x": x, "y": 5} for x in range(300)]
+    assert {task_name for *_, task_name in second} == {"identify_again"}
+
+
+def test_mapped_keyword_arguments_and_custom_run_names_travel(call_with_deadline):
+    named = identify.with_options(task_run_name="point-{x}-{y}")
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        return named.map(x=range(200), y=range(200, 400)).result()
+
+    got = call_with_deadline(f, 60)
+    assert [name for name, *_ in got] == [f"point-{x}-{x + 200}" for x in range(200)]
+    assert [parameters for _, _, parameters, _ in got] == [{"x": x, "y": x + 200} for x in range(200)]
+
+
+@task
+def double_or_lock(x):
+    return threading.Lock() if x == 150 else 2 * x
+
+
+def test_in_a_map_only_the_run_whose_argument_or_result_does_not_pickle_fails(call_with_deadline):
+    arguments = [*range(100), threading.Lock(), *range(101, 200)]
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        by_argument = double.map(arguments, return_state=True)
+        by_result = double_or_lock.map(range(200), return_state=True)
+        return [s.is_failed() for s in by_argument], [s.message for s in by_argument if s.is_failed()], [
+            s.result(raise_on_failure=False) if not s.is_failed() else "failed" for s in by_result
+        ]
+
+    argument_failed, messages, results = call_with_deadline(f, 60)
+    assert argument_failed == [x == 100 for x in range(200)]
+    assert "double-100" in messages[0] and "argument at position 0" in messages[0]
+    assert results == [("failed" if x == 150 else 2 * x) for x in range(200)]
+
+
+@task
+def exit_at(x, fatal):
+    if x == fatal:
+        os._exit(3)
+    return x + 1
+
+
+def test_a_worker_dying_amid_a_chunk_crashes_only_the_run_it_held(call_with_deadline):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def f():
+        exit_at.map(range(2000), fatal=-1).result()  # measured fast: the next map ships in big chunks
+        return exit_at.map(range(3000), fatal=2500, return_state=True)
+
+    states = call_with_deadline(f, 60)
+    crashed = [index for index, state in enumerate(states) if state.is_crashed()]
+    assert crashed == [2500]
+    assert "exit code 3" in states[2500].message and "exit_at-" in states[2500].message
+    assert [state.result() for index, state in enumerate(states) if index != 2500] == [
+        x + 1 for x in range(3000) if x != 2500
+    ]

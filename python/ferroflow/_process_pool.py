@@ -50,7 +50,7 @@ CHUNK_SECONDS = 0.02
 #: Chunks a worker holds at once: the next one is there when it finishes one.
 CHUNKS_IN_FLIGHT = 2
 #: A chunk never holds more runs than this.
-MAX_CHUNK = 4096
+MAX_CHUNK = worker_side.MAX_CHUNK
 #: How long a worker gets to exit by itself when the pool closes before it is terminated.
 EXIT_GRACE = 5.0
 #: How long past its `timeout_seconds` a run may hold its worker before the worker is
@@ -65,32 +65,86 @@ GUARD_HINT = (
 
 
 @dataclass(slots=True)
-class _Prepared:
-    """A run ready to ship: its function's id, its arguments, and what it knows of
-    itself in the worker (`AsyncRun.identity`)."""
+class _Segment:
+    """Consecutive runs of one task, prepared for their next attempt and shipped
+    together (`_core.prepare_segments`): `runs[i]` is called with `calls[i]` (and
+    `kwargs[i]`); what the worker knows of each run travels packed in `identities`."""
 
-    run: ClaimedRun
-    function_id: int
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any] | None
-    identity: tuple[str, int, bytes]
+    runs: list[ClaimedRun]
+    task_id: int
+    calls: list[tuple[Any, ...]]
+    kwargs: list[dict[str, Any] | None] | None
+    identities: bytes
+    names: list[str] | None
+    name: str
+    seed: bytes
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def piece(self, start: int, stop: int) -> _Segment:
+        """The segment's runs from `start` to `stop`, as a segment of their own."""
+        size = worker_side.IDENTITY_SIZE
+        return _Segment(
+            self.runs[start:stop],
+            self.task_id,
+            self.calls[start:stop],
+            None if self.kwargs is None else self.kwargs[start:stop],
+            self.identities[start * size : stop * size],
+            None if self.names is None else self.names[start:stop],
+            self.name,
+            self.seed,
+        )
+
+    def without(self, positions: set[int]) -> list[_Segment]:
+        """The segment's runs but those at `positions`, as the pieces between them."""
+        pieces: list[_Segment] = []
+        start = 0
+        for position in sorted(positions):
+            if position > start:
+                pieces.append(self.piece(start, position))
+            start = position + 1
+        if start < len(self):
+            pieces.append(self.piece(start, len(self)))
+        return pieces
+
+
+#: What waits to be shipped: runs as the engine handed them over (or back from a retry
+#: delay), and segments prepared but not shipped yet.
+_Waiting = list[ClaimedRun] | _Segment
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """What a worker gets in one message: segments of runs, `key` naming it. While the
+    worker executes the run at position `i` of the chunk (counting through its segments),
+    its `current` holds `key * MAX_CHUNK + i`."""
+
+    key: int
+    segments: list[_Segment]
+
+    def runs(self) -> list[ClaimedRun]:
+        return [run for segment in self.segments for run in segment.runs]
+
+    def run_key(self, position: int) -> int:
+        return self.key * MAX_CHUNK + position
 
 
 @dataclass
 class _Worker:
     process: Any
     connection: Any
-    #: Shared memory: the key of the run the worker executes now (or `IDLE`).
+    #: Shared memory: the run key (see `_Chunk`) of the run the worker executes now (or `IDLE`).
     current: Any
     ready: bool = False
-    #: Chunks sent and not answered yet, oldest first: lists of (key, prepared run).
-    in_flight: deque[list[tuple[int, _Prepared]]] = field(default_factory=deque)
-    #: Functions this worker has received.
-    functions: set[int] = field(default_factory=set)
-    #: (when, key, limit): the run with `key`, under a time limit of `limit` seconds, is
-    #: killed with its worker if it still runs at `when` (monotonic).
+    #: Chunks sent and not answered yet, oldest first.
+    in_flight: deque[_Chunk] = field(default_factory=deque)
+    #: Tasks this worker has received.
+    tasks: set[int] = field(default_factory=set)
+    #: (when, run key, limit): the run under a time limit of `limit` seconds is killed
+    #: with its worker if it still runs at `when` (monotonic).
     deadline: tuple[float, int, float] | None = None
-    #: The key of the run whose worker was killed for its time limit.
+    #: The run key of the run whose worker was killed for its time limit.
     killed_for: int | None = None
 
 
@@ -116,13 +170,13 @@ class ProcessPool:
             None if initializer is None else cloudpickled((initializer, initargs))
         )
         self._lock = threading.RLock()
-        self._pending: deque[ClaimedRun | _Prepared] = deque()
+        self._pending: deque[_Waiting] = deque()
         self._workers: list[_Worker] = []
-        #: function id -> (the function, kept so its id stays its own; cloudpickled or the error).
-        self._functions: dict[int, tuple[Callable[..., Any], bytes | Exception]] = {}
-        #: function id -> measured seconds per run.
+        #: task id -> (the task, kept so its id stays its own; cloudpickled, or the error).
+        self._tasks: dict[int, tuple[Any, bytes | Exception]] = {}
+        #: task id -> measured seconds per run.
         self._run_seconds: dict[int, float] = {}
-        #: function id -> its task's `timeout_seconds`, for tasks that have one.
+        #: task id -> its `timeout_seconds`, for tasks that have one.
         self._time_limits: dict[int, float] = {}
         #: Failed attempts waiting out their retry delay: (due, sequence, run).
         self._retries: list[tuple[float, int, ClaimedRun]] = []
@@ -148,7 +202,7 @@ class ProcessPool:
                 broken = self._broken or "the process pool has been shut down and executes no more runs"
             else:
                 broken = None
-                self._pending.extend(runs)
+                self._pending.append(runs)
                 if self._reader is None:
                     self._start_reader()
         if broken is not None:
@@ -161,9 +215,8 @@ class ProcessPool:
         """Ctrl-C: runs not shipped yet (and those waiting for a retry) end Cancelled; the
         workers are terminated, and the runs they held end Crashed."""
         with self._lock:
-            waiting = [item.run if isinstance(item, _Prepared) else item for item in self._pending]
+            waiting = self._take_waiting()
             waiting += [run for _, _, run in self._retries]
-            self._pending.clear()
             self._retries.clear()
             self._closing = True
             workers, self._workers = self._workers, []
@@ -175,8 +228,8 @@ class ProcessPool:
         for worker in workers:
             worker.process.join(EXIT_GRACE)
             for chunk in worker.in_flight:
-                for _, prepared in chunk:
-                    crash(prepared.run, KeyboardInterrupt("its worker process was terminated by an interrupt"))
+                for run in chunk.runs():
+                    crash(run, KeyboardInterrupt("its worker process was terminated by an interrupt"))
         self._wake()
 
     @property
@@ -230,8 +283,9 @@ class ProcessPool:
             return
         # Workers that can take a run soon: those starting, and the ready ones holding none.
         free = sum(1 for worker in self._workers if not worker.ready or not worker.in_flight)
+        waiting = self._waiting_runs()
         started = False
-        while len(self._workers) < self._max_workers and free < len(self._pending):
+        while len(self._workers) < self._max_workers and free < waiting:
             self._workers.append(self._spawn())
             free += 1
             started = True
@@ -257,6 +311,77 @@ class ProcessPool:
         except OSError:
             pass  # closed: the reader has stopped
 
+    # -- what waits ----------------------------------------------------------------------
+
+    def _waiting_runs(self) -> int:
+        return sum(len(item) for item in self._pending)
+
+    def _take_waiting(self) -> list[ClaimedRun]:
+        """Every waiting run, taken out of `pending`. Under the lock."""
+        runs = [run for item in self._pending for run in (item.runs if isinstance(item, _Segment) else item)]
+        self._pending.clear()
+        return runs
+
+    def _take_segments(self, count: int) -> list[_Segment]:
+        """Up to `count` runs from the front of `pending`, prepared (those not prepared
+        yet in one call to the engine): runs whose preparation fails, or whose task cannot
+        travel, fail here and are not among them. Under the lock."""
+        segments: list[_Segment] = []
+        fresh: list[ClaimedRun] = []
+        while count > 0 and self._pending:
+            item = self._pending.popleft()
+            if len(item) > count:
+                rest = item.piece(count, len(item)) if isinstance(item, _Segment) else item[count:]
+                item = item.piece(0, count) if isinstance(item, _Segment) else item[:count]
+                self._pending.appendleft(rest)
+            count -= len(item)
+            if isinstance(item, _Segment):
+                segments += self._prepared(fresh)
+                fresh = []
+                segments.append(item)
+            else:
+                fresh += item
+        return segments + self._prepared(fresh)
+
+    def _prepared(self, runs: list[ClaimedRun]) -> list[_Segment]:
+        """Starts the attempts of runs (their names, `on_running` hooks, arguments)."""
+        if not runs:
+            return []
+        prepared, failures = _core.prepare_segments(runs)
+        for position, error in failures:
+            self._report_failure(runs[position], error)
+        segments: list[_Segment] = []
+        for task, name, start, calls, kwargs, identities, names, seed in prepared:
+            segment_runs = runs[start : start + len(calls)]
+            task_id = self._ship(task)
+            if isinstance(task_id, Exception):
+                for run in segment_runs:
+                    self._report_failure(run, task_id)
+                continue
+            segments.append(_Segment(segment_runs, task_id, calls, kwargs, identities, names, name, seed))
+        return segments
+
+    def _ship(self, task: Any) -> int | Exception:
+        """The id under which `task` travels, cloudpickled on first use; or the error
+        that fails its runs if it cannot travel."""
+        task_id = id(task)
+        known = self._tasks.get(task_id)
+        if known is None or known[0] is not task:
+            # The task travels, not the function the engine calls: the worker builds that
+            # again from the task (its options' wrappers then use the worker's modules).
+            known = (task, cloudpickled(task))
+            self._tasks[task_id] = known
+            self._run_seconds.pop(task_id, None)
+            self._time_limits.pop(task_id, None)
+            if getattr(task, "timeout_seconds", None) is not None:
+                self._time_limits[task_id] = task.timeout_seconds
+        if isinstance(known[1], Exception):
+            return pickle.PicklingError(
+                f"Task {task.name!r}: its function could not be pickled to send to a worker process: "
+                f"{type(known[1]).__name__}: {known[1]}"
+            )
+        return task_id
+
     # -- shipping runs -------------------------------------------------------------------
 
     def _dispatch(self) -> None:
@@ -270,151 +395,103 @@ class ProcessPool:
                     if not self._pending:
                         return
                     if worker.ready and len(worker.in_flight) < depth and self._holds_room(worker):
-                        chunk = self._take_chunk()
-                        if chunk:
-                            self._send(worker, chunk)
+                        segments = self._take_chunk()
+                        if segments:
+                            self._send(worker, segments)
 
     def _holds_room(self, worker: _Worker) -> bool:
         """Whether the worker may take another chunk now: it holds none, or it holds
         runs measured fast (below `CHUNK_SECONDS` each), whose next chunk must be there
         when it finishes. A slow run's worker takes nothing more until it is done, so a
         run never waits behind a slow one while another worker frees up."""
-        if not worker.in_flight:
-            return True
         return all(
-            self._run_seconds.get(prepared.function_id, CHUNK_SECONDS) < CHUNK_SECONDS
-            and prepared.function_id not in self._time_limits
+            self._run_seconds.get(chunk.segments[0].task_id, CHUNK_SECONDS) < CHUNK_SECONDS
+            and chunk.segments[0].task_id not in self._time_limits
             for chunk in worker.in_flight
-            for _, prepared in chunk[:1]
         )
 
-    def _take_chunk(self) -> list[tuple[int, _Prepared]]:
-        """The next chunk from `pending`, sized by its first run's function (the first
-        run is prepared alone, the others together, in one call to the engine)."""
-        chunk: list[tuple[int, _Prepared]] = []
-        while self._pending and not chunk:
-            first = self._prepared([self._pending.popleft()])
-            if not first:
-                continue
-            chunk.append((next(self._keys), first[0]))
-            size = self._chunk_size(first[0].function_id)
-            taken = [self._pending.popleft() for _ in range(min(size - 1, len(self._pending)))]
-            rest = self._prepared(taken)
-            for index, prepared in enumerate(rest):
-                if prepared.function_id in self._time_limits:
+    def _take_chunk(self) -> list[_Segment]:
+        """The next chunk's segments from `pending`, sized by its first run's task (the
+        first run is prepared alone, the others together)."""
+        while self._pending:
+            chunk = self._take_segments(1)
+            if not chunk:
+                continue  # it failed
+            size = self._chunk_size(chunk[0].task_id)
+            rest = self._take_segments(size - 1) if size > 1 else []
+            for index, segment in enumerate(rest):
+                if segment.task_id in self._time_limits:
                     # A run under a time limit starts a chunk of its own (see `_chunk_size`).
                     self._pending.extendleft(reversed(rest[index:]))
-                    rest = rest[:index]
                     break
-            chunk.extend((next(self._keys), prepared) for prepared in rest)
-        return chunk
+                chunk.append(segment)
+            return chunk
+        return []
 
-    def _chunk_size(self, function_id: int) -> int:
-        seconds = self._run_seconds.get(function_id)
-        if seconds is None or function_id in self._time_limits:
+    def _chunk_size(self, task_id: int) -> int:
+        seconds = self._run_seconds.get(task_id)
+        if seconds is None or task_id in self._time_limits:
             # Not measured yet: one run tells its cost. A run under a time limit travels
             # alone, to an idle worker, so that its limit is counted from its start.
             return 1
         by_time = int(CHUNK_SECONDS / max(seconds, 1e-7))
         # Never so big that one worker takes what the others could share.
-        fair = -(-len(self._pending) // (self._max_workers * CHUNKS_IN_FLIGHT))
+        fair = -(-(self._waiting_runs() + 1) // (self._max_workers * CHUNKS_IN_FLIGHT))
         return max(1, min(by_time, fair, MAX_CHUNK))
 
-    def _prepared(self, items: list[ClaimedRun | _Prepared]) -> list[_Prepared]:
-        """Starts the attempts of runs (their names, `on_running` hooks, arguments); a
-        run whose preparation fails, or whose task cannot travel, fails here."""
-        fresh = [item for item in items if not isinstance(item, _Prepared)]
-        started = iter(_core.prepare_runs(fresh)) if fresh else iter(())
-        prepared: list[_Prepared] = []
-        known: tuple[Any, int] | None = None  # the last function met, and its id
-        for item in items:
-            if isinstance(item, _Prepared):
-                prepared.append(item)
-                continue
-            outcome = next(started)
-            if not isinstance(outcome, tuple):
-                self._report_failure(item, outcome)
-                continue
-            function, args, kwargs, identity = outcome
-            if known is None or known[0] is not function:
-                function_id = self._ship(item, function)
-                if function_id is None:
-                    continue
-                known = (function, function_id)
-            prepared.append(_Prepared(item, known[1], args, kwargs, identity))
-        return prepared
-
-    def _ship(self, run: ClaimedRun, function: Callable[..., Any]) -> int | None:
-        """The id under which `function` travels, its task cloudpickled on first use;
-        None (and the run failed) if it cannot travel."""
-        function_id = id(function)
-        known = self._functions.get(function_id)
-        if known is None or known[0] is not function:
-            # The task travels, not the function the engine calls: the worker builds that
-            # again from the task (its options' wrappers then use the worker's modules).
-            task = run.current[2]
-            known = (function, cloudpickled(task))
-            self._functions[function_id] = known
-            self._run_seconds.pop(function_id, None)
-            self._time_limits.pop(function_id, None)
-            if getattr(task, "timeout_seconds", None) is not None:
-                self._time_limits[function_id] = task.timeout_seconds
-        if isinstance(known[1], Exception):
-            error = pickle.PicklingError(
-                f"Task {run.task_name!r}: its function could not be pickled to send to a worker process: "
-                f"{type(known[1]).__name__}: {known[1]}"
-            )
-            self._report_failure(run, error)
-            return None
-        return function_id
-
-    def _send(self, worker: _Worker, chunk: list[tuple[int, _Prepared]]) -> None:
+    def _send(self, worker: _Worker, segments: list[_Segment]) -> None:
         """Sends a chunk as one message (pickled at once); runs whose arguments do not
         pickle fail, and the others go."""
-        definitions: list[tuple[int, bytes]] = []
-        for function_id in {prepared.function_id for _, prepared in chunk} - worker.functions:
-            blob = self._functions[function_id][1]
-            assert isinstance(blob, bytes)  # unpicklable functions never reach a chunk
-            definitions.append((function_id, blob))
-            worker.functions.add(function_id)
         try:
-            message = self._message(definitions, chunk)
+            arguments = self._arguments(segments)
         except Exception:
-            chunk = [(key, prepared) for key, prepared in chunk if self._travels(prepared)]
-            if not chunk:
+            segments = [piece for segment in segments for piece in self._travelling(segment)]
+            if not segments:
                 return
-            message = self._message(definitions, chunk)
+            arguments = self._arguments(segments)
+        definitions: list[tuple[int, bytes]] = []
+        for task_id in {segment.task_id for segment in segments} - worker.tasks:
+            blob = self._tasks[task_id][1]
+            assert isinstance(blob, bytes)  # unpicklable tasks never reach a chunk
+            definitions.append((task_id, blob))
+            worker.tasks.add(task_id)
+        chunk = _Chunk(next(self._keys), segments)
+        described = [
+            (segment.task_id, segment.identities, segment.names, segment.name, segment.seed) for segment in segments
+        ]
+        message = pickle.dumps((definitions, self.flow_run, chunk.key, described, arguments), worker_side.PROTOCOL)
         worker.in_flight.append(chunk)
-        key, first = chunk[0]
-        limit = self._time_limits.get(first.function_id)
+        limit = self._time_limits.get(segments[0].task_id)
         if limit is not None:
-            worker.deadline = (time.monotonic() + limit + KILL_GRACE, key, limit)
+            worker.deadline = (time.monotonic() + limit + KILL_GRACE, chunk.run_key(0), limit)
             self._wake()  # the reader must wait no longer than this deadline
         try:
             worker.connection.send_bytes(message)
         except OSError:
             pass  # it died: the reader sees its sentinel and deals with the chunk
 
-    def _message(self, definitions: list[tuple[int, bytes]], chunk: list[tuple[int, _Prepared]]) -> bytes:
-        # The arguments in a blob of their own: a worker that cannot unpickle them still
-        # reads which runs they were for.
-        arguments = pickle.dumps([(item.args, item.kwargs) for _, item in chunk], worker_side.PROTOCOL)
-        items = [(key, item.function_id, item.identity) for key, item in chunk]
-        return pickle.dumps((definitions, self.flow_run, items, arguments), worker_side.PROTOCOL)
+    @staticmethod
+    def _arguments(segments: list[_Segment]) -> bytes:
+        # In a blob of their own: a worker that cannot unpickle them still reads which
+        # runs they were for.
+        return pickle.dumps([(segment.calls, segment.kwargs) for segment in segments], worker_side.PROTOCOL)
 
-    def _travels(self, prepared: _Prepared) -> bool:
-        """Whether the run's arguments pickle; if not, the run fails, naming the argument."""
-        try:
-            pickle.dumps((prepared.args, prepared.kwargs), worker_side.PROTOCOL)
-        except Exception as exc:
-            run = prepared.run
-            error = pickle.PicklingError(
-                f"Task run {run.name!r}: {_unpicklable_argument(prepared.args, prepared.kwargs)} could not be "
-                f"pickled to send to a worker process: {type(exc).__name__}: {exc}"
-            )
-            self._report_failure(run, error)
-            return False
-        return True
+    def _travelling(self, segment: _Segment) -> list[_Segment]:
+        """The segment's runs whose arguments pickle; the others fail, naming the argument."""
+        stuck: set[int] = set()
+        for position, run in enumerate(segment.runs):
+            args = segment.calls[position]
+            kwargs = None if segment.kwargs is None else segment.kwargs[position]
+            try:
+                pickle.dumps((args, kwargs), worker_side.PROTOCOL)
+            except Exception as exc:
+                stuck.add(position)
+                error = pickle.PicklingError(
+                    f"Task run {run.name!r}: {_unpicklable_argument(args, kwargs)} could not be "
+                    f"pickled to send to a worker process: {type(exc).__name__}: {exc}"
+                )
+                self._report_failure(run, error)
+        return segment.without(stuck) if stuck else [segment]
 
     # -- the reader thread ----------------------------------------------------------------
 
@@ -433,7 +510,7 @@ class ProcessPool:
                 self._retries.clear()
             for worker in workers:
                 worker.process.kill()
-                held += [prepared.run for chunk in worker.in_flight for _, prepared in chunk]
+                held += [run for chunk in worker.in_flight for run in chunk.runs()]
             for run in held:
                 crash(run, RuntimeError(message))
             raise
@@ -489,32 +566,34 @@ class ProcessPool:
             return True
         with self._lock:
             chunk = worker.in_flight.popleft()
-            if worker.deadline is not None and worker.deadline[1] == chunk[0][0]:
+            if worker.deadline is not None and worker.deadline[1] == chunk.run_key(0):
                 worker.deadline = None  # the run under a time limit has ended
-        outcomes: list[tuple[int, int, Any]]
+        outcomes: list[tuple[list[Any], list[tuple[int, int, Any]]]]
         records: list[dict[str, Any]]
         try:
             outcomes, elapsed, records = pickle.loads(raw)
         except Exception as exc:
             # (A class the worker knows and this process cannot import, say.)
             text = f"its outcome could not be unpickled in the parent process: {type(exc).__name__}: {exc}"
-            outcomes, elapsed, records = [(key, worker_side.FAILURE, text) for key, _ in chunk], 0.0, []
-        runs = dict(chunk)
+            outcomes = [
+                ([None] * len(segment), [(position, worker_side.FAILURE, text) for position in range(len(segment))])
+                for segment in chunk.segments
+            ]
+            elapsed, records = 0.0, []
         if elapsed:
-            self._run_seconds[chunk[0][1].function_id] = elapsed / len(chunk)
+            self._run_seconds[chunk.segments[0].task_id] = elapsed / sum(map(len, chunk.segments))
         emit_records(records)  # the runs' own log lines come before their ends
-        completed: list[ClaimedRun] = []
-        values: list[Any] = []
-        for key, kind, data in outcomes:
-            run = runs[key].run
-            if kind == worker_side.VALUE:
-                completed.append(run)
-                values.append(data)
-            else:
-                self._report(run, kind, data)
-        # One call to the engine ends every run that returned (hooks and lines included).
-        for index, delay in _core.complete_runs(completed, values):
-            self._after_attempt(completed[index], delay)
+        for segment, (values, failures) in zip(chunk.segments, outcomes, strict=True):
+            runs = segment.runs
+            if failures:
+                for position, kind, data in failures:
+                    self._report(runs[position], kind, data)
+                failed = {position for position, _, _ in failures}
+                runs = [run for position, run in enumerate(runs) if position not in failed]
+                values = [value for position, value in enumerate(values) if position not in failed]
+            # One call to the engine ends every run that returned (hooks and lines included).
+            for index, delay in _core.complete_runs(runs, values):
+                self._after_attempt(runs[index], delay)
         return True
 
     def _report(self, run: ClaimedRun, kind: int, data: Any) -> None:
@@ -558,8 +637,9 @@ class ProcessPool:
                 due.append(heapq.heappop(self._retries)[2])
         for run in due:
             run.retrying()
-        with self._lock:
-            self._pending.extend(due)
+        if due:
+            with self._lock:
+                self._pending.append(due)
 
     def _kill_overdue(self, workers: list[_Worker]) -> None:
         """Kills the workers whose run under a time limit is past it (and its grace): the
@@ -575,8 +655,9 @@ class ProcessPool:
                     worker.deadline = None  # it ended meanwhile; its outcome is on the way
 
     def _died(self, worker: _Worker) -> None:
-        """A worker process ended: the run it held ends Crashed, the rest of its chunks go
-        back to pending, where the next dispatch starts a fresh worker for them."""
+        """A worker process ended: the run it held ends Crashed (TimedOut, if it was
+        killed for its time limit), the rest of its chunks go back to pending, where the
+        next dispatch starts a fresh worker for them."""
         process = worker.process
         process.join()
         # What it sent before it died comes first (outcomes, or its initializer's error).
@@ -591,27 +672,30 @@ class ProcessPool:
             self._workers.remove(worker)
             chunks = list(worker.in_flight)
             worker.in_flight.clear()
-            held = worker.current.value
+            held: int = worker.current.value
         worker.connection.close()
         reason = _exit_reason(process.exitcode)
         if not worker.ready:
             self._break(f"a worker process of the process pool exited while starting ({reason}); {GUARD_HINT}")
             for chunk in chunks:
-                for _, prepared in chunk:
-                    crash(prepared.run, RuntimeError(self._broken or reason))
+                for run in chunk.runs():
+                    crash(run, RuntimeError(self._broken or reason))
             return
-        unstarted: list[_Prepared] = []
+        unstarted: list[_Segment] = []
         for chunk in chunks:
-            for key, prepared in chunk:
-                if key == worker.killed_for and worker.deadline is not None:
-                    self._report_failure(prepared.run, timed_out_error(worker.deadline[2]))
-                elif key == held:
-                    crash(
-                        prepared.run,
-                        RuntimeError(f"Task run {prepared.run.name!r}: its worker process died ({reason})"),
-                    )
+            offset = 0
+            for segment in chunk.segments:
+                position = held - chunk.run_key(offset)
+                if not 0 <= position < len(segment):
+                    unstarted.append(segment)
                 else:
-                    unstarted.append(prepared)
+                    run = segment.runs[position]
+                    if held == worker.killed_for and worker.deadline is not None:
+                        self._report_failure(run, timed_out_error(worker.deadline[2]))
+                    else:
+                        crash(run, RuntimeError(f"Task run {run.name!r}: its worker process died ({reason})"))
+                    unstarted += segment.without({position})
+                offset += len(segment)
         with self._lock:
             # The reader's next dispatch starts a replacement if runs are waiting.
             self._pending.extendleft(reversed(unstarted))
@@ -625,8 +709,7 @@ class ProcessPool:
             self._broken = message
         get_logger("task_runner.processpool").error(message)
         with self._lock:
-            waiting = [item.run if isinstance(item, _Prepared) else item for item in self._pending]
-            self._pending.clear()
+            waiting = self._take_waiting()
         for run in waiting:
             crash(run, RuntimeError(message))
 

@@ -2,20 +2,25 @@
 of runs and sends their outcomes back.
 
 The parent (`ferroflow._process_pool`) sends, over one pipe, messages of
-`(definitions, flow_run, items, arguments)`:
+`(definitions, flow_run, key, segments, arguments)`:
 
-- `definitions`: `(function_id, cloudpickled task)` for tasks this child has not seen
-  yet (each crosses once per child; the worker builds from it the function the engine
+- `definitions`: `(task_id, cloudpickled task)` for tasks this child has not seen yet
+  (each crosses once per child; the worker builds from it the function the engine
   calls, options included);
 - `flow_run`: `(flow name, flow run id, flow run name, log_prints)`, or None outside flows;
-- `items`: `(key, function_id, (run name, run_count, task_run_id bytes))`;
-- `arguments`: the pickled list of the items' `(args, kwargs)`, in order.
+- `key`: the chunk's key;
+- `segments`: runs of one task each, as `(task_id, identities, names, name, seed)`,
+  whose runs' identities `SegmentRun` reads only when a run asks for its context;
+- `arguments`: the pickled list of each segment's `(calls, kwargs)`: the runs'
+  positional argument tuples, and their keyword arguments (None when no run has any).
 
-The child answers each message with one message: the outcomes in order, `(key, kind,
-data)`, the chunk's elapsed time (which sizes later chunks), and the log records its
-runs made, which the parent hands to its own handlers before it reports the runs' ends.
-Before it executes an item it writes the item's key to `current` (shared memory), so
-that if the process dies the parent knows which run it held.
+The child answers each message with one message: per segment `(values, failures)`,
+the values in order (None where a run failed) and `(position, kind, data)` for each run
+that did not return a value; the chunk's elapsed time (which sizes later chunks); and
+the log records its runs made, which the parent hands to its own handlers before it
+reports the runs' ends. Before it executes a run it writes the run's key, `key * MAX_CHUNK`
+plus the run's position in the chunk, to `current` (shared memory), so that if the
+process dies the parent knows which run it held.
 
 Each run executes as the current run of the worker, with its flow run's context and
 its log records kept for the parent (`ferroflow._worker_runs`, shared with the Dask and
@@ -31,17 +36,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any
 
 from ferroflow._worker_runs import (
+    IDENTITY_SIZE,
     PROTOCOL,
     FlowRuns,
     LoadedTask,
+    SegmentRun,
     capture_run_logs,
     describe,
     exception_text,
-    execute,
     load_task,
+    run_coroutine,
 )
 
 #: What an outcome is: the function's value; its exception (pickled, with the traceback
@@ -55,7 +63,13 @@ IDLE = -1
 #: The first message a child sends: its initializer ran and it takes work.
 READY = b"ready"
 
-__all__ = ["EXCEPTION", "FAILURE", "IDLE", "PROTOCOL", "READY", "VALUE", "serve"]
+#: Most runs in one chunk: the run keys one chunk spans.
+MAX_CHUNK = 4096
+
+#: A segment's outcome: its values in order, and `(position, kind, data)` per failed run.
+Outcome = tuple[list[Any], list[tuple[int, int, Any]]]
+
+__all__ = ["EXCEPTION", "FAILURE", "IDENTITY_SIZE", "IDLE", "MAX_CHUNK", "PROTOCOL", "READY", "VALUE", "serve"]
 
 
 def serve(connection: Any, current: Any, initializer: bytes | None, nested_runner: Callable[[], Any]) -> None:
@@ -81,27 +95,31 @@ def serve(connection: Any, current: Any, initializer: bytes | None, nested_runne
     # A thread of its own reads the pipe, so the parent's sends never wait on this
     # child's work (and the parent can read outcomes while it sends).
     threading.Thread(target=_receive, args=(connection, inbox), daemon=True, name="ferroflow-worker-inbox").start()
-    functions: dict[int, LoadedTask] = {}
+    tasks: dict[int, LoadedTask] = {}
     flow_runs = FlowRuns(nested_runner)
     while (raw := inbox.get()) is not None:
         message = pickle.loads(raw)
         if message is None:
             return
-        definitions, flow_run, items, arguments = message
-        for function_id, blob in definitions:
-            functions[function_id] = load_task(blob)
+        definitions, flow_run, key, segments, arguments = message
+        for task_id, blob in definitions:
+            tasks[task_id] = load_task(blob)
         flow_context = flow_runs.context(flow_run)
         started = time.perf_counter()
-        outcomes: list[tuple[int, int, Any]] = []
+        outcomes: list[Outcome] = []
         try:
-            calls: list[tuple[tuple[Any, ...], dict[str, Any] | None]] = pickle.loads(arguments)
+            calls: list[tuple[list[tuple[Any, ...]], list[dict[str, Any] | None] | None]] = pickle.loads(arguments)
         except Exception as exc:
             text = f"its arguments could not be unpickled in the worker process: {exception_text(exc)}"
-            outcomes = [(key, FAILURE, text) for key, _, _ in items]
+            for _, identities, *_ in segments:
+                count = len(identities) // IDENTITY_SIZE
+                outcomes.append(([None] * count, [(position, FAILURE, text) for position in range(count)]))
         else:
-            for (key, function_id, identity), (args, kwargs) in zip(items, calls, strict=True):
-                current.value = key
-                outcomes.append(_execute(key, functions[function_id], args, kwargs, identity, flow_context))
+            run_key = key * MAX_CHUNK
+            for (task_id, *identity), (args, kwargs) in zip(segments, calls, strict=True):
+                run = SegmentRun(tasks[task_id], flow_context, args, kwargs, *identity)
+                outcomes.append(_execute(run, current, run_key))
+                run_key += len(args)
         current.value = IDLE
         # Taken, not copied and cleared: a nested run on another thread may log meanwhile,
         # and its record then travels with the next chunk.
@@ -118,36 +136,58 @@ def _receive(connection: Any, inbox: queue.SimpleQueue[bytes | None]) -> None:
         inbox.put(None)  # the parent is gone: the child ends
 
 
-def _execute(
-    key: int,
-    loaded: LoadedTask,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any] | None,
-    identity: tuple[str, int, bytes],
-    flow_context: Any,
-) -> tuple[int, int, Any]:
+def _execute(run: SegmentRun, current: Any, run_key: int) -> Outcome:
+    """Executes a segment's runs in order, each as the current run of this process."""
+    loaded = run.loaded
+    count = len(run.calls)
     if isinstance(loaded, BaseException):
-        return key, FAILURE, f"the task's function could not be loaded in the worker process: {exception_text(loaded)}"
-    try:
-        value = execute(loaded, args, kwargs, identity, flow_context)
-    except Exception as exc:
-        return key, EXCEPTION, describe(exc)
-    return key, VALUE, value
+        text = f"the task's function could not be loaded in the worker process: {exception_text(loaded)}"
+        return [None] * count, [(position, FAILURE, text) for position in range(count)]
+    function = loaded[0]
+    values: list[Any] = []
+    failures: list[tuple[int, int, Any]] = []
+    kwargs = run.kwargs
+    with run.entered():
+        for position, args in enumerate(run.calls):
+            current.value = run_key + position
+            run.position = position
+            try:
+                keywords = None if kwargs is None else kwargs[position]
+                value = function(*args) if keywords is None else function(*args, **keywords)
+                if type(value) is CoroutineType:
+                    value = run_coroutine(value)
+            except Exception as exc:
+                failures.append((position, EXCEPTION, describe(exc)))
+                value = None
+            values.append(value)
+    return values, failures
 
 
-def _dump_outcomes(outcomes: list[tuple[int, int, Any]], elapsed: float, records: list[dict[str, Any]]) -> bytes:
+def _dump_outcomes(outcomes: list[Outcome], elapsed: float, records: list[dict[str, Any]]) -> bytes:
     try:
         return pickle.dumps((outcomes, elapsed, records), PROTOCOL)
     except Exception:
         pass
     # Something in the chunk does not pickle: find it, and send a description instead.
-    checked: list[tuple[int, int, Any]] = []
-    for key, kind, data in outcomes:
-        try:
-            pickle.dumps(data, PROTOCOL)
-        except Exception as exc:
-            what = "its return value" if kind == VALUE else "its exception"
-            data = f"{what} could not be pickled to return to the parent process: {exception_text(exc)}"
-            kind = FAILURE
-        checked.append((key, kind, data))
+    checked: list[Outcome] = []
+    for values, failures in outcomes:
+        kept_failures: list[tuple[int, int, Any]] = []
+        for position, kind, data in failures:
+            try:
+                pickle.dumps(data, PROTOCOL)
+            except Exception as exc:
+                text = f"its exception could not be pickled to return to the parent process: {exception_text(exc)}"
+                kept_failures.append((position, FAILURE, text))
+            else:
+                kept_failures.append((position, kind, data))
+        kept_values: list[Any] = []
+        for position, value in enumerate(values):
+            try:
+                pickle.dumps(value, PROTOCOL)
+            except Exception as exc:
+                text = f"its return value could not be pickled to return to the parent process: {exception_text(exc)}"
+                kept_failures.append((position, FAILURE, text))
+                value = None
+            kept_values.append(value)
+        checked.append((kept_values, kept_failures))
     return pickle.dumps((checked, elapsed, records), PROTOCOL)

@@ -19,13 +19,17 @@ import contextlib
 import contextvars
 import logging
 import pickle
+import struct
 import sys
 import threading
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
+from types import CoroutineType
 from typing import Any
+
+from ferroflow.context import CarriedRun, current_async_run
 
 #: The pickle protocol of everything that travels between the flow's process and workers.
 PROTOCOL = 5
@@ -108,21 +112,85 @@ def execute(
     """Calls the task's function for a run, as the current run of this thread (see the
     module docs); returns its value or raises its exception. A coroutine function's
     coroutine runs to its end on an event loop of its own."""
-    from ferroflow.context import CarriedRun, current_async_run
-
     call, task = loaded
     name, run_count, run_id = identity
     run = CarriedRun((_RunIdentity(run_id), name, task, flow_context, run_count, _Arguments(args, kwargs)))
     token = current_async_run.set(run)
     try:
         value = call(*args, **(kwargs or {}))
-        if _is_coroutine(value):
-            import asyncio
-
-            value = asyncio.run(value)
+        if type(value) is CoroutineType:
+            value = run_coroutine(value)
     finally:
         current_async_run.reset(token)
     return value
+
+
+#: The bytes of one run's packed identity in a segment (`_core.prepare_segments`): three
+#: little-endian u64, its name number (or `_BARE_NAME`), its run index, its run count.
+IDENTITY_SIZE = 24
+_IDENTITY = struct.Struct("<3Q")
+_BARE_NAME = 2**64 - 1
+
+
+class SegmentRun:
+    """The current run of a process pool's worker while it executes a segment: runs of
+    one task, one after the other, `position` telling which. What code inside a run asks
+    of it (`current`: its name, id, run count, arguments) is read from the segment's
+    packed identities only then, so a run that asks nothing costs no object here."""
+
+    __slots__ = ("calls", "flow_context", "identities", "kwargs", "loaded", "name", "names", "position", "seed")
+
+    def __init__(
+        self,
+        loaded: LoadedTask,
+        flow_context: Any,
+        calls: list[tuple[Any, ...]],
+        kwargs: list[dict[str, Any] | None] | None,
+        identities: bytes,
+        names: list[str] | None,
+        name: str,
+        seed: bytes,
+    ) -> None:
+        self.loaded, self.flow_context, self.calls, self.kwargs = loaded, flow_context, calls, kwargs
+        self.identities, self.names, self.name, self.seed = identities, names, name, seed
+        self.position = 0
+
+    @property
+    def current(self) -> tuple[Any, ...]:
+        """`(future, run_name, task, flow_run_context, run_count, arguments)`, as a
+        `CarriedRun`'s, for the run at `position`."""
+        position = self.position
+        number, run, run_count = _IDENTITY.unpack_from(self.identities, position * IDENTITY_SIZE)
+        if self.names is not None:
+            name = self.names[position]
+        else:
+            name = self.name if number == _BARE_NAME else f"{self.name}-{number}"
+        task = None if isinstance(self.loaded, BaseException) else self.loaded[1]
+        kwargs = None if self.kwargs is None else self.kwargs[position]
+        run_id = self.seed + run.to_bytes(4, "big")
+        arguments = _Arguments(self.calls[position], kwargs)
+        return (_RunIdentity(run_id), name, task, self.flow_context, run_count, arguments)
+
+    @property
+    def future(self) -> Any:
+        return self.current[0]
+
+    @contextlib.contextmanager
+    def entered(self) -> Generator[None, None, None]:
+        """The segment's runs are the current run of this thread meanwhile."""
+        token = current_async_run.set(self)
+        try:
+            yield
+        finally:
+            current_async_run.reset(token)
+
+
+def run_coroutine(coroutine: Any) -> Any:
+    """Runs a coroutine a task's function returned to its end, on an event loop of its own."""
+    import asyncio
+
+    awaitable: Coroutine[Any, Any, Any] = coroutine
+    return asyncio.run(awaitable)
 
 
 class _RunIdentity:
@@ -150,10 +218,6 @@ class _Arguments:
         return self._args, self._kwargs
 
 
-def _is_coroutine(value: Any) -> bool:
-    import inspect
-
-    return inspect.iscoroutine(value)
 
 
 # -- the flow run a run belongs to ----------------------------------------------------------

@@ -128,7 +128,12 @@ def carry_run() -> Any:
     current = _core.current_run()
     if current is not None:
         return CarriedRun(current)
-    return current_async_run.get()
+    run = current_async_run.get()
+    if run is None or isinstance(run, _core.AsyncRun):
+        return run
+    # Taken as it is now: a process pool's worker moves its current run (a `SegmentRun`)
+    # on to the next run of its segment.
+    return CarriedRun(run.current)
 
 
 class FlowRunContext:

@@ -65,6 +65,23 @@ impl AsyncRun {
         }
     }
 
+    pub(crate) fn engine(&self) -> &CoreShared {
+        &self.engine
+    }
+
+    pub(crate) fn run(&self) -> RunId {
+        self.run
+    }
+
+    pub(crate) fn call(&self) -> &Call {
+        &self.call
+    }
+
+    /// Attempts so far, the next one included (Prefect's `run_count` once it starts).
+    pub(crate) fn run_count(&self) -> u32 {
+        self.attempt.load(Ordering::Relaxed).saturating_add(1)
+    }
+
     /// Claims a job for an inline call: a doomed one ends here, at once.
     pub(crate) fn claimed(py: Python<'_>, engine: &CoreShared, job: Job<Call>) -> Self {
         let (state, upstream) = match job.disposition {
@@ -118,7 +135,7 @@ impl AsyncRun {
     }
 
     /// The run's name for its log lines: a failing `task_run_name` gives the plain one.
-    fn line_name(&self, py: Python<'_>) -> String {
+    pub(crate) fn line_name(&self, py: Python<'_>) -> String {
         self.run_name(py)
             .unwrap_or_else(|_| self.call.plan().run_name(self.call.index()))
     }
@@ -190,7 +207,7 @@ impl AsyncRun {
     /// [`AsyncRun::prepare`] for a run that executes in `place` (a cluster): upstream
     /// values kept there come as their handles (see `remote`).
     #[allow(clippy::type_complexity)] // Python's (callable, tuple, dict | None)
-    fn prepare_for<'py>(
+    pub(crate) fn prepare_for<'py>(
         &self,
         py: Python<'py>,
         place: Option<&Bound<'py, PyAny>>,
@@ -200,8 +217,11 @@ impl AsyncRun {
         }
         let mut current = self.entered();
         // Named while current (its name callable may read `ferroflow.runtime.task_run`); a
-        // failing `task_run_name` fails the attempt, as for a run in a batch.
-        current.rename(self.run_name(py)?);
+        // failing `task_run_name` fails the attempt, as for a run in a batch. (A run
+        // without one is named by its plan, which its entry knows already.)
+        if self.call.plan().spec.get().custom_name.is_some() {
+            current.rename(self.run_name(py)?);
+        }
         start_attempt(py, &self.call, self.attempt.load(Ordering::Relaxed), None);
         drop(current);
         let job = self.take()?;

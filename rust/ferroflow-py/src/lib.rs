@@ -7,7 +7,8 @@
 //! runs share), `remote` (run values kept on a cluster), `current` (the run a thread executes), `errors`, `gil` (every attach and
 //! detach), `ids`, `future`, `future_list`, `completions`, `args` (the one walk over
 //! arguments), `spec`, `plan` (a call's arguments), `report` (state hooks, retries,
-//! returned States, log lines), `async_run` (claimed runs executed elsewhere), `execute`
+//! returned States, log lines), `async_run` (claimed runs executed elsewhere), `segments`
+//! (claimed runs shipped to a process pool in groups), `execute`
 //! (batches), and `engine` (the engine as Python sees it).
 
 // PyO3 hands arguments over by value (`PyVisit`, `Vec<Bound>`, `slf`), and a job that
@@ -32,6 +33,7 @@ mod ids;
 mod plan;
 mod remote;
 mod report;
+mod segments;
 mod spec;
 mod sync;
 
@@ -61,6 +63,8 @@ mod _core {
     use crate::plan::RunArguments;
     #[pymodule_export]
     use crate::remote::RemoteResult;
+    #[pymodule_export]
+    use crate::segments::prepare_segments;
     #[pymodule_export]
     use crate::spec::TaskSpec;
 

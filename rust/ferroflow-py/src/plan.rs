@@ -262,9 +262,18 @@ impl CallPlan {
     /// `inc-3` for the run at `index` of this plan, or the bare task name.
     pub(crate) fn run_name(&self, index: u32) -> String {
         let name = &self.spec.get().name;
+        match self.run_number(index) {
+            None => name.clone(),
+            Some(number) => format!("{name}-{number}"),
+        }
+    }
+
+    /// The number in the name of the run at `index` (`3` in `inc-3`); None when runs of
+    /// this plan are named by the bare task name.
+    pub(crate) fn run_number(&self, index: u32) -> Option<u64> {
         match self.naming {
-            Naming::Bare => name.clone(),
-            Naming::Numbered { first } => format!("{name}-{}", first + u64::from(index)),
+            Naming::Bare => None,
+            Naming::Numbered { first } => Some(first + u64::from(index)),
         }
     }
 }

@@ -1,0 +1,136 @@
+//! Claimed runs shipped to a process pool's workers in *segments*: consecutive runs of
+//! one task, prepared in one call. What a worker needs to know of each run (its name,
+//! id and run count, read only if the run asks for its context) travels packed in bytes,
+//! not as Python objects made per run here and unpickled per run there.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::async_run::AsyncRun;
+
+/// In a run's packed identity, the name number of a run named by the bare task name.
+const BARE_NAME: u64 = u64::MAX;
+
+/// Runs of one task of one engine, prepared for their next attempt.
+struct Segment<'py> {
+    engine: usize,
+    task: Bound<'py, PyAny>,
+    name: String,
+    /// The first 12 bytes of the engine's run ids (the last 4 are the run's index).
+    seed: [u8; 12],
+    /// Position of the segment's first run in the list given.
+    start: usize,
+    calls: Bound<'py, PyList>,
+    /// Each run's keyword arguments, kept only once one has some.
+    kwargs: Vec<Option<Bound<'py, PyDict>>>,
+    any_kwargs: bool,
+    /// Per run, three little-endian u64: its name number (or `BARE_NAME`), its run index
+    /// in the engine, its run count.
+    identities: Vec<u8>,
+    /// Each run's `task_run_name`, for a task that has one.
+    names: Option<Vec<String>>,
+}
+
+impl<'py> Segment<'py> {
+    fn new(py: Python<'py>, run: &AsyncRun, start: usize) -> Self {
+        let spec = run.call().plan().spec.get();
+        let mut seed = [0; 12];
+        seed.copy_from_slice(&run.engine().executor().uuid_seed[..12]);
+        Segment {
+            engine: Arc::as_ptr(run.engine()) as usize,
+            task: spec.task.bind(py).clone(),
+            name: spec.name.clone(),
+            seed,
+            start,
+            calls: PyList::empty(py),
+            kwargs: Vec::new(),
+            any_kwargs: false,
+            identities: Vec::new(),
+            names: spec.custom_name.as_ref().map(|_| Vec::new()),
+        }
+    }
+
+    /// Whether `run` belongs with this segment's runs: same engine, same task.
+    fn takes(&self, run: &AsyncRun) -> bool {
+        Arc::as_ptr(run.engine()) as usize == self.engine && run.call().plan().spec.get().task.is(&self.task)
+    }
+
+    fn push(
+        &mut self,
+        py: Python<'py>,
+        run: &AsyncRun,
+        args: Bound<'py, PyTuple>,
+        kwargs: Option<Bound<'py, PyDict>>,
+    ) -> PyResult<()> {
+        self.calls.append(args)?;
+        self.any_kwargs |= kwargs.is_some();
+        self.kwargs.push(kwargs);
+        let call = run.call();
+        let number = call.plan().run_number(call.index()).unwrap_or(BARE_NAME);
+        for word in [number, u64::from(run.run()), u64::from(run.run_count())] {
+            self.identities.extend_from_slice(&word.to_le_bytes());
+        }
+        if let Some(names) = &mut self.names {
+            names.push(run.line_name(py));
+        }
+        Ok(())
+    }
+
+    /// `(task, task name, start, calls, kwargs or None, identities, names or None, seed)`.
+    fn into_tuple(self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let kwargs = if self.any_kwargs {
+            Some(PyList::new(py, self.kwargs)?)
+        } else {
+            None
+        };
+        (
+            self.task,
+            self.name,
+            self.start,
+            self.calls,
+            kwargs,
+            PyBytes::new(py, &self.identities),
+            self.names,
+            PyBytes::new(py, &self.seed),
+        )
+            .into_pyobject(py)
+    }
+}
+
+/// Prepares the next attempt of each run (as `AsyncRun.prepare`: named, `on_running`
+/// hooks run, arguments resolved) and groups them into segments of consecutive runs of
+/// one task: returns `(segments, failures)`, each segment as `Segment::into_tuple` makes
+/// it, each failure as `(position, exception)` for a run whose preparation raised.
+#[pyfunction]
+pub(crate) fn prepare_segments<'py>(
+    py: Python<'py>,
+    runs: &Bound<'py, PyList>,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    let segments = PyList::empty(py);
+    let failures = PyList::empty(py);
+    let mut open: Option<Segment<'py>> = None;
+    for (position, item) in runs.iter().enumerate() {
+        let run = item.cast::<AsyncRun>()?.get();
+        match run.prepare_for(py, None) {
+            Ok((_, args, kwargs)) => {
+                if let Some(segment) = open.take_if(|segment| !segment.takes(run)) {
+                    segments.append(segment.into_tuple(py)?)?;
+                }
+                open.get_or_insert_with(|| Segment::new(py, run, position))
+                    .push(py, run, args, kwargs)?;
+            }
+            Err(err) => {
+                if let Some(segment) = open.take() {
+                    segments.append(segment.into_tuple(py)?)?;
+                }
+                failures.append((position, err.into_value(py)))?;
+            }
+        }
+    }
+    if let Some(segment) = open {
+        segments.append(segment.into_tuple(py)?)?;
+    }
+    Ok((segments, failures))
+}
