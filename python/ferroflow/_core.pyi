@@ -241,9 +241,7 @@ _PreparedRun = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any] | None,
 def prepare_runs(runs: list[AsyncRun], place: object = None) -> list[_PreparedRun | BaseException]: ...
 def complete_runs(runs: list[AsyncRun], values: list[Any]) -> list[tuple[int, float]]: ...
 
-# (task, task name, start, calls, kwargs, identities, custom names, run id seed)
-_Segment = tuple[
-    Any, str, int, list[tuple[Any, ...]], list[dict[str, Any] | None] | None, bytes, list[str] | None, bytes
-]
+# (task, task name, start, single, calls, kwargs, identities, custom names, run id seed)
+_Segment = tuple[Any, str, int, bool, list[Any], list[dict[str, Any] | None] | None, bytes, list[str] | None, bytes]
 
 def prepare_segments(runs: list[AsyncRun]) -> tuple[list[_Segment], list[tuple[int, BaseException]]]: ...

@@ -72,7 +72,10 @@ class _Segment:
 
     runs: list[ClaimedRun]
     task_id: int
-    calls: list[tuple[Any, ...]]
+    #: Whether each run's only argument is its item (`task.map(xs)`): `calls` holds the
+    #: items, not tuples of arguments.
+    single: bool
+    calls: list[Any]
     kwargs: list[dict[str, Any] | None] | None
     identities: bytes
     names: list[str] | None
@@ -88,6 +91,7 @@ class _Segment:
         return _Segment(
             self.runs[start:stop],
             self.task_id,
+            self.single,
             self.calls[start:stop],
             None if self.kwargs is None else self.kwargs[start:stop],
             self.identities[start * size : stop * size],
@@ -109,9 +113,25 @@ class _Segment:
         return pieces
 
 
-#: What waits to be shipped: runs as the engine handed them over (or back from a retry
-#: delay), and segments prepared but not shipped yet.
-_Waiting = list[ClaimedRun] | _Segment
+@dataclass(slots=True)
+class _Handed:
+    """Runs as the engine handed them over (or back from a retry delay), those before
+    `start` taken already (a cursor: taking a chunk copies the chunk, not the rest)."""
+
+    runs: list[ClaimedRun]
+    start: int = 0
+
+    def __len__(self) -> int:
+        return len(self.runs) - self.start
+
+    def take(self, count: int) -> list[ClaimedRun]:
+        taken = self.runs[self.start : self.start + count]
+        self.start += len(taken)
+        return taken
+
+
+#: What waits to be shipped: runs not prepared yet, and segments prepared but not shipped.
+_Waiting = _Handed | _Segment
 
 
 @dataclass(slots=True)
@@ -202,7 +222,7 @@ class ProcessPool:
                 broken = self._broken or "the process pool has been shut down and executes no more runs"
             else:
                 broken = None
-                self._pending.append(runs)
+                self._pending.append(_Handed(runs))
                 if self._reader is None:
                     self._start_reader()
         if broken is not None:
@@ -318,7 +338,9 @@ class ProcessPool:
 
     def _take_waiting(self) -> list[ClaimedRun]:
         """Every waiting run, taken out of `pending`. Under the lock."""
-        runs = [run for item in self._pending for run in (item.runs if isinstance(item, _Segment) else item)]
+        runs = [
+            run for item in self._pending for run in (item.runs if isinstance(item, _Segment) else item.take(len(item)))
+        ]
         self._pending.clear()
         return runs
 
@@ -329,18 +351,23 @@ class ProcessPool:
         segments: list[_Segment] = []
         fresh: list[ClaimedRun] = []
         while count > 0 and self._pending:
-            item = self._pending.popleft()
-            if len(item) > count:
-                rest = item.piece(count, len(item)) if isinstance(item, _Segment) else item[count:]
-                item = item.piece(0, count) if isinstance(item, _Segment) else item[:count]
-                self._pending.appendleft(rest)
-            count -= len(item)
-            if isinstance(item, _Segment):
+            item = self._pending[0]
+            if isinstance(item, _Handed):
+                taken = item.take(count)
+                fresh += taken
+                count -= len(taken)
+            else:
+                if len(item) > count:
+                    self._pending[0] = item.piece(count, len(item))
+                    item = item.piece(0, count)
+                else:
+                    self._pending.popleft()
                 segments += self._prepared(fresh)
                 fresh = []
                 segments.append(item)
-            else:
-                fresh += item
+                count -= len(item)
+            if self._pending and not self._pending[0]:
+                self._pending.popleft()
         return segments + self._prepared(fresh)
 
     def _prepared(self, runs: list[ClaimedRun]) -> list[_Segment]:
@@ -351,14 +378,14 @@ class ProcessPool:
         for position, error in failures:
             self._report_failure(runs[position], error)
         segments: list[_Segment] = []
-        for task, name, start, calls, kwargs, identities, names, seed in prepared:
+        for task, name, start, single, calls, kwargs, identities, names, seed in prepared:
             segment_runs = runs[start : start + len(calls)]
             task_id = self._ship(task)
             if isinstance(task_id, Exception):
                 for run in segment_runs:
                     self._report_failure(run, task_id)
                 continue
-            segments.append(_Segment(segment_runs, task_id, calls, kwargs, identities, names, name, seed))
+            segments.append(_Segment(segment_runs, task_id, single, calls, kwargs, identities, names, name, seed))
         return segments
 
     def _ship(self, task: Any) -> int | Exception:
@@ -457,7 +484,8 @@ class ProcessPool:
             worker.tasks.add(task_id)
         chunk = _Chunk(next(self._keys), segments)
         described = [
-            (segment.task_id, segment.identities, segment.names, segment.name, segment.seed) for segment in segments
+            (segment.task_id, segment.single, segment.identities, segment.names, segment.name, segment.seed)
+            for segment in segments
         ]
         message = pickle.dumps((definitions, self.flow_run, chunk.key, described, arguments), worker_side.PROTOCOL)
         worker.in_flight.append(chunk)
@@ -480,7 +508,7 @@ class ProcessPool:
         """The segment's runs whose arguments pickle; the others fail, naming the argument."""
         stuck: set[int] = set()
         for position, run in enumerate(segment.runs):
-            args = segment.calls[position]
+            args = (segment.calls[position],) if segment.single else segment.calls[position]
             kwargs = None if segment.kwargs is None else segment.kwargs[position]
             try:
                 pickle.dumps((args, kwargs), worker_side.PROTOCOL)
@@ -639,7 +667,7 @@ class ProcessPool:
             run.retrying()
         if due:
             with self._lock:
-                self._pending.append(due)
+                self._pending.append(_Handed(due))
 
     def _kill_overdue(self, workers: list[_Worker]) -> None:
         """Kills the workers whose run under a time limit is past it (and its grace): the

@@ -9,10 +9,11 @@ The parent (`ferroflow._process_pool`) sends, over one pipe, messages of
   calls, options included);
 - `flow_run`: `(flow name, flow run id, flow run name, log_prints)`, or None outside flows;
 - `key`: the chunk's key;
-- `segments`: runs of one task each, as `(task_id, identities, names, name, seed)`,
-  whose runs' identities `SegmentRun` reads only when a run asks for its context;
+- `segments`: runs of one task each, as `(task_id, single, identities, names, name,
+  seed)`, whose runs' identities `SegmentRun` reads only when a run asks for its context;
 - `arguments`: the pickled list of each segment's `(calls, kwargs)`: the runs'
-  positional argument tuples, and their keyword arguments (None when no run has any).
+  positional argument tuples (for a `single` segment, each run's one argument alone),
+  and their keyword arguments (None when no run has any).
 
 The child answers each message with one message: per segment `(values, failures)`,
 the values in order (None where a run failed) and `(position, kind, data)` for each run
@@ -111,7 +112,7 @@ def serve(connection: Any, current: Any, initializer: bytes | None, nested_runne
             calls: list[tuple[list[tuple[Any, ...]], list[dict[str, Any] | None] | None]] = pickle.loads(arguments)
         except Exception as exc:
             text = f"its arguments could not be unpickled in the worker process: {exception_text(exc)}"
-            for _, identities, *_ in segments:
+            for _, _, identities, *_ in segments:
                 count = len(identities) // IDENTITY_SIZE
                 outcomes.append(([None] * count, [(position, FAILURE, text) for position in range(count)]))
         else:
@@ -147,13 +148,19 @@ def _execute(run: SegmentRun, current: Any, run_key: int) -> Outcome:
     values: list[Any] = []
     failures: list[tuple[int, int, Any]] = []
     kwargs = run.kwargs
+    single = run.single
     with run.entered():
         for position, args in enumerate(run.calls):
             current.value = run_key + position
             run.position = position
             try:
                 keywords = None if kwargs is None else kwargs[position]
-                value = function(*args) if keywords is None else function(*args, **keywords)
+                if single:
+                    value = function(args)
+                elif keywords is None:
+                    value = function(*args)
+                else:
+                    value = function(*args, **keywords)
                 if type(value) is CoroutineType:
                     value = run_coroutine(value)
             except Exception as exc:

@@ -138,20 +138,34 @@ class SegmentRun:
     of it (`current`: its name, id, run count, arguments) is read from the segment's
     packed identities only then, so a run that asks nothing costs no object here."""
 
-    __slots__ = ("calls", "flow_context", "identities", "kwargs", "loaded", "name", "names", "position", "seed")
+    __slots__ = (
+        "calls",
+        "flow_context",
+        "identities",
+        "kwargs",
+        "loaded",
+        "name",
+        "names",
+        "position",
+        "seed",
+        "single",
+    )
 
     def __init__(
         self,
         loaded: LoadedTask,
         flow_context: Any,
-        calls: list[tuple[Any, ...]],
+        calls: list[Any],
         kwargs: list[dict[str, Any] | None] | None,
+        single: bool,
         identities: bytes,
         names: list[str] | None,
         name: str,
         seed: bytes,
     ) -> None:
         self.loaded, self.flow_context, self.calls, self.kwargs = loaded, flow_context, calls, kwargs
+        #: Whether each of `calls` is a run's one argument, not a tuple of its arguments.
+        self.single = single
         self.identities, self.names, self.name, self.seed = identities, names, name, seed
         self.position = 0
 
@@ -168,7 +182,8 @@ class SegmentRun:
         task = None if isinstance(self.loaded, BaseException) else self.loaded[1]
         kwargs = None if self.kwargs is None else self.kwargs[position]
         run_id = self.seed + run.to_bytes(4, "big")
-        arguments = _Arguments(self.calls[position], kwargs)
+        args = (self.calls[position],) if self.single else self.calls[position]
+        arguments = _Arguments(args, kwargs)
         return (_RunIdentity(run_id), name, task, self.flow_context, run_count, arguments)
 
     @property

@@ -520,8 +520,27 @@ impl<E: Executor> Shared<E> {
     /// claimed job may end it, once; a call for a run that is not claimed (unknown,
     /// still parked, or already final) changes nothing and drops `value`.
     pub fn finish_claimed(self: &Arc<Self>, run: RunId, state: Final, value: E::Value) {
+        if self.record_claimed_end(run, state, value) {
+            self.settle(&[run]);
+        }
+    }
+
+    /// [`Self::finish_claimed`] for many runs at once: each end is recorded, then they
+    /// settle together, in one pass over the dependency graph and one wake-up of the
+    /// threads waiting on them (one per run would wake a waiter for every run).
+    pub fn finish_claimed_all(self: &Arc<Self>, ends: impl IntoIterator<Item = (RunId, Final, E::Value)>) {
+        let finished: Vec<RunId> = ends
+            .into_iter()
+            .filter_map(|(run, state, value)| self.record_claimed_end(run, state, value).then_some(run))
+            .collect();
+        self.settle(&finished);
+    }
+
+    /// Records the end of a claimed run (see [`Self::finish_claimed`]) but does not settle
+    /// it; returns whether it ended (false if it was not claimed).
+    fn record_claimed_end(&self, run: RunId, state: Final, value: E::Value) -> bool {
         let Some(slot) = self.slots.get(run) else {
-            return;
+            return false;
         };
         {
             // The payload lock makes two ends of one run take turns: the second sees it final.
@@ -536,7 +555,7 @@ impl<E: Executor> Shared<E> {
                     _ => false,
                 };
             if !claimed {
-                return;
+                return false;
             }
             Self::write_final(slot, run, state, value, now_micros());
         }
@@ -549,7 +568,7 @@ impl<E: Executor> Shared<E> {
             }
         }
         self.release_if_unheld(slot);
-        self.settle(&[run]);
+        true
     }
 
     /// Moves a claimed run between its attempts while its holder waits out a retry

@@ -1769,6 +1769,35 @@ fn finishing_a_run_that_is_not_claimed_changes_nothing() {
     });
 }
 
+/// Claimed runs ended together are each recorded as their holder said (a run not
+/// claimed is skipped), and what depends on them goes on: a dependent runs, a waiter on
+/// the last of them returns.
+#[test]
+fn claimed_runs_end_together() {
+    within(|| {
+        let engine = engine(1);
+        let e = engine.shared();
+        let held: Vec<_> = (0..4).map(|n| e.submit_inline(Task::sum(n), &[]).unwrap()).collect();
+        let jobs: Vec<_> = held.iter().map(|&run| e.claim_ready(run).expect("claimable")).collect();
+        let dependent = submit(e, Task::sum(10).after(&held[..2]));
+        let queued = submit(e, Task::sum(1).after(&[held[3]]));
+        e.finish_claimed_all([
+            (held[0], Final::Completed, Ok(100)),
+            (held[1], Final::Completed, Ok(101)),
+            (queued, Final::Failed, Ok(0)), // not claimed: skipped
+            (held[2], Final::Failed, Err("failed".into())),
+            (held[3], Final::Completed, Ok(103)),
+        ]);
+        assert!(e.wait(held[3], deadline(5_000), false).unwrap());
+        assert_eq!((value_of(e, held[0]), value_of(e, held[1])), (Ok(100), Ok(101)));
+        assert_eq!(final_of(e, held[2]), Final::Failed);
+        assert!(e.wait_idle(deadline(5_000), true), "unfinished: {}", e.unfinished());
+        assert_eq!(value_of(e, dependent), Ok(10 + 100 + 101));
+        assert_eq!(value_of(e, queued), Ok(1 + 103));
+        drop(jobs);
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // Progress: counts read from the engine's own counters (issue 11, item 2).
 // ---------------------------------------------------------------------------------------

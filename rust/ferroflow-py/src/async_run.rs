@@ -204,37 +204,49 @@ impl AsyncRun {
         }
     }
 
-    /// [`AsyncRun::prepare`] for a run that executes in `place` (a cluster): upstream
-    /// values kept there come as their handles (see `remote`).
-    #[allow(clippy::type_complexity)] // Python's (callable, tuple, dict | None)
-    pub(crate) fn prepare_for<'py>(
-        &self,
-        py: Python<'py>,
-        place: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+    /// Starts the next attempt for a runner that calls the function elsewhere: names the
+    /// run (while it is current: its name callable may read `ferroflow.runtime.task_run`)
+    /// and runs its `on_running` hooks. A failing `task_run_name` fails the attempt, as
+    /// for a run in a batch.
+    pub(crate) fn begin_attempt(&self, py: Python<'_>) -> PyResult<()> {
         if self.done() {
             return Err(PyRuntimeError::new_err("this run has already ended"));
         }
         let mut current = self.entered();
-        // Named while current (its name callable may read `ferroflow.runtime.task_run`); a
-        // failing `task_run_name` fails the attempt, as for a run in a batch. (A run
-        // without one is named by its plan, which its entry knows already.)
+        // (A run without a `task_run_name` is named by its plan, which its entry knows.)
         if self.call.plan().spec.get().custom_name.is_some() {
             current.rename(self.run_name(py)?);
         }
         start_attempt(py, &self.call, self.attempt.load(Ordering::Relaxed), None);
-        drop(current);
-        let job = self.take()?;
-        let prepared = job.payload.arguments_for(py, None, place);
-        let func = job.payload.plan().spec.get().func.bind(py).clone();
-        *lock(&self.job) = Some(job);
-        let (args, kwargs) = prepared?;
+        Ok(())
+    }
+
+    /// [`AsyncRun::prepare`] for a run that executes in `place` (a cluster): upstream
+    /// values kept there come as their handles (see `remote`).
+    #[allow(clippy::type_complexity)] // Python's (callable, tuple, dict | None)
+    fn prepare_for<'py>(
+        &self,
+        py: Python<'py>,
+        place: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+        self.begin_attempt(py)?;
+        let (args, kwargs) = self.call.arguments_for(py, None, place)?;
+        let func = self.call.plan().spec.get().func.bind(py).clone();
         Ok((func, args, kwargs))
     }
 
     /// [`AsyncRun::complete`]; `log_lines`: whether INFO lines of task runs are emitted,
-    /// when the caller asked already (once for many runs, see [`complete_runs`]).
-    fn complete_with(&self, py: Python<'_>, value: Bound<'_, PyAny>, log_lines: Option<bool>) -> PyResult<Option<f64>> {
+    /// when the caller asked already (once for many runs, see [`complete_runs`]); `ends`:
+    /// where a completed run's end is recorded with others', when the caller ends many
+    /// runs (a run whose task has `on_completion` hooks ends at once, before the next
+    /// run's hooks: a hook may wait on an earlier run).
+    fn complete_with(
+        &self,
+        py: Python<'_>,
+        value: Bound<'_, PyAny>,
+        log_lines: Option<bool>,
+        ends: Option<&mut Ends>,
+    ) -> PyResult<Option<f64>> {
         match returned(py, &self.engine, value) {
             Ok(Returned::Succeeded { state, value }) => {
                 let job = self.take()?;
@@ -246,9 +258,8 @@ impl AsyncRun {
                 let current = self.entered();
                 // `on_completion` hooks read the state's result: a value kept on a cluster
                 // is fetched for them (only when the task has such hooks).
-                let reported = if remote::is_remote(&value)
-                    && self.call.plan().spec.get().hooks.of(py, HookKind::Completion).is_some()
-                {
+                let has_hooks = self.call.plan().spec.get().hooks.of(py, HookKind::Completion).is_some();
+                let reported = if has_hooks && remote::is_remote(&value) {
                     remote::local(value.clone())
                 } else {
                     Ok(value.clone())
@@ -263,8 +274,11 @@ impl AsyncRun {
                 };
                 report_completed(py, &self.engine, &job.payload, name, state, &reported, log_lines, None);
                 drop(current);
-                self.engine
-                    .finish_claimed(job.run, state, RunValue::new(Some(value.unbind())));
+                let value = RunValue::new(Some(value.unbind()));
+                match ends {
+                    Some(ends) if !has_hooks => ends.add(&self.engine, job.run, state, value),
+                    _ => self.engine.finish_claimed(job.run, state, value),
+                }
                 Ok(None)
             }
             Ok(Returned::FailedState { state, exception }) => self.failed_attempt(py, &exception, &state),
@@ -325,7 +339,7 @@ impl AsyncRun {
     /// Ends the run with what its coroutine returned (a returned State decides, as for
     /// sync tasks). Returns the retry delay if a returned failed State calls for one.
     fn complete(&self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Option<f64>> {
-        self.complete_with(py, value, None)
+        self.complete_with(py, value, None, None)
     }
 
     /// Reports a failed attempt, by the task's retry policy: returns the delay before the
@@ -468,13 +482,44 @@ pub(crate) fn complete_runs(
 ) -> PyResult<Vec<(usize, f64)>> {
     let log_lines = hooks(py)?.finished_lines_enabled.call0(py)?.extract::<bool>(py)?;
     let mut retries = Vec::new();
+    let mut ends = Ends::default();
     for (index, (item, value)) in runs.iter().zip(values.iter()).enumerate() {
-        let run = item.cast::<AsyncRun>()?.get();
-        match run.complete_with(py, value, Some(log_lines)) {
+        let run = match item.cast::<AsyncRun>() {
+            Ok(run) => run.get(),
+            Err(err) => {
+                ends.flush();
+                return Err(err.into());
+            }
+        };
+        match run.complete_with(py, value, Some(log_lines), Some(&mut ends)) {
             Ok(Some(delay)) => retries.push((index, delay)),
             Ok(None) => {}
             Err(err) => run.crash_with(py, err.into_value(py).bind(py).as_any()),
         }
     }
+    ends.flush();
     Ok(retries)
+}
+
+/// Ends of completed runs recorded together, per engine (`finish_claimed_all`).
+#[derive(Default)]
+struct Ends {
+    engine: Option<CoreShared>,
+    ends: Vec<(RunId, Final, RunValue)>,
+}
+
+impl Ends {
+    fn add(&mut self, engine: &CoreShared, run: RunId, state: Final, value: RunValue) {
+        if !self.engine.as_ref().is_some_and(|known| Arc::ptr_eq(known, engine)) {
+            self.flush();
+            self.engine = Some(Arc::clone(engine));
+        }
+        self.ends.push((run, state, value));
+    }
+
+    fn flush(&mut self) {
+        if let Some(engine) = &self.engine {
+            engine.finish_claimed_all(self.ends.drain(..));
+        }
+    }
 }

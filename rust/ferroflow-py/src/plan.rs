@@ -255,6 +255,11 @@ impl CallPlan {
         self.sources[slot].item(py, index)
     }
 
+    /// Whether a run's only argument is its mapped item: the call is `fn(item)`.
+    pub(crate) fn only_item_is_argument(&self) -> bool {
+        self.only_item_is_argument
+    }
+
     pub(crate) fn is_map(&self) -> bool {
         self.tally.is_some()
     }
@@ -317,6 +322,18 @@ impl Call {
         Ok(Some(name.extract::<String>(py)?))
     }
 
+    /// The run's one argument when it has no other (`task.map(xs)`, the common map), a
+    /// future replaced by its value: what [`Self::arguments`] would put alone in a tuple.
+    pub(crate) fn only_argument<'py>(
+        &self,
+        py: Python<'py>,
+        place: Option<&Bound<'py, PyAny>>,
+    ) -> Option<PyResult<Bound<'py, PyAny>>> {
+        let plan = self.plan();
+        plan.only_item_is_argument
+            .then(|| resolve(&plan.mapped_value(py, 0, self.index)?, place))
+    }
+
     /// The positional and keyword arguments of this run, futures replaced by values,
     /// with `leading` first if given (the function, for a call through `Context.run`:
     /// one tuple per run instead of two).
@@ -343,8 +360,8 @@ impl Call {
             return Ok((fixed.clone(), kwargs));
         }
         // The common map, `task.map(xs)`: the run's own value is the only argument.
-        if plan.only_item_is_argument {
-            let value = resolve(&plan.mapped_value(py, 0, self.index)?, place)?;
+        if let Some(value) = self.only_argument(py, place) {
+            let value = value?;
             let args = match leading {
                 None => PyTuple::new(py, [value])?,
                 Some(first) => PyTuple::new(py, [first.clone(), value])?,

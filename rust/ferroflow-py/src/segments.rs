@@ -22,6 +22,10 @@ struct Segment<'py> {
     seed: [u8; 12],
     /// Position of the segment's first run in the list given.
     start: usize,
+    /// Whether each run's only argument is its mapped item (`task.map(xs)`): `calls`
+    /// then holds the items themselves, no tuple made per run.
+    single: bool,
+    /// Each run's positional arguments (a tuple; its item, for a `single` segment).
     calls: Bound<'py, PyList>,
     /// Each run's keyword arguments, kept only once one has some.
     kwargs: Vec<Option<Bound<'py, PyDict>>>,
@@ -44,6 +48,7 @@ impl<'py> Segment<'py> {
             name: spec.name.clone(),
             seed,
             start,
+            single: run.call().plan().only_item_is_argument(),
             calls: PyList::empty(py),
             kwargs: Vec::new(),
             any_kwargs: false,
@@ -52,22 +57,27 @@ impl<'py> Segment<'py> {
         }
     }
 
-    /// Whether `run` belongs with this segment's runs: same engine, same task.
+    /// Whether `run` belongs with this segment's runs: same engine, same task, and its
+    /// arguments take the same form.
     fn takes(&self, run: &AsyncRun) -> bool {
-        Arc::as_ptr(run.engine()) as usize == self.engine && run.call().plan().spec.get().task.is(&self.task)
+        let plan = run.call().plan();
+        Arc::as_ptr(run.engine()) as usize == self.engine
+            && plan.spec.get().task.is(&self.task)
+            && plan.only_item_is_argument() == self.single
     }
 
-    fn push(
-        &mut self,
-        py: Python<'py>,
-        run: &AsyncRun,
-        args: Bound<'py, PyTuple>,
-        kwargs: Option<Bound<'py, PyDict>>,
-    ) -> PyResult<()> {
-        self.calls.append(args)?;
-        self.any_kwargs |= kwargs.is_some();
-        self.kwargs.push(kwargs);
+    /// Adds a run whose attempt has begun, with its arguments.
+    fn push(&mut self, py: Python<'py>, run: &AsyncRun) -> PyResult<()> {
         let call = run.call();
+        if let Some(item) = call.only_argument(py, None) {
+            self.calls.append(item?)?;
+            self.kwargs.push(None);
+        } else {
+            let (args, kwargs) = call.arguments(py, None)?;
+            self.calls.append(args)?;
+            self.any_kwargs |= kwargs.is_some();
+            self.kwargs.push(kwargs);
+        }
         let number = call.plan().run_number(call.index()).unwrap_or(BARE_NAME);
         for word in [number, u64::from(run.run()), u64::from(run.run_count())] {
             self.identities.extend_from_slice(&word.to_le_bytes());
@@ -78,7 +88,8 @@ impl<'py> Segment<'py> {
         Ok(())
     }
 
-    /// `(task, task name, start, calls, kwargs or None, identities, names or None, seed)`.
+    /// `(task, task name, start, single, calls, kwargs or None, identities, names or None,
+    /// seed)`.
     fn into_tuple(self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let kwargs = if self.any_kwargs {
             Some(PyList::new(py, self.kwargs)?)
@@ -89,6 +100,7 @@ impl<'py> Segment<'py> {
             self.task,
             self.name,
             self.start,
+            self.single,
             self.calls,
             kwargs,
             PyBytes::new(py, &self.identities),
@@ -113,20 +125,16 @@ pub(crate) fn prepare_segments<'py>(
     let mut open: Option<Segment<'py>> = None;
     for (position, item) in runs.iter().enumerate() {
         let run = item.cast::<AsyncRun>()?.get();
-        match run.prepare_for(py, None) {
-            Ok((_, args, kwargs)) => {
-                if let Some(segment) = open.take_if(|segment| !segment.takes(run)) {
-                    segments.append(segment.into_tuple(py)?)?;
-                }
-                open.get_or_insert_with(|| Segment::new(py, run, position))
-                    .push(py, run, args, kwargs)?;
+        if let Some(segment) = open.take_if(|segment| !segment.takes(run)) {
+            segments.append(segment.into_tuple(py)?)?;
+        }
+        let segment = open.get_or_insert_with(|| Segment::new(py, run, position));
+        if let Err(err) = run.begin_attempt(py).and_then(|()| segment.push(py, run)) {
+            // The segment ends before the failed run: its runs are consecutive.
+            if let Some(segment) = open.take().filter(|segment| !segment.calls.is_empty()) {
+                segments.append(segment.into_tuple(py)?)?;
             }
-            Err(err) => {
-                if let Some(segment) = open.take() {
-                    segments.append(segment.into_tuple(py)?)?;
-                }
-                failures.append((position, err.into_value(py)))?;
-            }
+            failures.append((position, err.into_value(py)))?;
         }
     }
     if let Some(segment) = open {
