@@ -242,6 +242,11 @@ def prepare_runs(runs: list[AsyncRun], place: object = None) -> list[_PreparedRu
 def complete_runs(runs: list[AsyncRun], values: list[Any]) -> list[tuple[int, float]]: ...
 
 # (task, task name, start, single, calls, kwargs, identities, custom names, run id seed)
-_Segment = tuple[Any, str, int, bool, list[Any], list[dict[str, Any] | None] | None, bytes, list[str] | None, bytes]
+_Segment = tuple[
+    Any, str, int, bool, list[Any], list[dict[str, Any] | None] | None, _Identities, list[str] | None, bytes
+]
+# (first name number, first run index, run count) of runs that follow one another, or
+# three little-endian u64 per run
+_Identities = tuple[int, int, int] | bytes
 
 def prepare_segments(runs: list[AsyncRun]) -> tuple[list[_Segment], list[tuple[int, BaseException]]]: ...

@@ -40,7 +40,7 @@ from ferroflow import _core
 from ferroflow import _process_worker as worker_side
 from ferroflow._bridge import ClaimedRun, crash
 from ferroflow._remote import timed_out_error
-from ferroflow._worker_runs import cloudpickled, emit_records
+from ferroflow._worker_runs import Identities, cloudpickled, emit_records, identities_slice
 from ferroflow.logging import get_logger
 from ferroflow.utilities.text import safe_repr
 
@@ -77,7 +77,7 @@ class _Segment:
     single: bool
     calls: list[Any]
     kwargs: list[dict[str, Any] | None] | None
-    identities: bytes
+    identities: Identities
     names: list[str] | None
     name: str
     seed: bytes
@@ -85,16 +85,19 @@ class _Segment:
     def __len__(self) -> int:
         return len(self.runs)
 
+    def described(self) -> tuple[Any, ...]:
+        """The segment as a worker reads it (see `_process_worker`), but its arguments."""
+        return (self.task_id, len(self), self.single, self.identities, self.names, self.name, self.seed)
+
     def piece(self, start: int, stop: int) -> _Segment:
         """The segment's runs from `start` to `stop`, as a segment of their own."""
-        size = worker_side.IDENTITY_SIZE
         return _Segment(
             self.runs[start:stop],
             self.task_id,
             self.single,
             self.calls[start:stop],
             None if self.kwargs is None else self.kwargs[start:stop],
-            self.identities[start * size : stop * size],
+            identities_slice(self.identities, start, stop),
             None if self.names is None else self.names[start:stop],
             self.name,
             self.seed,
@@ -483,10 +486,7 @@ class ProcessPool:
             definitions.append((task_id, blob))
             worker.tasks.add(task_id)
         chunk = _Chunk(next(self._keys), segments)
-        described = [
-            (segment.task_id, segment.single, segment.identities, segment.names, segment.name, segment.seed)
-            for segment in segments
-        ]
+        described = [segment.described() for segment in segments]
         message = pickle.dumps((definitions, self.flow_run, chunk.key, described, arguments), worker_side.PROTOCOL)
         worker.in_flight.append(chunk)
         limit = self._time_limits.get(segments[0].task_id)

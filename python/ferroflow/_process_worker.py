@@ -9,8 +9,9 @@ The parent (`ferroflow._process_pool`) sends, over one pipe, messages of
   calls, options included);
 - `flow_run`: `(flow name, flow run id, flow run name, log_prints)`, or None outside flows;
 - `key`: the chunk's key;
-- `segments`: runs of one task each, as `(task_id, single, identities, names, name,
-  seed)`, whose runs' identities `SegmentRun` reads only when a run asks for its context;
+- `segments`: runs of one task each, as `(task_id, count, single, identities, names,
+  name, seed)`, whose runs' identities `SegmentRun` reads only when a run asks for its
+  context;
 - `arguments`: the pickled list of each segment's `(calls, kwargs)`: the runs'
   positional argument tuples (for a `single` segment, each run's one argument alone),
   and their keyword arguments (None when no run has any).
@@ -41,7 +42,6 @@ from types import CoroutineType
 from typing import Any
 
 from ferroflow._worker_runs import (
-    IDENTITY_SIZE,
     PROTOCOL,
     FlowRuns,
     LoadedTask,
@@ -70,7 +70,7 @@ MAX_CHUNK = 4096
 #: A segment's outcome: its values in order, and `(position, kind, data)` per failed run.
 Outcome = tuple[list[Any], list[tuple[int, int, Any]]]
 
-__all__ = ["EXCEPTION", "FAILURE", "IDENTITY_SIZE", "IDLE", "MAX_CHUNK", "PROTOCOL", "READY", "VALUE", "serve"]
+__all__ = ["EXCEPTION", "FAILURE", "IDLE", "MAX_CHUNK", "PROTOCOL", "READY", "VALUE", "serve"]
 
 
 def serve(connection: Any, current: Any, initializer: bytes | None, nested_runner: Callable[[], Any]) -> None:
@@ -112,13 +112,12 @@ def serve(connection: Any, current: Any, initializer: bytes | None, nested_runne
             calls: list[tuple[list[tuple[Any, ...]], list[dict[str, Any] | None] | None]] = pickle.loads(arguments)
         except Exception as exc:
             text = f"its arguments could not be unpickled in the worker process: {exception_text(exc)}"
-            for _, _, identities, *_ in segments:
-                count = len(identities) // IDENTITY_SIZE
+            for _, count, *_ in segments:
                 outcomes.append(([None] * count, [(position, FAILURE, text) for position in range(count)]))
         else:
             run_key = key * MAX_CHUNK
-            for (task_id, *identity), (args, kwargs) in zip(segments, calls, strict=True):
-                run = SegmentRun(tasks[task_id], flow_context, args, kwargs, *identity)
+            for (task_id, _, single, *identity), (args, kwargs) in zip(segments, calls, strict=True):
+                run = SegmentRun(tasks[task_id], flow_context, args, kwargs, single, *identity)
                 outcomes.append(_execute(run, current, run_key))
                 run_key += len(args)
         current.value = IDLE

@@ -125,11 +125,31 @@ def execute(
     return value
 
 
-#: The bytes of one run's packed identity in a segment (`_core.prepare_segments`): three
-#: little-endian u64, its name number (or `_BARE_NAME`), its run index, its run count.
+#: What a worker knows of each run of a segment (`_core.prepare_segments`): its name
+#: number (or `_BARE_NAME`), its run index in its engine, its run count. For runs that
+#: follow one another (a map's), the first run's three numbers (the others count up);
+#: else the three numbers of every run, packed as little-endian u64 (`IDENTITY_SIZE`
+#: bytes a run).
+Identities = tuple[int, int, int] | bytes
 IDENTITY_SIZE = 24
 _IDENTITY = struct.Struct("<3Q")
 _BARE_NAME = 2**64 - 1
+
+
+def identity_at(identities: Identities, position: int) -> tuple[int, int, int]:
+    """(name number, run index, run count) of the run at `position`."""
+    if isinstance(identities, bytes):
+        number, run, run_count = _IDENTITY.unpack_from(identities, position * IDENTITY_SIZE)
+        return number, run, run_count
+    number, run, run_count = identities
+    return (number if number == _BARE_NAME else number + position), run + position, run_count
+
+
+def identities_slice(identities: Identities, start: int, stop: int) -> Identities:
+    """The identities of the runs from `start` to `stop`."""
+    if isinstance(identities, bytes):
+        return identities[start * IDENTITY_SIZE : stop * IDENTITY_SIZE]
+    return identity_at(identities, start)
 
 
 class SegmentRun:
@@ -158,7 +178,7 @@ class SegmentRun:
         calls: list[Any],
         kwargs: list[dict[str, Any] | None] | None,
         single: bool,
-        identities: bytes,
+        identities: Identities,
         names: list[str] | None,
         name: str,
         seed: bytes,
@@ -174,7 +194,7 @@ class SegmentRun:
         """`(future, run_name, task, flow_run_context, run_count, arguments)`, as a
         `CarriedRun`'s, for the run at `position`."""
         position = self.position
-        number, run, run_count = _IDENTITY.unpack_from(self.identities, position * IDENTITY_SIZE)
+        number, run, run_count = identity_at(self.identities, position)
         if self.names is not None:
             name = self.names[position]
         else:

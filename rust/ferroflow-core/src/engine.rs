@@ -520,7 +520,7 @@ impl<E: Executor> Shared<E> {
     /// claimed job may end it, once; a call for a run that is not claimed (unknown,
     /// still parked, or already final) changes nothing and drops `value`.
     pub fn finish_claimed(self: &Arc<Self>, run: RunId, state: Final, value: E::Value) {
-        if self.record_claimed_end(run, state, value) {
+        if self.record_claimed_end(run, state, value, now_micros()) {
             self.settle(&[run]);
         }
     }
@@ -529,16 +529,18 @@ impl<E: Executor> Shared<E> {
     /// settle together, in one pass over the dependency graph and one wake-up of the
     /// threads waiting on them (one per run would wake a waiter for every run).
     pub fn finish_claimed_all(self: &Arc<Self>, ends: impl IntoIterator<Item = (RunId, Final, E::Value)>) {
+        // They end now, together: one reading of the clock.
+        let now = now_micros();
         let finished: Vec<RunId> = ends
             .into_iter()
-            .filter_map(|(run, state, value)| self.record_claimed_end(run, state, value).then_some(run))
+            .filter_map(|(run, state, value)| self.record_claimed_end(run, state, value, now).then_some(run))
             .collect();
         self.settle(&finished);
     }
 
-    /// Records the end of a claimed run (see [`Self::finish_claimed`]) but does not settle
-    /// it; returns whether it ended (false if it was not claimed).
-    fn record_claimed_end(&self, run: RunId, state: Final, value: E::Value) -> bool {
+    /// Records the end of a claimed run at `now` (see [`Self::finish_claimed`]) but does
+    /// not settle it; returns whether it ended (false if it was not claimed).
+    fn record_claimed_end(&self, run: RunId, state: Final, value: E::Value, now: u64) -> bool {
         let Some(slot) = self.slots.get(run) else {
             return false;
         };
@@ -557,7 +559,7 @@ impl<E: Executor> Shared<E> {
             if !claimed {
                 return false;
             }
-            Self::write_final(slot, run, state, value, now_micros());
+            Self::write_final(slot, run, state, value, now);
         }
         // (Read first: most claimed runs were never counted, and a load costs no write.
         // `BOUNDED` was set before the job reached whoever ends it.)

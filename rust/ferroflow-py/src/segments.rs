@@ -1,7 +1,8 @@
 //! Claimed runs shipped to a process pool's workers in *segments*: consecutive runs of
 //! one task, prepared in one call. What a worker needs to know of each run (its name,
-//! id and run count, read only if the run asks for its context) travels packed in bytes,
-//! not as Python objects made per run here and unpickled per run there.
+//! id and run count, read only if the run asks for its context) travels as three numbers
+//! for a stretch of a map's runs, or packed in bytes, not as Python objects made per run
+//! here and unpickled per run there.
 
 use std::sync::Arc;
 
@@ -30,9 +31,8 @@ struct Segment<'py> {
     /// Each run's keyword arguments, kept only once one has some.
     kwargs: Vec<Option<Bound<'py, PyDict>>>,
     any_kwargs: bool,
-    /// Per run, three little-endian u64: its name number (or `BARE_NAME`), its run index
-    /// in the engine, its run count.
-    identities: Vec<u8>,
+    /// Per run: its name number (or `BARE_NAME`), its run index in the engine, its run count.
+    identities: Vec<[u64; 3]>,
     /// Each run's `task_run_name`, for a task that has one.
     names: Option<Vec<String>>,
 }
@@ -79,9 +79,8 @@ impl<'py> Segment<'py> {
             self.kwargs.push(kwargs);
         }
         let number = call.plan().run_number(call.index()).unwrap_or(BARE_NAME);
-        for word in [number, u64::from(run.run()), u64::from(run.run_count())] {
-            self.identities.extend_from_slice(&word.to_le_bytes());
-        }
+        self.identities
+            .push([number, u64::from(run.run()), u64::from(run.run_count())]);
         if let Some(names) = &mut self.names {
             names.push(run.line_name(py));
         }
@@ -103,12 +102,31 @@ impl<'py> Segment<'py> {
             self.single,
             self.calls,
             kwargs,
-            PyBytes::new(py, &self.identities),
+            identities(py, &self.identities)?,
             self.names,
             PyBytes::new(py, &self.seed),
         )
             .into_pyobject(py)
     }
+}
+
+/// The runs' identities for a worker: `(first name number, first run index, run count)`
+/// when each run follows the one before (numbers and indexes one up, or the bare name;
+/// one run count), as a map's runs do; else three little-endian u64 per run, in bytes.
+fn identities<'py>(py: Python<'py>, runs: &[[u64; 3]]) -> PyResult<Bound<'py, PyAny>> {
+    let follows = |(before, run): (&[u64; 3], &[u64; 3])| {
+        let number_follows = if before[0] == BARE_NAME {
+            run[0] == BARE_NAME
+        } else {
+            run[0] == before[0] + 1
+        };
+        number_follows && run[1] == before[1] + 1 && run[2] == before[2]
+    };
+    if let Some(first) = runs.first().filter(|_| runs.iter().zip(&runs[1..]).all(follows)) {
+        return Ok(PyTuple::new(py, first)?.into_any());
+    }
+    let packed: Vec<u8> = runs.iter().flatten().flat_map(|word| word.to_le_bytes()).collect();
+    Ok(PyBytes::new(py, &packed).into_any())
 }
 
 /// Prepares the next attempt of each run (as `AsyncRun.prepare`: named, `on_running`
