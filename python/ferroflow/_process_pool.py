@@ -47,6 +47,9 @@ from ferroflow.utilities.text import safe_repr
 #: A chunk aims at this much work: long enough that a message's cost is small beside it,
 #: short enough that runs spread over every worker and results come back steadily.
 CHUNK_SECONDS = 0.02
+#: A chunk is not made shorter than this to share runs between workers: below it, a
+#: message and its answer cost about what the runs do.
+MIN_CHUNK_SECONDS = 0.002
 #: Chunks a worker holds at once: the next one is there when it finishes one.
 CHUNKS_IN_FLIGHT = 2
 #: A chunk never holds more runs than this.
@@ -464,10 +467,12 @@ class ProcessPool:
             # Not measured yet: one run tells its cost. A run under a time limit travels
             # alone, to an idle worker, so that its limit is counted from its start.
             return 1
-        by_time = int(CHUNK_SECONDS / max(seconds, 1e-7))
-        # Never so big that one worker takes what the others could share.
+        seconds = max(seconds, 1e-7)
+        # Never so big that one worker takes what the others could share, unless sharing
+        # it would make chunks so short that their messages cost more than the runs.
         fair = -(-(self._waiting_runs() + 1) // (self._max_workers * CHUNKS_IN_FLIGHT))
-        return max(1, min(by_time, fair, MAX_CHUNK))
+        fair = max(fair, int(MIN_CHUNK_SECONDS / seconds))
+        return max(1, min(int(CHUNK_SECONDS / seconds), fair, MAX_CHUNK))
 
     def _send(self, worker: _Worker, segments: list[_Segment]) -> None:
         """Sends a chunk as one message (pickled at once); runs whose arguments do not

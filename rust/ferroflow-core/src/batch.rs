@@ -210,9 +210,15 @@ impl<'a, E: Executor> Batch<'a, E> {
     /// If `run` is not the job this batch handed out last (an executor bug).
     pub fn finish(&mut self, run: RunId, state: Final, value: E::Value) {
         self.end_current(run);
-        // The clock is read every CLOCK_EVERY jobs, and at the end of the first: a job's
-        // end (its timestamp, the next job's start) is known to within a few fast jobs,
-        // and a slow job is noticed at most that many jobs late.
+        let now = self.tick();
+        self.shared.record(run, state, value, self.clock_base.micros_at(now));
+        self.finished.push(run);
+    }
+
+    /// The time a job ended. The clock is read every `CLOCK_EVERY` jobs, and at the end of
+    /// the first: a job's end (its timestamp, the next job's start) is known to within a
+    /// few fast jobs, and a slow job is noticed at most that many jobs late.
+    fn tick(&mut self) -> Instant {
         self.since_clock += 1;
         let now = match self.clock {
             Some(clock) if self.since_clock < CLOCK_EVERY => clock,
@@ -222,8 +228,7 @@ impl<'a, E: Executor> Batch<'a, E> {
             }
         };
         self.clock = Some(now);
-        self.shared.record(run, state, value, self.clock_base.micros_at(now));
-        self.finished.push(run);
+        now
     }
 
     /// Sends the current job back to wait `delay` before its next attempt.
@@ -245,6 +250,7 @@ impl<'a, E: Executor> Batch<'a, E> {
     /// As [`Batch::finish`].
     pub fn defer(&mut self, job: Job<E::Payload>) -> Job<E::Payload> {
         self.end_current(job.run);
+        self.tick();
         if self.worker.is_some() {
             self.shared.count_deferred(job.run);
         }
@@ -260,6 +266,7 @@ impl<'a, E: Executor> Batch<'a, E> {
     /// As [`Batch::finish`].
     pub fn hand_off(&mut self, job: Job<E::Payload>) -> Job<E::Payload> {
         self.end_current(job.run);
+        self.tick();
         job
     }
 
