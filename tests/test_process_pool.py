@@ -878,3 +878,24 @@ def test_a_worker_dying_amid_a_chunk_crashes_only_the_run_it_held(call_with_dead
     assert [state.result() for index, state in enumerate(states) if index != 2500] == [
         x + 1 for x in range(3000) if x != 2500
     ]
+
+
+def test_a_run_carried_off_a_segment_stays_the_run_it_was():
+    """A worker moves its current run along a segment; what code inside a run carries to
+    another thread (`carry_run`: a time limit's helper, a hook's loop) stays that run."""
+    from ferroflow._worker_runs import SegmentRun
+    from ferroflow.context import TaskRunContext, carry_run, current_async_run
+
+    segment = SegmentRun((_identify, identify), None, [1, 2], None, True, (7, 40, 1), None, "identify", bytes(12))
+    with segment.entered():
+        carried = carry_run()
+        segment.position = 1
+        now = TaskRunContext.get()
+    token = current_async_run.set(carried)
+    try:
+        then = TaskRunContext.get()
+    finally:
+        current_async_run.reset(token)
+    assert (then.task_run.name, then.parameters) == ("identify-7", {"x": 1, "y": 0})
+    assert (now.task_run.name, now.parameters) == ("identify-8", {"x": 2, "y": 0})
+    assert now.task_run.id.bytes[12:] == (41).to_bytes(4, "big")

@@ -1,12 +1,13 @@
 """Executing a prepared run in a worker: a process pool's child, a Dask or a Ray worker.
 
 The flow's process prepares a run (`_core.prepare_runs`: its name, run count, id,
-resolved arguments) and ships the task once, as `cloudpickled` makes it. Where it
-arrives, `load_task` builds the function the engine would call, and `execute` calls it
-as the current run of the worker (`current_async_run`, as a run carried to another
-thread): `get_run_logger()`, `TaskRunContext.get()`, `ferroflow.runtime` and
-`log_prints` find it, with its name, run count, id and flow run (`FlowRuns` makes the
-flow run's context once per flow run).
+resolved arguments; a process pool prepares runs in segments, `_core.prepare_segments`)
+and ships the task once, as `cloudpickled` makes it. Where it arrives, `load_task`
+builds the function the engine would call, and `execute` calls it as the current run of
+the worker (`current_async_run`, as a run carried to another thread; a process pool's
+worker sets a `SegmentRun` once for a segment's runs): `get_run_logger()`,
+`TaskRunContext.get()`, `ferroflow.runtime` and `log_prints` find it, with its name, run
+count, id and flow run (`FlowRuns` makes the flow run's context once per flow run).
 
 The runs' log records do not print in the worker: `capture_run_logs` keeps them as
 plain dicts, which travel back with the run's outcome (or beside it) and are handed to
