@@ -50,29 +50,19 @@ def interpreter_print(monkeypatch):
 #: One console log line in Prefect's format: ``12:00:01.234 | INFO    | ...``.
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} \| (DEBUG|INFO|WARNING|ERROR|CRITICAL) *\| ")
 
-# Runs a script as ``__main__`` after an optional prelude (e.g. replacing
-# ``requests.get``) and an optional scaling of ``time.sleep`` and ``asyncio.sleep``, so
-# that a seed example that sleeps many seconds runs its code unchanged, only on a
-# faster clock. Only the module attributes are replaced: code that looks them up at
-# call time (``time.sleep(1)``, ``await asyncio.sleep(1)``) is scaled, and
-# ``asyncio.sleep(0)`` (a bare yield to the loop) stays a bare yield.
+# Runs a script as ``__main__`` after a prelude (e.g. replacing ``requests.get``).
 _WRAPPER = """
-import asyncio, os, runpy, sys, time
-_scale, _prelude, _path = sys.argv[1], sys.argv[2], sys.argv[3]
-if _scale:
-    _real_sleep = time.sleep
-    def _scaled_sleep(seconds, _f=float(_scale)):
-        _real_sleep(seconds * _f)
-    time.sleep = _scaled_sleep
-    _real_async_sleep = asyncio.sleep
-    async def _scaled_async_sleep(delay, result=None, _f=float(_scale)):
-        return await _real_async_sleep(delay * _f, result)
-    asyncio.sleep = _scaled_async_sleep
+import os, runpy, sys
+_prelude, _path = sys.argv[1], sys.argv[2]
 exec(compile(_prelude, "<prelude>", "exec"), {})
-sys.argv = [_path, *sys.argv[4:]]
+sys.argv = [_path, *sys.argv[3:]]
 sys.path.insert(0, os.path.dirname(_path))
 runpy.run_path(_path, run_name="__main__")
 """
+
+#: Its `sitecustomize` scales the sleeps of every process started with
+#: ``FERROFLOW_TEST_TIME_SCALE`` set (see ``run_example``).
+TIME_SCALE_DIR = Path(__file__).parent / "time_scale"
 
 
 def example_path(name: str) -> Path:
@@ -103,18 +93,20 @@ def run_example(
     """Run ``examples/<name>.py`` with ``sys.executable`` in a subprocess.
 
     ``time_scale`` multiplies every ``time.sleep`` and ``asyncio.sleep`` in the
-    process and ``prelude`` is
-    Python run before the script (the example's code is not touched); ``args`` are
-    its command-line arguments. Returns the CompletedProcess (text stdout and stderr,
-    with any "\r" kept).
+    process and in every Python process it starts (``tests/time_scale``), and
+    ``prelude`` is Python run before the script (the example's code is not touched);
+    ``args`` are its command-line arguments. Returns the CompletedProcess (text stdout
+    and stderr, with any "\r" kept).
     """
     path = example_path(name)
-    if time_scale is None and prelude is None:
+    if prelude is None:
         cmd = [sys.executable, str(path), *args]
     else:
-        scale = "" if time_scale is None else repr(float(time_scale))
-        prelude = textwrap.dedent(prelude or "")
-        cmd = [sys.executable, "-c", _WRAPPER, scale, prelude, str(path), *args]
+        cmd = [sys.executable, "-c", _WRAPPER, textwrap.dedent(prelude), str(path), *args]
+    if time_scale is not None:
+        paths = [str(TIME_SCALE_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        scaled = {"FERROFLOW_TEST_TIME_SCALE": repr(float(time_scale)), "PYTHONPATH": os.pathsep.join(paths)}
+        env = {**(env or {}), **scaled}
     return _run(cmd, env=env, timeout=timeout)
 
 

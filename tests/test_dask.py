@@ -648,7 +648,7 @@ def _ok(proc):
 
 
 def test_seed_000_dask_runs_both_tasks_on_the_cluster(run_example):
-    proc = _ok(run_example("seed_000_dask", timeout=90))
+    proc = _ok(run_example("seed_000_dask", time_scale=0.1, timeout=90))
     assert "AAAA" in proc.stdout and "BBBB" in proc.stdout
     assert re.search(r"Task run 'print_values-0' - Finished in state Completed\(\)", proc.stderr)
     assert re.search(r"Task run 'print_values-1' - Finished in state Completed\(\)", proc.stderr)
@@ -661,7 +661,7 @@ def test_seed_001_dask_executor_runs(run_example):
 
 
 def test_seed_002_dask_named_task_and_flow(run_example):
-    proc = _ok(run_example("seed_002_dask", timeout=90))
+    proc = _ok(run_example("seed_002_dask", time_scale=0.1, timeout=90))
     assert re.search(r"Task run 'Dask Task-0' - Finished in state Completed\(\)", proc.stderr)
     assert re.search(r"Task run 'Dask Task-1' - Finished in state Completed\(\)", proc.stderr)
     assert "Dask Flow" in proc.stderr

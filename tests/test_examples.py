@@ -54,7 +54,7 @@ def test_seed_000_submit_completes_the_submitted_task(run_example):
 
 @pytest.mark.slow
 def test_seed_000_concurrent_tasks_interleave(run_example):
-    proc = ok(run_example("seed_000_concurrent"))
+    proc = ok(run_example("seed_000_concurrent", time_scale=0.2))
     assert_interleaved(words(proc.stdout))
     done_b = task_done("print_values-1").search(proc.stderr)
     done_a = task_done("print_values-0").search(proc.stderr)
@@ -108,7 +108,7 @@ def test_seed_002_configured_names_appear_in_logs(run_example):
 
 @pytest.mark.slow
 def test_seed_002_concurrent_tasks_interleave(run_example):
-    proc = ok(run_example("seed_002_concurrent"))
+    proc = ok(run_example("seed_002_concurrent", time_scale=0.2))
     assert_interleaved(words(proc.stdout))
 
 
