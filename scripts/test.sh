@@ -17,7 +17,8 @@
 #               README's first example and scripts/smoke_wheel.py (a sync and an async flow) run
 #   pytest      the whole suite on EVERY CPython 3.10-3.13 found (PATH, ~/.pyenv/versions),
 #               each in its own venv cached under .venvs/py3.X with the wheel installed,
-#               against that installed package (scripts/pytest_installed.py checks it)
+#               against that installed package (scripts/pytest_installed.py checks it);
+#               two interpreters at a time (FERROFLOW_TEST_PARALLEL=1: one)
 #   benchmarks  one smoke pass (--benchmark-disable), in the development .venv
 #
 # Every step runs even when an earlier one failed; the summary at the end lists each
@@ -131,10 +132,50 @@ if [ -n "$pythons" ]; then
     "$dev_python" "$root/scripts/check_wheel.py" fresh-venv "$wheel" $oldest_newest
 fi
 
+# The interpreters' runs go two at a time (FERROFLOW_TEST_PARALLEL): a run waits on
+# subprocesses, clusters and sleeps most of its time (it keeps about 40% of one core
+# busy), so two share the machine's cores. Each run's output goes to a log, printed
+# whole when the run ends; tests that need a machine to themselves take a lock
+# (tests/ray_cluster.py: one Ray at a time).
+logs="$root/target/test-logs"
+rm -rf "$logs" && mkdir -p "$logs"
+parallel=${FERROFLOW_TEST_PARALLEL:-2}
+runs=()
+# finish_run MINOR PID: waits for a run started by start_run, prints its log, records it.
+finish_run() {
+  local minor=$1 pid=$2 status=0
+  wait "$pid" || status=$?
+  banner "pytest on CPython $minor"
+  cat "$logs/py$minor.log" || true
+  local took
+  took=$(cat "$logs/py$minor.seconds" 2>/dev/null || echo 0)
+  if [ "$status" -eq 0 ]; then
+    steps+=("$(printf 'ok    %4ds  %s' "$took" "pytest on CPython $minor")")
+  else
+    steps+=("$(printf 'FAIL  %4ds  %s  (exit %d)' "$took" "pytest on CPython $minor" "$status")")
+    failed=1
+  fi
+}
 while IFS=$'\t' read -r -u 3 minor python; do
   [ -n "$minor" ] || continue
-  step "pytest on CPython $minor ($python)" run_pytest "$minor" "$python" "$@"
+  if [ "${#runs[@]}" -ge "$parallel" ]; then
+    finish_run ${runs[0]}
+    runs=("${runs[@]:1}")
+  fi
+  echo "pytest on CPython $minor ($python): started, its output follows when it ends"
+  (
+    start=$SECONDS
+    status=0
+    run_pytest "$minor" "$python" "$@" >"$logs/py$minor.log" 2>&1 </dev/null || status=$?
+    echo $((SECONDS - start)) >"$logs/py$minor.seconds"
+    exit "$status"
+  ) &
+  runs+=("$minor $!")
 done 3<<<"$pythons"  # fd 3: the tests must not read the list from stdin
+for run in "${runs[@]}"; do
+  # shellcheck disable=SC2086
+  finish_run $run
+done
 
 # --- docs --------------------------------------------------------------------------------
 step "docs: mkdocs build --strict" bash "$root/scripts/check_docs.sh"

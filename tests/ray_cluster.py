@@ -1,6 +1,6 @@
 """A Ray cluster for the tests: a head node started with `ray start --head` on 127.0.0.1
-(once per test session), the `ray.init` arguments of a small local instance, and the
-check that no Ray process outlives the tests.
+(once per test module, while no other test session uses Ray), the `ray.init` arguments
+of a small local instance, and the check that no Ray process outlives the tests.
 
 Importing this module sets the environment Ray reads in this process and in every
 process it starts: listen on 127.0.0.1 only, no token files in the home directory, no
@@ -11,6 +11,7 @@ functions of importable modules).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -132,9 +133,23 @@ def assert_nothing_left(before: set[int]) -> None:
     assert left == [], f"processes left running: {[(child.pid, child.cmdline()) for child in left]}"
 
 
-@pytest.fixture(scope="session")
-def ray_head():
-    """A Ray head node on 127.0.0.1 for the session; nothing of it is left afterwards."""
+#: Held by the tests that use Ray: one test session at a time on this machine (the test
+#: command runs two interpreters' sessions side by side), as two Ray instances contend
+#: for fixed ports (the Ray Client server's, the dashboard agent's) and for the cores.
+LOCK_PATH = Path(tempfile.gettempdir()) / "ferroflow-tests-ray.lock"
+
+
+@pytest.fixture(scope="module")
+def ray_alone():
+    """This session's Ray tests run while no other session's do."""
+    with LOCK_PATH.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # (closing the file releases the lock)
+
+
+@pytest.fixture(scope="module")
+def ray_head(ray_alone):
+    """A Ray head node on 127.0.0.1 for a module's tests; nothing of it is left afterwards."""
     head = start_head()
     family = {head.process.pid}
     yield head

@@ -48,14 +48,16 @@ from ferroflow.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
-#: The session's Ray head node (a fixture).
+#: The module's Ray head node, and the lock that keeps other test sessions' Ray tests
+#: off the machine meanwhile (fixtures).
+ray_alone = ray_cluster.ray_alone
 ray_head = ray_cluster.ray_head
 
 
 @pytest.fixture(scope="module", autouse=True)
 def no_ray_process_left(ray_head):
     """After the module's tests (and this process's last Ray connection), no process they
-    started is running but the head's (which the session's end stops, and checks)."""
+    started is running but the head's (which `ray_head` stops, and checks, next)."""
     before = {child.pid for child in psutil.Process().children(recursive=True)}
     yield
     ray.shutdown()
