@@ -253,7 +253,7 @@ def test_wait_and_as_completed(runner, call_with_deadline):
         slow = nap.submit(2.0, "slow")  # long enough for a second worker to start meanwhile
         fast = nap.submit(0.0, "fast")
         done_first = [future.result() for future in as_completed([slow, fast])]
-        partial = wait([nap.submit(3, "late")], timeout=0.1)
+        partial = wait([nap.submit(1, "late")], timeout=0.1)
         return done_first, len(partial.done), len(partial.not_done)
 
     done_first, done, not_done = run(f, call_with_deadline)
