@@ -67,6 +67,13 @@ def poison_values(poisoned):
     return sum(item.value for item in poisoned)
 
 
+@task
+def dies(pid_file):
+    """Its worker is killed (`kill_when_written`) while it runs."""
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
 @task(retries=1)
 def dies_once(pid_file):
     """Its first attempt's worker is killed (`kill_when_written`); the retry returns."""

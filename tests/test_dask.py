@@ -25,10 +25,15 @@ psutil = pytest.importorskip("psutil")
 
 import dask  # noqa: E402  (after the skip above)
 
+from cluster_behaviour import (  # noqa: E402, F401  (collected here, on this cluster)
+    test_a_run_whose_worker_dies_is_retried_when_its_task_has_retries,
+    test_caching_works_across_flow_runs_on_the_cluster,
+    test_the_value_comes_when_asked_for,
+)
 from cluster_tasks import (  # noqa: E402
     async_double,
     boom,
-    dies_once,
+    dies,
     kill_when_written,
     nap,
     poison,
@@ -92,6 +97,12 @@ def _cmdline(process) -> list[str]:
 @pytest.fixture
 def runner(cluster):
     return DaskTaskRunner(address=cluster.scheduler_address)
+
+
+@pytest.fixture
+def cluster_runner(runner):
+    """The runner of the tests shared with test_ray (`cluster_behaviour`)."""
+    return runner
 
 
 # -- tasks (module level: they cross to the workers cloudpickled) ------------------------------
@@ -243,18 +254,6 @@ def test_a_value_passes_between_runs_without_coming_to_the_flow_process(runner):
     assert stays() == (21, 40, 6)
 
 
-def test_the_value_comes_when_asked_for(runner):
-    """`.result()` fetches the value: here, the poisoned one raises as it arrives."""
-    parent = os.getpid()
-
-    @flow(task_runner=runner)
-    def asks():
-        return poison.submit(parent, 1).result()
-
-    with pytest.raises(RuntimeError, match="unpickled in the flow's process"):
-        asks()
-
-
 def test_a_subflow_on_threads_gets_the_value(runner):
     @flow(task_runner=ThreadPoolTaskRunner())
     def on_threads(value):
@@ -303,30 +302,6 @@ def test_allow_failure_passes_the_exception(runner):
         return kind.submit(allow_failure(boom.submit())).result()
 
     assert tolerant() == "ValueError"
-
-
-def test_caching_works_across_flow_runs_on_the_cluster(runner, tmp_path):
-    """The cache is read and written in the worker; a hit (a State the worker returns)
-    ends the run Cached with the cached value."""
-    from ferroflow.cache_policies import INPUTS
-    from ferroflow.filesystems import LocalFileSystem
-
-    calls = tmp_path / "calls"
-
-    @task(cache_policy=INPUTS, result_storage=LocalFileSystem(basepath=str(tmp_path / "results")))
-    def expensive(x):
-        with open(calls, "a") as file:
-            file.write("x")
-        return x * 3
-
-    @flow(task_runner=runner)
-    def cached():
-        future = expensive.submit(5)
-        return future.result(), future.state.name
-
-    assert cached() == (15, "Completed")
-    assert cached() == (15, "Cached")
-    assert calls.read_text() == "x"
 
 
 # -- failures -------------------------------------------------------------------------------------------
@@ -402,12 +377,6 @@ def test_a_time_limit_counts_from_the_runs_start_not_its_wait_in_the_queue(runne
     assert queued() == ["Completed"] * 12
 
 
-@task
-def dies(pid_file):
-    Path(pid_file).write_text(str(os.getpid()))
-    time.sleep(60)
-
-
 def test_a_worker_that_dies_ends_its_run_crashed(runner, tmp_path):
     pid_file = tmp_path / "pid"
     killer = threading.Thread(target=kill_when_written, args=(pid_file,))
@@ -423,19 +392,6 @@ def test_a_worker_that_dies_ends_its_run_crashed(runner, tmp_path):
     killer.join()
     assert state.is_crashed(), state
     assert "worker died" in str(state.message), state.message
-
-
-def test_a_run_whose_worker_dies_is_retried_when_its_task_has_retries(runner, tmp_path):
-    pid_file = tmp_path / "pid"
-    killer = threading.Thread(target=kill_when_written, args=(pid_file,))
-    killer.start()
-
-    @flow(task_runner=runner)
-    def survives():
-        return dies_once.submit(str(pid_file)).result()
-
-    assert survives() == "second attempt"
-    killer.join()
 
 
 def test_an_unreachable_scheduler_fails_the_flow_at_start_naming_it():

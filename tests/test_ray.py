@@ -29,10 +29,15 @@ from ray_cluster import assert_nothing_left, free_port, local_init_kwargs, short
 
 ray = pytest.importorskip("ray", reason="ray is in the test extra; no wheel for this platform")
 
+from cluster_behaviour import (  # noqa: E402, F401  (collected here, on this cluster)
+    test_a_run_whose_worker_dies_is_retried_when_its_task_has_retries,
+    test_caching_works_across_flow_runs_on_the_cluster,
+    test_the_value_comes_when_asked_for,
+)
 from cluster_tasks import (  # noqa: E402
     async_double,
     boom,
-    dies_once,
+    dies,
     kill_when_written,
     nap,
     poison,
@@ -72,6 +77,12 @@ def connected(ray_head):
     if not ray.is_initialized():
         ray.init(address=ray_head.address)
     return RayTaskRunner()
+
+
+@pytest.fixture
+def cluster_runner(connected):
+    """The runner of the tests shared with test_dask (`cluster_behaviour`)."""
+    return connected
 
 
 @pytest.fixture
@@ -201,18 +212,6 @@ def test_a_value_passes_between_runs_without_coming_to_the_flow_process(connecte
     assert stays() == (21, 40, 6, 22)
 
 
-def test_the_value_comes_when_asked_for(connected):
-    """`.result()` fetches the value: here, the poisoned one raises as it arrives."""
-    parent = os.getpid()
-
-    @flow(task_runner=connected)
-    def asks():
-        return poison.submit(parent, 1).result()
-
-    with pytest.raises(RuntimeError, match="unpickled in the flow's process"):
-        asks()
-
-
 def test_values_in_containers_and_keywords_reach_the_run(connected):
     @flow(task_runner=connected)
     def gathers():
@@ -314,30 +313,6 @@ def test_not_ready_downstream_of_a_failure_and_allow_failure(connected):
         return failed.state.is_failed(), skipped.state.name, tolerant.result()
 
     assert shapes() == (True, "NotReady", "ValueError: upstream broke")
-
-
-def test_caching_works_across_flow_runs_on_ray(connected, tmp_path):
-    """The cache is read and written in the worker; a hit (a State the worker returns in
-    the run's report) ends the run Cached with the cached value."""
-    from ferroflow.cache_policies import INPUTS
-    from ferroflow.filesystems import LocalFileSystem
-
-    calls = tmp_path / "calls"
-
-    @task(cache_policy=INPUTS, result_storage=LocalFileSystem(basepath=str(tmp_path / "results")))
-    def expensive(x):
-        with open(calls, "a") as file:
-            file.write("x")
-        return x * 3
-
-    @flow(task_runner=connected)
-    def cached():
-        future = expensive.submit(5)
-        return future.result(), future.state.name
-
-    assert cached() == (15, "Completed")
-    assert cached() == (15, "Cached")
-    assert calls.read_text() == "x"
 
 
 # -- failures ------------------------------------------------------------------------------------------
@@ -458,12 +433,6 @@ def test_a_time_limit_acts_in_the_worker_too(connected):
     assert time.monotonic() - started < 10
 
 
-@task
-def dies(pid_file):
-    Path(pid_file).write_text(str(os.getpid()))
-    time.sleep(60)
-
-
 def test_a_ray_worker_that_dies_ends_its_run_crashed(connected, tmp_path):
     pid_file = tmp_path / "pid"
     killer = threading.Thread(target=kill_when_written, args=(pid_file,))
@@ -479,19 +448,6 @@ def test_a_ray_worker_that_dies_ends_its_run_crashed(connected, tmp_path):
     assert state.is_crashed(), state
     assert "Ray task ended without returning" in str(state.message), state.message
     assert after == 8  # the cluster goes on
-
-
-def test_a_run_whose_worker_dies_is_retried_when_its_task_has_retries(connected, tmp_path):
-    pid_file = tmp_path / "pid"
-    killer = threading.Thread(target=kill_when_written, args=(pid_file,))
-    killer.start()
-
-    @flow(task_runner=connected)
-    def survives():
-        return dies_once.submit(str(pid_file)).result()
-
-    assert survives() == "second attempt"
-    killer.join()
 
 
 def test_ctrl_c_cancels_the_runs_on_ray_and_propagates(ray_head):
