@@ -14,17 +14,18 @@ runs once at a small size, as a smoke check.
 from __future__ import annotations
 
 import logging
-import statistics
-import time
 
 import pytest
 
 distributed = pytest.importorskip("distributed", reason="dask[distributed] is in the test extra; no wheel here")
 
+from timing import interleaved  # noqa: E402
+
 from ferroflow import flow, task  # noqa: E402
 from ferroflow.dask.task_runners import DaskTaskRunner  # noqa: E402
 
-ROUNDS = 5
+#: What `interleaved` calls the two systems.
+NAMES = ("DaskTaskRunner", "plain Dask")
 
 
 def inc_fn(x: int) -> int:
@@ -47,11 +48,6 @@ def client(cluster):
     with distributed.Client(cluster, set_as_default=False) as plain:
         yield plain
 
-
-def timed(fn, *args):
-    started = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - started, result
 
 
 def ferroflow_map(address: str, n: int) -> list[int]:
@@ -78,29 +74,6 @@ def dask_two_stage(client, n: int) -> list[int]:
     return client.gather(client.map(inc_fn, client.map(inc_fn, range(n), pure=False), pure=False))
 
 
-def compare(benchmark, ours, theirs, n: int, label: str) -> None:
-    """Alternates the two, ROUNDS each after a warm-up, and prints the medians' ratio."""
-    expected = theirs(n)
-    assert ours(n) == expected
-    ours_times: list[float] = []
-    theirs_times: list[float] = []
-    for _ in range(ROUNDS):
-        elapsed, result = timed(theirs, n)
-        assert result == expected
-        theirs_times.append(elapsed)
-        elapsed, result = timed(ours, n)
-        assert result == expected
-        ours_times.append(elapsed)
-    ratio = statistics.median(ours_times) / statistics.median(theirs_times)
-    print(
-        f"\n{label}, n={n:,}: DaskTaskRunner median {statistics.median(ours_times):.3f} s, "
-        f"plain Dask median {statistics.median(theirs_times):.3f} s, ratio {ratio:.2f}x "
-        f"(rounds: ours {[round(t, 3) for t in ours_times]}, dask {[round(t, 3) for t in theirs_times]})"
-    )
-    benchmark.extra_info.update(ratio=ratio, ours=ours_times, dask=theirs_times)
-    benchmark.pedantic(ours, args=(n,), rounds=1, iterations=1)
-    return ratio
-
 
 def test_map_of_trivial_tasks(benchmark, size, cluster, client):
     n = size(10_000, 200)
@@ -108,8 +81,8 @@ def test_map_of_trivial_tasks(benchmark, size, cluster, client):
     if benchmark.disabled:
         assert benchmark.pedantic(ferroflow_map, args=(address, n), rounds=1, iterations=1) == dask_map(client, n)
         return
-    ratio = compare(
-        benchmark, lambda k: ferroflow_map(address, k), lambda k: dask_map(client, k), n, "map of trivial tasks"
+    ratio = interleaved(
+        benchmark, lambda k: ferroflow_map(address, k), lambda k: dask_map(client, k), n, "map of trivial tasks", NAMES
     )
     assert ratio <= 1.5
 
@@ -121,10 +94,11 @@ def test_two_stage_map(benchmark, size, cluster, client):
         result = benchmark.pedantic(ferroflow_two_stage, args=(address, n), rounds=1, iterations=1)
         assert result == dask_two_stage(client, n)
         return
-    compare(
+    interleaved(
         benchmark,
         lambda k: ferroflow_two_stage(address, k),
         lambda k: dask_two_stage(client, k),
         n,
         "two-stage map",
+        NAMES,
     )

@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
+from timing import timed
 
 from ferroflow import flow, task
 from ferroflow.task_runners import ProcessPoolTaskRunner
@@ -61,12 +62,6 @@ def burn_map(rounds: list[int]) -> list[int]:
 @flow(task_runner=ProcessPoolTaskRunner())
 def inc_map(n: int) -> list[int]:
     return inc.map(range(n)).result()
-
-
-def timed(fn, *args):
-    started = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - started, result
 
 
 def executor_map(fn, items, chunksize=1):

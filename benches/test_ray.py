@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -34,10 +32,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 ray = pytest.importorskip("ray", reason="ray is in the test extra; no wheel for this platform")
 
+from timing import interleaved  # noqa: E402
+
 from ferroflow import flow, task  # noqa: E402
 from ferroflow.ray.task_runners import RayTaskRunner  # noqa: E402
 
-ROUNDS = 5
+#: What `interleaved` calls the two systems.
+NAMES = ("RayTaskRunner", "plain Ray")
 
 
 def inc_fn(x: int) -> int:
@@ -62,11 +63,6 @@ def local_ray():
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
 
-
-def timed(fn, *args):
-    started = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - started, result
 
 
 def ferroflow_map(n: int) -> list[int]:
@@ -93,36 +89,13 @@ def ray_two_stage(remote_inc, n: int) -> list[int]:
     return ray.get([remote_inc.remote(ref) for ref in [remote_inc.remote(x) for x in range(n)]])
 
 
-def compare(benchmark, ours, theirs, n: int, label: str) -> float:
-    """Alternates the two, ROUNDS each after a warm-up, and prints the medians' ratio."""
-    expected = theirs(n)
-    assert ours(n) == expected
-    ours_times: list[float] = []
-    theirs_times: list[float] = []
-    for _ in range(ROUNDS):
-        elapsed, result = timed(theirs, n)
-        assert result == expected
-        theirs_times.append(elapsed)
-        elapsed, result = timed(ours, n)
-        assert result == expected
-        ours_times.append(elapsed)
-    ratio = statistics.median(ours_times) / statistics.median(theirs_times)
-    print(
-        f"\n{label}, n={n:,}: RayTaskRunner median {statistics.median(ours_times):.3f} s, "
-        f"plain Ray median {statistics.median(theirs_times):.3f} s, ratio {ratio:.2f}x "
-        f"(rounds: ours {[round(t, 3) for t in ours_times]}, ray {[round(t, 3) for t in theirs_times]})"
-    )
-    benchmark.extra_info.update(ratio=ratio, ours=ours_times, ray=theirs_times)
-    benchmark.pedantic(ours, args=(n,), rounds=1, iterations=1)
-    return ratio
-
 
 def test_map_of_trivial_tasks(benchmark, size, local_ray):
     n = size(10_000, 200)
     if benchmark.disabled:
         assert benchmark.pedantic(ferroflow_map, args=(n,), rounds=1, iterations=1) == ray_map(local_ray, n)
         return
-    ratio = compare(benchmark, ferroflow_map, lambda k: ray_map(local_ray, k), n, "map of trivial tasks")
+    ratio = interleaved(benchmark, ferroflow_map, lambda k: ray_map(local_ray, k), n, "map of trivial tasks", NAMES)
     assert ratio <= 1.5
 
 
@@ -132,4 +105,4 @@ def test_two_stage_map(benchmark, size, local_ray):
         result = benchmark.pedantic(ferroflow_two_stage, args=(n,), rounds=1, iterations=1)
         assert result == ray_two_stage(local_ray, n)
         return
-    compare(benchmark, ferroflow_two_stage, lambda k: ray_two_stage(local_ray, k), n, "two-stage map")
+    interleaved(benchmark, ferroflow_two_stage, lambda k: ray_two_stage(local_ray, k), n, "two-stage map", NAMES)
