@@ -54,6 +54,8 @@ LAYERS = [
     "_process_worker",
     "_remote",
     "_process_pool",
+    "_task_runners",
+    # the runners' public names (the cluster runners' too, loaded when asked for)
     "task_runners",
     # Prefect 2's executors: names for task runners (the Dask one among them)
     "executors",

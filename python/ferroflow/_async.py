@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from ferroflow._core import PrefectConcurrentFuture, futures_in
 from ferroflow._loop import drive
+from ferroflow._task_runners import current_runner
 from ferroflow.context import FlowRunContext, current_async_run
-from ferroflow.task_runners import current_runner
 
 if TYPE_CHECKING:
     import asyncio

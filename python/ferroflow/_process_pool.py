@@ -17,7 +17,7 @@ retry delay (no worker sleeps through one), replaces a worker that died (the run
 held ends Crashed, naming the exit code or signal) and refills workers.
 
 Imported only when a `ProcessPoolTaskRunner` starts; it sits between `_bridge` and
-`task_runners` in the runtime's layers.
+`_task_runners` in the runtime's layers.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import abc
 import warnings
 from typing import Any
 
-from ferroflow.task_runners import (
+from ferroflow._task_runners import (
     ProcessPoolTaskRunner,
     SequentialTaskRunner,
     TaskRunner,

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, ParamSpec, Pr
 from ferroflow._arguments import Signature, bound_copy
 from ferroflow._flow_engine import call_async_flow, run_flow
 from ferroflow._prints import enable_print_capture
+from ferroflow._task_runners import TaskRunner, ThreadPoolTaskRunner
 from ferroflow.exceptions import InvalidNameError
-from ferroflow.task_runners import TaskRunner, ThreadPoolTaskRunner
 from ferroflow.tasks import _timeout, needs_server
 from ferroflow.utilities.annotations import NotSet
 from ferroflow.utilities.callables import copy_metadata, rewrap_method, unwrap_method

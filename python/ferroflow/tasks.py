@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, ParamSpec, Pr
 from ferroflow import _core
 from ferroflow._arguments import Signature, bound_copy, split_map
 from ferroflow._task_body import engine_function
+from ferroflow._task_runners import current_runner
 from ferroflow.context import FlowRunContext
-from ferroflow.task_runners import current_runner
 from ferroflow.utilities.annotations import NotSet
 from ferroflow.utilities.callables import copy_metadata, rewrap_method, unwrap_method
 

@@ -46,7 +46,7 @@ def run_task(
     raises its exception. Its log records go to the flow's client as an event on `topic`,
     before the attempt ends, so its lines come before its `Finished in state` line. A run
     under a time limit says on `starts_topic` that it started (its key)."""
-    from ferroflow.task_runners import ThreadPoolTaskRunner
+    from ferroflow._task_runners import ThreadPoolTaskRunner
 
     if starts_topic is not None:
         import distributed

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from ferroflow._bridge import ClaimedRun, RunnerEngine
 from ferroflow._core import PrefectConcurrentFuture
+from ferroflow._task_runners import TaskRunner
 from ferroflow.context import FlowRunContext
-from ferroflow.task_runners import TaskRunner
 
 if TYPE_CHECKING:
     from ferroflow.dask._runs import DaskRuns

@@ -19,8 +19,6 @@ import socket
 import threading
 from typing import Any
 
-from ferroflow.ray.task_runners import LOCAL_ADDRESSES
-
 #: Ray, as Any: its annotations are partial, and this module and `_runs` are where
 #: ferroflow meets it.
 ray: Any = importlib.import_module("ray")
@@ -83,11 +81,12 @@ _lock = threading.Lock()
 _connection: _Connection | None = None
 
 
-def acquire(address: str | None, init_kwargs: dict[str, Any], logger: Any) -> bool:
+def acquire(address: str | None, init_kwargs: dict[str, Any], logger: Any, *, local: bool) -> bool:
     """Makes sure this process is connected to Ray for a starting runner: the connection
     a runner made (shared), one made outside ferroflow (used as it is), else a new one to
-    `address` (checked to be reachable first) or a local instance. Returns whether the
-    runner must `release()` it when it stops."""
+    `address` (checked to be reachable first) or, when `local` (the address names no
+    running cluster), a local instance. Returns whether the runner must `release()` it
+    when it stops."""
     global _connection
     with _lock:
         if _connection is not None:
@@ -97,7 +96,7 @@ def acquire(address: str | None, init_kwargs: dict[str, Any], logger: Any) -> bo
         if ray.is_initialized():
             logger.info("Local Ray instance is already initialized. Using existing local instance.")
             return False
-        if address not in LOCAL_ADDRESSES:
+        if not local:
             logger.info(f"Connecting to an existing Ray instance at {address}")
             _check_reachable(address)
         else:
@@ -106,7 +105,7 @@ def acquire(address: str | None, init_kwargs: dict[str, Any], logger: Any) -> bo
         try:
             connection.open()
         except Exception as exc:
-            if address in LOCAL_ADDRESSES:
+            if local:
                 raise
             raise ConnectionError(f"RayTaskRunner could not connect to the Ray cluster at {address!r}: {exc}") from exc
         connection.users = 1

@@ -59,7 +59,7 @@ def run_task(shared: Shared, header: Header, *values: Any) -> tuple[Any, Report]
     top-level values, so Ray resolves the upstream ObjectRefs among them in this worker;
     refs nested in the containers the flow's process named arrive as refs and are
     resolved here."""
-    from ferroflow.task_runners import ThreadPoolTaskRunner
+    from ferroflow._task_runners import ThreadPoolTaskRunner
 
     definition, flow_run, flow_pid, start_log = shared
     name, run_count, run_id, positional, names, containers = header

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from ferroflow._bridge import ClaimedRun, RunnerEngine
 from ferroflow._core import PrefectConcurrentFuture
+from ferroflow._task_runners import TaskRunner
 from ferroflow.context import FlowRunContext
-from ferroflow.task_runners import TaskRunner
 
 if TYPE_CHECKING:
     from ferroflow._worker_runs import FlowRunIdentity
@@ -24,6 +24,7 @@ __all__ = ["RayTaskRunner"]
 #: Addresses that name no running cluster: the runner starts (or finds) a local Ray when
 #: its first run is handed over, not when the flow starts.
 LOCAL_ADDRESSES = (None, "", "auto", "local")
+
 
 
 class RayTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
@@ -102,7 +103,7 @@ class RayTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
     def _connect(self) -> None:
         from ferroflow.ray._session import acquire
 
-        self._connected = acquire(self.address, self.init_kwargs, self.logger)
+        self._connected = acquire(self.address, self.init_kwargs, self.logger, local=self.address in LOCAL_ADDRESSES)
 
     def _execute(self, runs: list[ClaimedRun]) -> None:
         """Every claimed run goes to Ray (a local Ray starts with the first)."""
