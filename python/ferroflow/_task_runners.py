@@ -36,14 +36,6 @@ if TYPE_CHECKING:
     from ferroflow._arguments import MapCall
     from ferroflow._process_pool import ProcessPool
 
-__all__ = [
-    "ConcurrentTaskRunner",
-    "ProcessPoolTaskRunner",
-    "SequentialTaskRunner",
-    "TaskRunner",
-    "ThreadPoolTaskRunner",
-]
-
 F = TypeVar("F")
 
 #: Threads a pool may grow to when `max_workers` is not given. The pool starts with one
