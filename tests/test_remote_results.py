@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -222,3 +223,79 @@ def test_remote_result_fetches_once_and_keeps_its_parts():
     assert result.fetched_here is True
     assert store.fetch_calls == [1]
     assert "RemoteResult(" in repr(result)
+
+
+# -- a cluster asked when an attempt started ---------------------------------------------------
+
+
+class SlowStartRuns(DictRuns):
+    """A cluster that tells when an attempt started only when asked: "not started yet",
+    2.5 s later, then "long ago". Runs of `queued` wait in its queue forever."""
+
+    reports_starts = True
+
+    def __init__(self, store: DictCluster) -> None:
+        super().__init__(store)
+        self.questions = 0
+
+    def _launch(self, prepared: list[PreparedRun]) -> None:
+        waiting = [item for item in prepared if item.identity[0].startswith("queued")]
+        for item in waiting:
+            key = self.task_key(item)
+            self._track(Attempt(item, key), key)
+        super()._launch([item for item in prepared if item not in waiting])
+
+    def _ask_start(self, attempt: Attempt, answered: Any) -> bool:
+        self.questions += 1
+        started, delay = (None, 2.5) if self.questions == 1 else (time.monotonic() - 100, 0.1)
+
+        def answer() -> None:
+            attempt.started_at = started
+            answered()
+
+        threading.Timer(delay, answer).start()
+        return True
+
+
+class SlowStartRunner(DictRunner):
+    def _start(self, context: Any) -> Any:
+        self.runs = SlowStartRuns(self.store)
+        return TaskRunner._start(self, context)
+
+
+@task(timeout_seconds=0.3)
+def queued():
+    return "never"
+
+
+slow_attempts: list[float] = []
+
+
+@task(retries=1, retry_delay_seconds=0.5)
+def fails_once_slowly():
+    slow_attempts.append(time.monotonic())
+    if len(slow_attempts) == 1:
+        time.sleep(1.5)
+        raise ValueError("first attempt")
+    return "second attempt"
+
+
+def test_a_start_question_out_holds_up_no_other_timer():
+    """The flow's fallback limit of a run queued on the cluster asks when it started
+    (at 1.3 s); while the answer takes 2.5 s, another run's retry delay (due at 2 s)
+    still ends on time: the timer thread never waits for an answer."""
+    slow_attempts.clear()
+
+    @flow(task_runner=SlowStartRunner(DictCluster("slow")))
+    def both():
+        started = time.monotonic()
+        stuck = queued.submit()
+        retried = fails_once_slowly.submit()
+        value = retried.result()
+        retried_after = time.monotonic() - started
+        return value, retried_after, stuck.wait() or stuck.state
+
+    value, retried_after, stuck = both(return_state=True).result(raise_on_failure=False)
+    assert value == "second attempt"
+    assert retried_after < 3.3, f"the retry waited for the start question ({retried_after:.1f} s)"
+    assert stuck.name == "TimedOut", stuck

@@ -57,6 +57,9 @@ RemoteResult = _core.RemoteResult
 #: the run's start (see `ferroflow._timeouts`); this ends a run whose worker cannot stop
 #: it (counted from its start where the runner reports starts, else from its launch).
 KILL_GRACE = 1.0
+#: How long a cluster asked when an attempt started may take to answer before the attempt
+#: is taken to have started long ago (its limit then ends it).
+START_QUERY_PATIENCE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,7 @@ class Attempt:
     """One launched attempt of a run: it ends once, by whichever comes first of its
     cluster's callback, its time limit (`expire`) and an interrupt."""
 
-    __slots__ = ("_ended", "deadline", "handle", "prepared", "started_at")
+    __slots__ = ("_ended", "deadline", "handle", "prepared", "start_query", "started_at")
 
     def __init__(self, prepared: PreparedRun, handle: Any) -> None:
         self.prepared = prepared
@@ -101,6 +104,9 @@ class Attempt:
         self.deadline: Timers.Entry | None = None
         #: When (monotonic) the cluster reported it started, for a runner that reports it.
         self.started_at: float | None = None
+        #: For a cluster asked when an attempt started (`ClusterRuns._ask_start`): None,
+        #: "asking" while the question is out, "answered" once it came back.
+        self.start_query: str | None = None
         self._ended = threading.Lock()
 
     @property
@@ -251,11 +257,23 @@ class ClusterRuns(abc.ABC):
         if attempt is not None and attempt.started_at is None:
             attempt.started_at = time.monotonic()
 
-    def _started_at(self, attempt: Attempt) -> float | None:
-        """When (monotonic) the attempt started executing, if known yet: what `started`
-        recorded. A subclass whose cluster can only be asked (when the fallback limit
-        fires) overrides it."""
-        return attempt.started_at
+    def _ask_start(self, attempt: Attempt, answered: Callable[[], None]) -> bool:
+        """For a cluster that tells an attempt's start only when asked (the fallback limit
+        fires while `started` said nothing): sends the question, without waiting, and
+        returns True; once the answer came, with `attempt.started_at` set if it started,
+        `answered` is called (from any thread). A cluster that reports starts as they
+        happen asks nothing."""
+        return False
+
+    def _start_answered(self, attempt: Attempt, key: Any, limit: float) -> None:
+        """The cluster answered when the attempt started: the limit's check goes on, on
+        the timer thread (unless the attempt ended, or the answer came too late)."""
+        if attempt.start_query != "asking":
+            return
+        attempt.start_query = "answered"
+        if attempt.deadline is not None:
+            attempt.deadline.cancel()
+        attempt.deadline = _timers.call_later(0.0, lambda: self._expire(attempt, key, limit))
 
     def _untrack(self, key: Any) -> Attempt | None:
         with self._lock:
@@ -302,10 +320,23 @@ class ClusterRuns(abc.ABC):
     def _expire(self, attempt: Attempt, key: Any, limit: float) -> None:
         """The attempt's time limit (and its grace) passed in this process first: counted
         from its start where the subclass reports starts (checked again later while it
-        has not started), else from its launch."""
+        has not started), else from its launch. Runs on the timer thread, which it never
+        blocks: a cluster asked when the attempt started answers later (`_ask_start`),
+        and its answer brings the check back here."""
         if self.reports_starts:
-            started = self._started_at(attempt)
-            wait = limit + KILL_GRACE if started is None else started + limit + KILL_GRACE - time.monotonic()
+            if attempt.started_at is None and attempt.start_query is None:
+                attempt.start_query = "asking"
+                if self._ask_start(attempt, lambda: self._start_answered(attempt, key, limit)):
+                    # Unanswered in time, the attempt is taken to have started long ago.
+                    patience = START_QUERY_PATIENCE
+                    attempt.deadline = _timers.call_later(patience, lambda: self._expire(attempt, key, limit))
+                    return
+                attempt.start_query = None  # (nothing to ask: `started` tells)
+            unanswered, attempt.start_query = attempt.start_query == "asking", None
+            started = attempt.started_at
+            wait = 0.0 if unanswered else limit + KILL_GRACE
+            if started is not None:
+                wait = started + limit + KILL_GRACE - time.monotonic()
             if wait > 0:
                 attempt.deadline = _timers.call_later(wait, lambda: self._expire(attempt, key, limit))
                 return

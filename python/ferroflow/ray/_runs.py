@@ -13,7 +13,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -40,7 +40,7 @@ class RayRuns(ClusterRuns):
     """The runs of one started `RayTaskRunner` on the Ray cluster this process is connected to."""
 
     # Runs under a time limit tell a `StartLog` actor when they start; the fallback limit
-    # asks it when it fires (see `_started_at`).
+    # asks it when it fires (see `_ask_start`).
     reports_starts = True
 
     def __init__(self, flow_run: FlowRunIdentity | None) -> None:
@@ -90,19 +90,23 @@ class RayRuns(ClusterRuns):
             self._start_log = ray.remote(num_cpus=0)(StartLog).remote()
         return self._start_log
 
-    def _started_at(self, attempt: Attempt) -> float | None:
-        """When the attempt started, asked of the `StartLog` when its fallback limit fires
-        (once per limit while it waits in Ray's queue). If the log cannot answer (Ray is
-        going away), the limit ends the attempt now, as it would without a log."""
-        if attempt.started_at is None:
-            _, run_count, run_id = attempt.prepared.identity
+    def _ask_start(self, attempt: Attempt, answered: Callable[[], None]) -> bool:
+        """Asks the `StartLog` when the attempt started (once per limit while it waits in
+        Ray's queue), without waiting for the answer. If the log cannot answer (Ray is
+        going away), the attempt is taken to have started long ago: the limit ends it."""
+        _, run_count, run_id = attempt.prepared.identity
+
+        def arrived(answer: Any) -> None:
             try:
-                wall = ray.get(self._start_log.started.remote(attempt_key(run_id, run_count)), timeout=10)
+                wall = answer.result()
             except Exception:
-                wall = 0.0  # taken to have started long ago
+                wall = 0.0
             if wall is not None:
                 attempt.started_at = time.monotonic() - max(0.0, time.time() - wall)
-        return attempt.started_at
+            answered()
+
+        self._start_log.started.remote(attempt_key(run_id, run_count)).future().add_done_callback(arrived)
+        return True
 
     def _on_done(self, value: Any, outcome: Report | BaseException) -> None:
         """The completion callback of an attempt's report (on Ray's callback thread): ends
