@@ -139,11 +139,24 @@ def assert_nothing_left(before: set[int]) -> None:
 LOCK_PATH = Path(tempfile.gettempdir()) / "ferroflow-tests-ray.lock"
 
 
+#: How long a session waits for the others' Ray tests (each takes about a minute).
+LOCK_PATIENCE = 900.0
+
+
 @pytest.fixture(scope="module")
 def ray_alone():
-    """This session's Ray tests run while no other session's do."""
+    """This session's Ray tests run while no other session's do (the wait is not part of
+    a test's time limit: test_ray's limits count the test functions only)."""
     with LOCK_PATH.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        deadline = time.monotonic() + LOCK_PATIENCE
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test session held {LOCK_PATH} (its Ray tests) for {LOCK_PATIENCE:.0f} s")
+                time.sleep(0.5)
         yield  # (closing the file releases the lock)
 
 

@@ -51,7 +51,9 @@ from ferroflow.ray.context import RemoteOptionsContext, remote_options  # noqa: 
 from ferroflow.ray.task_runners import RayTaskRunner  # noqa: E402
 from ferroflow.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-pytestmark = pytest.mark.timeout(120)
+# The test functions' time only: a module's setup may wait for other test sessions' Ray
+# tests (`ray_alone`) and starts a head node (with a limit of its own).
+pytestmark = pytest.mark.timeout(120, func_only=True)
 
 #: The module's Ray head node, and the lock that keeps other test sessions' Ray tests
 #: off the machine meanwhile (fixtures).
