@@ -18,7 +18,7 @@
 #   pytest      the whole suite on EVERY CPython 3.10-3.13 found (PATH, ~/.pyenv/versions),
 #               each in its own venv cached under .venvs/py3.X with the wheel installed,
 #               against that installed package (scripts/pytest_installed.py checks it);
-#               the interpreters' runs at once (FERROFLOW_TEST_PARALLEL=1: one at a time)
+#               two interpreters at a time (FERROFLOW_TEST_PARALLEL=1: one at a time)
 #   benchmarks  one smoke pass (--benchmark-disable), in the development .venv
 #
 # Every step runs even when an earlier one failed; the summary at the end lists each
@@ -132,14 +132,15 @@ if [ -n "$pythons" ]; then
     "$dev_python" "$root/scripts/check_wheel.py" fresh-venv "$wheel" $oldest_newest
 fi
 
-# The interpreters' runs go all at once (FERROFLOW_TEST_PARALLEL: at most that many): a
-# run waits on subprocesses, clusters and sleeps most of its time (it keeps about 40% of
-# one core busy), so four share the machine's two cores. Each run's output goes to a log, printed
+# The interpreters' runs go two at a time (FERROFLOW_TEST_PARALLEL): a run waits on
+# subprocesses, clusters and sleeps most of its time (it keeps about 40% of one core
+# busy), so two share the machine's two cores. (All four at once took as long: their Ray
+# tests take turns, and the load slows every run.) Each run's output goes to a log, printed
 # whole when the run ends; tests that need a machine to themselves take a lock
 # (tests/ray_cluster.py: one Ray at a time).
 logs="$root/target/test-logs"
 rm -rf "$logs" && mkdir -p "$logs"
-parallel=${FERROFLOW_TEST_PARALLEL:-4}
+parallel=${FERROFLOW_TEST_PARALLEL:-2}
 runs=()
 # finish_run MINOR PID: waits for a run started by start_run, prints its log, records it.
 finish_run() {
