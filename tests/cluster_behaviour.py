@@ -8,11 +8,10 @@ where they are imported.
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 
-from cluster_tasks import dies_once, kill_when_written, poison
+from cluster_tasks import dies_once, killing_when_written, poison
 from ferroflow import flow, task
 
 
@@ -54,12 +53,10 @@ def test_caching_works_across_flow_runs_on_the_cluster(cluster_runner, tmp_path)
 
 def test_a_run_whose_worker_dies_is_retried_when_its_task_has_retries(cluster_runner, tmp_path):
     pid_file = tmp_path / "pid"
-    killer = threading.Thread(target=kill_when_written, args=(pid_file,))
-    killer.start()
 
     @flow(task_runner=cluster_runner)
     def survives():
         return dies_once.submit(str(pid_file)).result()
 
-    assert survives() == "second attempt"
-    killer.join()
+    with killing_when_written(pid_file):
+        assert survives() == "second attempt"

@@ -1,15 +1,19 @@
-"""Tasks that test_dask and test_ray both run on their cluster.
+"""Tasks the tests run in other processes: on Dask's and Ray's clusters (test_dask,
+test_ray) and in the process pool's workers (test_process_pool).
 
 They live in a module of their own, at module level: cloudpickle sends them to the
-cluster's workers by reference, and the workers import this module (the tests' folder is
-on their path).
+workers by reference, and the workers import this module (the tests' folder is on their
+path).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ferroflow import task
@@ -92,3 +96,15 @@ def kill_when_written(pid_file: Path) -> None:
             return
         time.sleep(0.05)
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def killing_when_written(pid_file: Path) -> Iterator[None]:
+    """Meanwhile, a thread kills the process whose pid appears in the file (`dies`,
+    `dies_once` write their worker's); it is joined at the end."""
+    killer = threading.Thread(target=kill_when_written, args=(pid_file,))
+    killer.start()
+    try:
+        yield
+    finally:
+        killer.join()

@@ -34,7 +34,7 @@ from cluster_tasks import (  # noqa: E402
     async_double,
     boom,
     dies,
-    kill_when_written,
+    killing_when_written,
     nap,
     poison,
     poison_value,
@@ -379,8 +379,6 @@ def test_a_time_limit_counts_from_the_runs_start_not_its_wait_in_the_queue(runne
 
 def test_a_worker_that_dies_ends_its_run_crashed(runner, tmp_path):
     pid_file = tmp_path / "pid"
-    killer = threading.Thread(target=kill_when_written, args=(pid_file,))
-    killer.start()
 
     @flow(task_runner=runner)
     def doomed():
@@ -388,8 +386,8 @@ def test_a_worker_that_dies_ends_its_run_crashed(runner, tmp_path):
         future.wait()
         return future.state
 
-    state = doomed(return_state=True).result(raise_on_failure=False)
-    killer.join()
+    with killing_when_written(pid_file):
+        state = doomed(return_state=True).result(raise_on_failure=False)
     assert state.is_crashed(), state
     assert "worker died" in str(state.message), state.message
 

@@ -18,6 +18,7 @@ import time
 import psutil
 import pytest
 
+from cluster_tasks import async_double, boom, nap
 from ferroflow import allow_failure, flow, task, unmapped
 from ferroflow.context import FlowRunContext
 from ferroflow.exceptions import MissingResult
@@ -40,25 +41,6 @@ def add(x, y):
 @task
 def where(x=None):
     return os.getpid()
-
-
-@task
-def boom(message="boom"):
-    raise ValueError(message)
-
-
-@task
-def nap(seconds, value):
-    time.sleep(seconds)
-    return value
-
-
-@task
-async def async_double(x):
-    import asyncio
-
-    await asyncio.sleep(0.01)
-    return 2 * x
 
 
 @task

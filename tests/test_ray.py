@@ -38,7 +38,7 @@ from cluster_tasks import (  # noqa: E402
     async_double,
     boom,
     dies,
-    kill_when_written,
+    killing_when_written,
     nap,
     poison,
     poison_value,
@@ -437,16 +437,14 @@ def test_a_time_limit_acts_in_the_worker_too(connected):
 
 def test_a_ray_worker_that_dies_ends_its_run_crashed(connected, tmp_path):
     pid_file = tmp_path / "pid"
-    killer = threading.Thread(target=kill_when_written, args=(pid_file,))
-    killer.start()
 
     @flow(task_runner=connected)
     def doomed():
         doomed_run = dies.submit(str(pid_file), return_state=True)
         return doomed_run, double.submit(4).result()
 
-    state, after = doomed()
-    killer.join()
+    with killing_when_written(pid_file):
+        state, after = doomed()
     assert state.is_crashed(), state
     assert "Ray task ended without returning" in str(state.message), state.message
     assert after == 8  # the cluster goes on
