@@ -608,10 +608,7 @@ class ProcessPool:
         except Exception as exc:
             # (A class the worker knows and this process cannot import, say.)
             text = f"its outcome could not be unpickled in the parent process: {type(exc).__name__}: {exc}"
-            outcomes = [
-                ([None] * len(segment), [(position, worker_side.FAILURE, text) for position in range(len(segment))])
-                for segment in chunk.segments
-            ]
+            outcomes = [worker_side.failed_outcome(len(segment), text) for segment in chunk.segments]
             elapsed, records = 0.0, []
         if elapsed:
             self._run_seconds[chunk.segments[0].task_id] = elapsed / sum(map(len, chunk.segments))

@@ -53,10 +53,10 @@ from ferroflow._worker_runs import (
     run_coroutine,
 )
 
-#: What an outcome is: the function's value; its exception (pickled, with the traceback
-#: text); or a failure described in text only (an exception or value that could not be
-#: pickled, a function that could not be loaded).
-VALUE, EXCEPTION, FAILURE = 0, 1, 2
+#: What a failed run's outcome holds: its exception (pickled, with the traceback text); or
+#: a failure described in text only (an exception or value that could not be pickled, a
+#: function that could not be loaded). A run that returned has its value in order.
+EXCEPTION, FAILURE = 1, 2
 
 #: `current` when the child executes nothing.
 IDLE = -1
@@ -70,7 +70,12 @@ MAX_CHUNK = 4096
 #: A segment's outcome: its values in order, and `(position, kind, data)` per failed run.
 Outcome = tuple[list[Any], list[tuple[int, int, Any]]]
 
-__all__ = ["EXCEPTION", "FAILURE", "IDLE", "MAX_CHUNK", "PROTOCOL", "READY", "VALUE", "serve"]
+__all__ = ["EXCEPTION", "FAILURE", "IDLE", "MAX_CHUNK", "PROTOCOL", "READY", "failed_outcome", "serve"]
+
+
+def failed_outcome(count: int, text: str) -> Outcome:
+    """The outcome of a segment of `count` runs that all failed for the reason `text`."""
+    return [None] * count, [(position, FAILURE, text) for position in range(count)]
 
 
 def serve(connection: Any, current: Any, initializer: bytes | None, nested_runner: Callable[[], Any]) -> None:
@@ -113,7 +118,7 @@ def serve(connection: Any, current: Any, initializer: bytes | None, nested_runne
         except Exception as exc:
             text = f"its arguments could not be unpickled in the worker process: {exception_text(exc)}"
             for _, count, *_ in segments:
-                outcomes.append(([None] * count, [(position, FAILURE, text) for position in range(count)]))
+                outcomes.append(failed_outcome(count, text))
         else:
             run_key = key * MAX_CHUNK
             for (task_id, _, single, *identity), (args, kwargs) in zip(segments, calls, strict=True):
@@ -139,10 +144,9 @@ def _receive(connection: Any, inbox: queue.SimpleQueue[bytes | None]) -> None:
 def _execute(run: SegmentRun, current: Any, run_key: int) -> Outcome:
     """Executes a segment's runs in order, each as the current run of this process."""
     loaded = run.loaded
-    count = len(run.calls)
     if isinstance(loaded, BaseException):
         text = f"the task's function could not be loaded in the worker process: {exception_text(loaded)}"
-        return [None] * count, [(position, FAILURE, text) for position in range(count)]
+        return failed_outcome(len(run.calls), text)
     function = loaded[0]
     values: list[Any] = []
     failures: list[tuple[int, int, Any]] = []
