@@ -11,10 +11,9 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Collection
-from datetime import datetime, timedelta, timezone
 from enum import Enum
 from types import TracebackType
-from typing import Any, Generic, TypeGuard, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeGuard, TypeVar, cast
 
 from ferroflow.exceptions import (
     CancelledRun,
@@ -26,6 +25,9 @@ from ferroflow.exceptions import (
 )
 from ferroflow.utilities.annotations import BaseAnnotation
 from ferroflow.utilities.text import safe_repr, safe_str
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = [
     "TERMINAL_STATES",
@@ -59,7 +61,13 @@ __all__ = [
     "return_value_to_state",
 ]
 
-_UTC = timezone.utc
+
+def _utc_now() -> datetime:
+    """The time now, in UTC, as Prefect stamps states."""
+    from datetime import datetime, timezone  # here, not at import: `import ferroflow` stays fast
+
+    return datetime.now(timezone.utc)
+
 
 R = TypeVar("R")
 
@@ -185,7 +193,7 @@ class State(Generic[R]):
         self.name: str = _DEFAULT_NAMES[state_type] if name is None else name
         self.message = message
         self.data = data
-        self.timestamp = datetime.now(_UTC) if timestamp is None else timestamp
+        self.timestamp = _utc_now() if timestamp is None else timestamp
         self._state_details = None if state_details is None else _as_details(state_details)
         self._id = id
         if state_type is StateType.SCHEDULED and not self.state_details.scheduled_time:
@@ -276,7 +284,7 @@ class State(Generic[R]):
         new.name = self.name
         new.message = self.message
         new.data = self.data
-        new.timestamp = datetime.now(_UTC)
+        new.timestamp = _utc_now()
         details = self._state_details
         new._state_details = None if details is None else details.model_copy()
         new._id = self.id  # the copy is the same state: it must share the id, so fix it now
@@ -365,7 +373,7 @@ def Scheduled(
     """A Scheduled state, due at `scheduled_time` (default: now)."""
     state_details = _as_details(kwargs.pop("state_details", None))
     if scheduled_time is None:
-        scheduled_time = datetime.now(_UTC)
+        scheduled_time = _utc_now()
     elif state_details.scheduled_time:
         raise ValueError("An extra scheduled_time was provided in state_details")
     state_details.scheduled_time = scheduled_time
@@ -424,7 +432,9 @@ def Paused(
     if pause_expiration_time is not None:
         state_details.pause_timeout = pause_expiration_time
     elif timeout_seconds is not None:
-        state_details.pause_timeout = datetime.now(_UTC) + timedelta(seconds=timeout_seconds)
+        from datetime import timedelta
+
+        state_details.pause_timeout = _utc_now() + timedelta(seconds=timeout_seconds)
     state_details.pause_reschedule = reschedule
     state_details.pause_key = pause_key
     return cls(type=StateType.PAUSED, state_details=state_details, **kwargs)
