@@ -18,7 +18,9 @@
 #   pytest      the whole suite on EVERY CPython 3.10-3.13 found (PATH, ~/.pyenv/versions),
 #               each in its own venv cached under .venvs/py3.X with the wheel installed,
 #               against that installed package (scripts/pytest_installed.py checks it);
-#               two interpreters at a time (FERROFLOW_TEST_PARALLEL=1: one at a time)
+#               two interpreters at a time (FERROFLOW_TEST_PARALLEL=1: one at a time).
+#               The venvs get their dependencies in the background from the start, while
+#               the steps before them run (scripts/test_requirements.py lists them)
 #   benchmarks  one smoke pass (--benchmark-disable), in the development .venv
 #
 # Every step runs even when an earlier one failed; the summary at the end lists each
@@ -53,6 +55,56 @@ step() {
   fi
 }
 
+# --- the interpreters, and their test venvs prepared in the background ------------------
+banner "interpreters"
+# shellcheck disable=SC2086
+pythons=$("$dev_python" "$root/scripts/find_pythons.py" ${FERROFLOW_TEST_PYTHONS:-}) || true
+if [ -z "$pythons" ]; then
+  steps+=("FAIL     0s  no CPython 3.10-3.13 found")
+  failed=1
+fi
+
+mkdir -p "$root/.venvs"
+# The cache of test venvs is not part of the repository.
+[ -f "$root/.venvs/.gitignore" ] || printf '*\n' >"$root/.venvs/.gitignore"
+logs="$root/target/test-logs"
+rm -rf "$logs" && mkdir -p "$logs"
+requirements="$logs/requirements.txt"
+"$dev_python" "$root/scripts/test_requirements.py" >"$requirements"
+
+# prepare_venv MINOR PYTHON: .venvs/pyMINOR for that interpreter, with ferroflow's
+# dependencies and its test extra (not ferroflow itself). Holds the venv's lock while it
+# works, so a run that needs the venv waits for a preparation under way.
+prepare_venv() {
+  local minor=$1 python=$2 dir="$root/.venvs/py$1"
+  (
+    flock 9
+    # Reused when it works, has pip (an interrupted creation may not) and was made from
+    # this interpreter; made again otherwise.
+    if [ -x "$dir/bin/python" ] && "$dir/bin/python" -m pip --version >/dev/null 2>&1 \
+      && [ "$("$dir/bin/python" -c 'import sys, os; print(os.path.realpath(sys._base_executable))' 2>/dev/null)" = "$(readlink -f "$python")" ]; then
+      :
+    else
+      rm -rf "$dir"
+      "$python" -m venv "$dir" || exit
+      "$dir/bin/python" -m pip install --quiet --upgrade pip || exit
+    fi
+    # pip skips what is already there.
+    "$dir/bin/python" -m pip install --quiet --requirement "$requirements"
+  ) 9>"$root/.venvs/py$minor.lock"
+}
+
+# A fresh clone spends about a minute per interpreter installing Dask, Ray and the rest:
+# done now, one interpreter after the other, while the steps up to the wheel use the
+# cores. A failure here is not fatal: each pytest run prepares its venv again, and
+# reports what fails then.
+(
+  while IFS=$'\t' read -r minor python; do
+    [ -n "$minor" ] || continue
+    prepare_venv "$minor" "$python" || echo "preparing the venv of CPython $minor failed; its run will try again"
+  done <<<"$pythons"
+) >"$logs/prepare-venvs.log" 2>&1 </dev/null &
+
 # --- lint ------------------------------------------------------------------------------
 step "ruff check" "$dev_python" -m ruff check .
 step "mypy (strict: the package, tests/typing)" "$dev_python" -m mypy
@@ -83,43 +135,13 @@ wheel=$(ls "$wheel_dir"/ferroflow-*.whl 2>/dev/null | head -n 1 || true)
 step "auditwheel show: manylinux2014" "$dev_python" "$root/scripts/check_wheel.py" audit "$wheel"
 
 # --- pytest on every interpreter --------------------------------------------------------
-banner "interpreters"
-# shellcheck disable=SC2086
-pythons=$("$dev_python" "$root/scripts/find_pythons.py" ${FERROFLOW_TEST_PYTHONS:-}) || true
-if [ -z "$pythons" ]; then
-  steps+=("FAIL     0s  no CPython 3.10-3.13 found")
-  failed=1
-fi
-
-mkdir -p "$root/.venvs"
-# The cache of test venvs is not part of the repository.
-[ -f "$root/.venvs/.gitignore" ] || printf '*\n' >"$root/.venvs/.gitignore"
-
-# make_venv MINOR PYTHON: .venvs/pyMINOR for that interpreter, with the wheel and the test
-# extra installed.
-make_venv() {
-  local minor=$1 python=$2 dir="$root/.venvs/py$1"
-  # Reused when it works, has pip (an interrupted creation may not) and was made from
-  # this interpreter; made again otherwise.
-  if [ -x "$dir/bin/python" ] && "$dir/bin/python" -m pip --version >/dev/null 2>&1 \
-    && [ "$("$dir/bin/python" -c 'import sys, os; print(os.path.realpath(sys._base_executable))' 2>/dev/null)" = "$(readlink -f "$python")" ]; then
-    :
-  else
-    rm -rf "$dir"
-    "$python" -m venv "$dir" || return
-    "$dir/bin/python" -m pip install --quiet --upgrade pip || return
-  fi
-  [ -n "$wheel" ] || { echo "no wheel was built" >&2; return 1; }
-  # The dependencies and the test extra (pip skips what is already there), then this
-  # build of the wheel itself: its version does not change between builds.
-  "$dir/bin/python" -m pip install --quiet "${wheel}[test]" || return
-  "$dir/bin/python" -m pip install --quiet --force-reinstall --no-deps "$wheel"
-}
-
 run_pytest() {
   local minor=$1 python=$2 dir="$root/.venvs/py$1"
   shift 2  # the rest: the arguments given to test.sh, for pytest
-  make_venv "$minor" "$python" || return
+  prepare_venv "$minor" "$python" || return
+  [ -n "$wheel" ] || { echo "no wheel was built" >&2; return 1; }
+  # This build of the wheel: its version does not change between builds.
+  "$dir/bin/python" -m pip install --quiet --force-reinstall --no-deps "$wheel" || return
   "$dir/bin/python" "$root/scripts/pytest_installed.py" tests "$@"
 }
 
@@ -135,17 +157,17 @@ fi
 # The interpreters' runs go two at a time (FERROFLOW_TEST_PARALLEL): a run waits on
 # subprocesses, clusters and sleeps most of its time (it keeps about 40% of one core
 # busy), so two share the machine's two cores. (All four at once took as long: their Ray
-# tests take turns, and the load slows every run.) Each run's output goes to a log, printed
-# whole when the run ends; tests that need a machine to themselves take a lock
-# (tests/ray_cluster.py: one Ray at a time).
-logs="$root/target/test-logs"
-rm -rf "$logs" && mkdir -p "$logs"
+# tests take turns, and the load slows every run.) The next run starts as soon as either
+# ends. Each run's output goes to a log, printed whole when the run ends; tests that need
+# a machine to themselves take a lock (tests/ray_cluster.py: one Ray at a time).
 parallel=${FERROFLOW_TEST_PARALLEL:-2}
-runs=()
-# finish_run MINOR PID: waits for a run started by start_run, prints its log, records it.
+declare -A running=()  # pid -> minor version
+# finish_run: waits for whichever run ends first, prints its log, records it.
 finish_run() {
-  local minor=$1 pid=$2 status=0
-  wait "$pid" || status=$?
+  local pid status=0
+  wait -n -p pid "${!running[@]}" || status=$?
+  local minor=${running[$pid]}
+  unset "running[$pid]"
   banner "pytest on CPython $minor"
   cat "$logs/py$minor.log" || true
   local took
@@ -159,9 +181,8 @@ finish_run() {
 }
 while IFS=$'\t' read -r -u 3 minor python; do
   [ -n "$minor" ] || continue
-  if [ "${#runs[@]}" -ge "$parallel" ]; then
-    finish_run ${runs[0]}
-    runs=("${runs[@]:1}")
+  if [ "${#running[@]}" -ge "$parallel" ]; then
+    finish_run
   fi
   echo "pytest on CPython $minor ($python): started, its output follows when it ends"
   (
@@ -171,11 +192,10 @@ while IFS=$'\t' read -r -u 3 minor python; do
     echo $((SECONDS - start)) >"$logs/py$minor.seconds"
     exit "$status"
   ) &
-  runs+=("$minor $!")
+  running[$!]=$minor
 done 3<<<"$pythons"  # fd 3: the tests must not read the list from stdin
-for run in "${runs[@]}"; do
-  # shellcheck disable=SC2086
-  finish_run $run
+while [ "${#running[@]}" -gt 0 ]; do
+  finish_run
 done
 
 # --- docs --------------------------------------------------------------------------------
