@@ -69,11 +69,21 @@ def local_init_kwargs(temp_dir: str) -> dict[str, object]:
     }
 
 
+def _dying_with_this_process() -> list[str]:
+    """The prefix that makes a command get SIGTERM when this process dies, even by
+    SIGKILL: a head left behind by a killed test session would hold its ports and cores.
+    (`ray start --block` stops its node's processes on SIGTERM, and they die with it.)
+    util-linux's `setpriv`; where it is missing, the head outlives a killed session."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
 def start_head() -> Head:
     """`ray start --head --block` in a process group of its own, once it says it started."""
     temp_dir = short_temp_dir()
     port = free_port()
     command = [
+        *_dying_with_this_process(),
         *(sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--disable-usage-stats"),
         *("--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"),
         *(f"--object-store-memory={OBJECT_STORE_BYTES}", f"--temp-dir={temp_dir}"),
