@@ -18,10 +18,14 @@
 #   pytest      the whole suite on EVERY CPython 3.10-3.13 found (PATH, ~/.pyenv/versions),
 #               each in its own venv cached under .venvs/py3.X with the wheel installed,
 #               against that installed package (scripts/pytest_installed.py checks it);
-#               two interpreters at a time (FERROFLOW_TEST_PARALLEL=1: one at a time).
-#               The venvs get their dependencies in the background from the start, while
-#               the steps before them run (scripts/test_requirements.py lists them)
+#               two interpreters at a time (FERROFLOW_TEST_PARALLEL=1: one at a time)
 #   benchmarks  one smoke pass (--benchmark-disable), in the development .venv
+#
+# The order makes use of both cores: the test venvs get their dependencies in the
+# background from the start (scripts/test_requirements.py lists them); the wheel is built
+# first, and the pytest runs, which mostly wait, go on in the background while lint,
+# engine, stubtest, the fresh venvs and the docs run; their output is printed after those,
+# then the benchmarks run (their Ray and Dask must not meet the tests').
 #
 # Every step runs even when an earlier one failed; the summary at the end lists each
 # step with its time, and the exit status is 1 if any failed.
@@ -105,18 +109,6 @@ prepare_venv() {
   done <<<"$pythons"
 ) >"$logs/prepare-venvs.log" 2>&1 </dev/null &
 
-# --- lint ------------------------------------------------------------------------------
-step "ruff check" "$dev_python" -m ruff check .
-step "mypy (strict: the package, tests/typing)" "$dev_python" -m mypy
-# --project: this pyproject.toml's settings, never a pyrightconfig.json found above the tree.
-step "basedpyright (strict: the package, tests/typing)" "$venv/bin/basedpyright" --project "$root"
-step "cargo fmt --check" cargo fmt --all --check
-step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
-
-# --- engine and stubs --------------------------------------------------------------------
-step "cargo test" cargo test --workspace
-step "stubtest ferroflow._core" "$dev_python" -m mypy.stubtest ferroflow._core
-
 # --- the wheel ---------------------------------------------------------------------------
 wheel_dir="$root/target/test-wheel"
 build_wheel() {
@@ -145,6 +137,65 @@ run_pytest() {
   "$dir/bin/python" "$root/scripts/pytest_installed.py" tests "$@"
 }
 
+# The interpreters' runs go two at a time (FERROFLOW_TEST_PARALLEL), in the background
+# from here on, while the steps below use the rest of the machine: a run waits on
+# subprocesses, clusters and sleeps most of its time (it keeps about 40% of one core
+# busy). (All four at once took as long: their Ray tests take turns, and the load slows
+# every run.) The next run starts as soon as either ends. Each run's output goes to a
+# log, printed whole, with its result, after the other steps; tests that need a machine
+# to themselves take a lock (tests/ray_cluster.py: one Ray at a time).
+parallel=${FERROFLOW_TEST_PARALLEL:-2}
+# run_all_pytest PYTEST_ARGS...: every interpreter's run; each leaves py3.X.log and its
+# summary line, py3.X.step.
+run_all_pytest() {
+  declare -A running=()  # pid -> minor version
+  finish_any() {  # waits for whichever run ends first and writes its summary line
+    local pid status=0
+    wait -n -p pid "${!running[@]}" || status=$?
+    local minor=${running[$pid]}
+    unset "running[$pid]"
+    local took
+    took=$(cat "$logs/py$minor.seconds" 2>/dev/null || echo 0)
+    if [ "$status" -eq 0 ]; then
+      printf 'ok    %4ds  %s\n' "$took" "pytest on CPython $minor" >"$logs/py$minor.step"
+    else
+      printf 'FAIL  %4ds  %s  (exit %d)\n' "$took" "pytest on CPython $minor" "$status" >"$logs/py$minor.step"
+    fi
+  }
+  while IFS=$'\t' read -r -u 3 minor python; do
+    [ -n "$minor" ] || continue
+    if [ "${#running[@]}" -ge "$parallel" ]; then
+      finish_any
+    fi
+    (
+      start=$SECONDS
+      status=0
+      run_pytest "$minor" "$python" "$@" >"$logs/py$minor.log" 2>&1 </dev/null || status=$?
+      echo $((SECONDS - start)) >"$logs/py$minor.seconds"
+      exit "$status"
+    ) &
+    running[$!]=$minor
+  done 3<<<"$pythons"  # fd 3: the tests must not read the list from stdin
+  while [ "${#running[@]}" -gt 0 ]; do
+    finish_any
+  done
+}
+banner "pytest on every interpreter: started in the background, the output follows the other steps"
+run_all_pytest "$@" </dev/null &
+pytest_runs=$!
+
+# --- lint ------------------------------------------------------------------------------
+step "ruff check" "$dev_python" -m ruff check .
+step "mypy (strict: the package, tests/typing)" "$dev_python" -m mypy
+# --project: this pyproject.toml's settings, never a pyrightconfig.json found above the tree.
+step "basedpyright (strict: the package, tests/typing)" "$venv/bin/basedpyright" --project "$root"
+step "cargo fmt --check" cargo fmt --all --check
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+
+# --- engine and stubs --------------------------------------------------------------------
+step "cargo test" cargo test --workspace
+step "stubtest ferroflow._core" "$dev_python" -m mypy.stubtest ferroflow._core
+
 # The wheel as a user installs it: plain pip, a new venv, nothing cached; the oldest and
 # the newest interpreter found.
 if [ -n "$pythons" ]; then
@@ -154,54 +205,22 @@ if [ -n "$pythons" ]; then
     "$dev_python" "$root/scripts/check_wheel.py" fresh-venv "$wheel" $oldest_newest
 fi
 
-# The interpreters' runs go two at a time (FERROFLOW_TEST_PARALLEL): a run waits on
-# subprocesses, clusters and sleeps most of its time (it keeps about 40% of one core
-# busy), so two share the machine's two cores. (All four at once took as long: their Ray
-# tests take turns, and the load slows every run.) The next run starts as soon as either
-# ends. Each run's output goes to a log, printed whole when the run ends; tests that need
-# a machine to themselves take a lock (tests/ray_cluster.py: one Ray at a time).
-parallel=${FERROFLOW_TEST_PARALLEL:-2}
-declare -A running=()  # pid -> minor version
-# finish_run: waits for whichever run ends first, prints its log, records it.
-finish_run() {
-  local pid status=0
-  wait -n -p pid "${!running[@]}" || status=$?
-  local minor=${running[$pid]}
-  unset "running[$pid]"
-  banner "pytest on CPython $minor"
-  cat "$logs/py$minor.log" || true
-  local took
-  took=$(cat "$logs/py$minor.seconds" 2>/dev/null || echo 0)
-  if [ "$status" -eq 0 ]; then
-    steps+=("$(printf 'ok    %4ds  %s' "$took" "pytest on CPython $minor")")
-  else
-    steps+=("$(printf 'FAIL  %4ds  %s  (exit %d)' "$took" "pytest on CPython $minor" "$status")")
-    failed=1
-  fi
-}
-while IFS=$'\t' read -r -u 3 minor python; do
-  [ -n "$minor" ] || continue
-  if [ "${#running[@]}" -ge "$parallel" ]; then
-    finish_run
-  fi
-  echo "pytest on CPython $minor ($python): started, its output follows when it ends"
-  (
-    start=$SECONDS
-    status=0
-    run_pytest "$minor" "$python" "$@" >"$logs/py$minor.log" 2>&1 </dev/null || status=$?
-    echo $((SECONDS - start)) >"$logs/py$minor.seconds"
-    exit "$status"
-  ) &
-  running[$!]=$minor
-done 3<<<"$pythons"  # fd 3: the tests must not read the list from stdin
-while [ "${#running[@]}" -gt 0 ]; do
-  finish_run
-done
-
 # --- docs --------------------------------------------------------------------------------
 step "docs: mkdocs build --strict" bash "$root/scripts/check_docs.sh"
 
+# --- the pytest runs' output ---------------------------------------------------------------
+wait "$pytest_runs" || true
+while IFS=$'\t' read -r minor _; do
+  [ -n "$minor" ] || continue
+  banner "pytest on CPython $minor"
+  cat "$logs/py$minor.log" 2>/dev/null || true
+  line=$(cat "$logs/py$minor.step" 2>/dev/null || printf 'FAIL     0s  pytest on CPython %s  (it did not run)' "$minor")
+  steps+=("$line")
+  [[ $line == ok* ]] || failed=1
+done <<<"$pythons"
+
 # --- benchmarks --------------------------------------------------------------------------
+# After the pytest runs: its Ray and Dask instances must not meet theirs.
 step "benchmarks (smoke)" "$dev_python" -m pytest benches --benchmark-disable -q
 
 banner "summary"
