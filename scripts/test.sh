@@ -99,15 +99,23 @@ prepare_venv() {
 }
 
 # A fresh clone spends about a minute per interpreter installing Dask, Ray and the rest:
-# done now, one interpreter after the other, while the steps up to the wheel use the
-# cores. A failure here is not fatal: each pytest run prepares its venv again, and
-# reports what fails then.
-(
+# done now, while the wheel is built, in as many streams as pytest runs at once, in the
+# order the runs start (so the first runs find their venvs ready). A failure here is not
+# fatal: each pytest run prepares its venv again, and reports what fails then.
+prepare_stream() {  # prepare_stream K: the venvs of the runs K, K + parallel, ...
+  local index=0 minor python
   while IFS=$'\t' read -r minor python; do
     [ -n "$minor" ] || continue
-    prepare_venv "$minor" "$python" || echo "preparing the venv of CPython $minor failed; its run will try again"
+    if [ $((index % parallel)) -eq "$1" ]; then
+      prepare_venv "$minor" "$python" || echo "preparing the venv of CPython $minor failed; its run will try again"
+    fi
+    index=$((index + 1))
   done <<<"$pythons"
-) >"$logs/prepare-venvs.log" 2>&1 </dev/null &
+}
+parallel=${FERROFLOW_TEST_PARALLEL:-2}
+for ((stream = 0; stream < parallel; stream++)); do
+  prepare_stream "$stream" >"$logs/prepare-venvs-$stream.log" 2>&1 </dev/null &
+done
 
 # --- the wheel ---------------------------------------------------------------------------
 wheel_dir="$root/target/test-wheel"
@@ -144,7 +152,6 @@ run_pytest() {
 # every run.) The next run starts as soon as either ends. Each run's output goes to a
 # log, printed whole, with its result, after the other steps; tests that need a machine
 # to themselves take a lock (tests/ray_cluster.py: one Ray at a time).
-parallel=${FERROFLOW_TEST_PARALLEL:-2}
 # run_all_pytest PYTEST_ARGS...: every interpreter's run; each leaves py3.X.log and its
 # summary line, py3.X.step.
 run_all_pytest() {
