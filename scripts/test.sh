@@ -24,8 +24,9 @@
 # The order makes use of both cores: the test venvs get their dependencies in the
 # background from the start (scripts/test_requirements.py lists them); the wheel is built
 # first, and the pytest runs, which mostly wait, go on in the background while lint,
-# engine, stubtest, the fresh venvs and the docs run; their output is printed after those,
-# then the benchmarks run (their Ray and Dask must not meet the tests').
+# engine, stubtest, the fresh venvs and the docs run (niced, so the tests' timings do not
+# suffer); their output is printed after those, then the benchmarks run (their Ray and
+# Dask must not meet the tests').
 #
 # Every step runs even when an earlier one failed; the summary at the end lists each
 # step with its time, and the exit status is 1 if any failed.
@@ -45,11 +46,14 @@ banner() {
 }
 
 # step NAME COMMAND...: run it, record pass/fail and seconds; never stops the script.
+# While the pytest runs go on in the background, steps run at a lower priority
+# ($niceness): the tests' timings must not suffer from a build beside them.
+niceness=
 step() {
   local name=$1 start=$SECONDS status=0
   shift
   banner "$name"
-  "$@" || status=$?
+  ${niceness:+nice -n "$niceness"} "$@" || status=$?
   local took=$((SECONDS - start))
   if [ "$status" -eq 0 ]; then
     steps+=("$(printf 'ok    %4ds  %s' "$took" "$name")")
@@ -190,6 +194,7 @@ run_all_pytest() {
 banner "pytest on every interpreter: started in the background, the output follows the other steps"
 run_all_pytest "$@" </dev/null &
 pytest_runs=$!
+niceness=10
 
 # --- lint ------------------------------------------------------------------------------
 step "ruff check" "$dev_python" -m ruff check .
@@ -217,6 +222,7 @@ step "docs: mkdocs build --strict" bash "$root/scripts/check_docs.sh"
 
 # --- the pytest runs' output ---------------------------------------------------------------
 wait "$pytest_runs" || true
+niceness=
 while IFS=$'\t' read -r minor _; do
   [ -n "$minor" ] || continue
   banner "pytest on CPython $minor"
