@@ -478,15 +478,15 @@ impl<E: Executor> Shared<E> {
                 }
                 slot.park_unpublished(Parked { payload, attempt: 0 });
                 match graph.link(run, &deps, |up| self.upstream_state(up)) {
-                    Linked::Blocked => slot.become_(RunState::Blocked),
+                    Linked::Blocked => slot.publish(RunState::Blocked),
                     Linked::Ready => {
-                        slot.become_(RunState::Ready);
+                        slot.publish(RunState::Ready);
                         ready.push(run);
                     }
                     Linked::Doomed(doom) => {
                         graph.doom(run, doom);
                         slot.set(flag::DOOMED);
-                        slot.become_(RunState::Ready);
+                        slot.publish(RunState::Ready);
                         ready.push(run);
                     }
                 }

@@ -94,6 +94,18 @@ impl<P, V> Slot<P, V> {
         debug_assert!(previous.can_become(next), "illegal transition {previous:?} -> {next:?}");
     }
 
+    /// Gives a run being registered its first state. Only registration writes the state
+    /// of a vacant slot (under the graph lock), so a plain store does what `become_`'s
+    /// read-modify-write would, without a locked instruction on every run of a big map.
+    pub(crate) fn publish(&self, first: RunState) {
+        debug_assert!(
+            self.state() == RunState::Vacant && RunState::Vacant.can_become(first),
+            "illegal first state {first:?} of a slot in {:?}",
+            self.state()
+        );
+        self.state.store(first as u8, Ordering::Release);
+    }
+
     /// Moves `from` → `to` only if the run is still in `from`.
     pub(crate) fn try_become(&self, from: RunState, to: RunState) -> bool {
         debug_assert!(from.can_become(to), "illegal transition {from:?} -> {to:?}");

@@ -151,9 +151,12 @@ impl WorkerStat {
         }
     }
 
-    /// Called when a job starts and when it ends.
+    /// Called when a job starts and when it ends, by the worker only. A single writer
+    /// needs no read-modify-write: a load and a store, not a locked add on every edge of
+    /// every run (the monitor only reads the count).
     pub(crate) fn job_edge(&self) {
-        self.job_edges.fetch_add(1, Ordering::Relaxed);
+        let edges = self.job_edges.load(Ordering::Relaxed);
+        self.job_edges.store(edges.wrapping_add(1), Ordering::Relaxed);
     }
 
     /// Whether the worker has been inside the same job for `STALLED_AFTER` (monitor only).
