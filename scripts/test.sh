@@ -117,6 +117,10 @@ prepare_stream() {  # prepare_stream K: the venvs of the runs K, K + parallel, .
   done <<<"$pythons"
 }
 parallel=${FERROFLOW_TEST_PARALLEL:-2}
+if ! [[ $parallel =~ ^[1-9][0-9]*$ ]]; then
+  echo "FERROFLOW_TEST_PARALLEL=$parallel: it must be a whole number of at least 1" >&2
+  exit 2
+fi
 for ((stream = 0; stream < parallel; stream++)); do
   prepare_stream "$stream" >"$logs/prepare-venvs-$stream.log" 2>&1 </dev/null &
 done
