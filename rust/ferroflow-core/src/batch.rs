@@ -18,7 +18,8 @@ const SLOW_JOB: Duration = Duration::from_millis(2);
 /// A batch reads the clock once every this many jobs (a clock read per trivial job was
 /// 5% of a million-run map).
 const CLOCK_EVERY: u32 = 16;
-/// How long a worker's batch keeps refilling from the queue under one attach.
+/// How long a worker's batch keeps refilling from the queue under one attach, from its
+/// first job.
 const BATCH_EXTEND: Duration = Duration::from_millis(5);
 
 thread_local! {
@@ -129,6 +130,15 @@ impl<'a, E: Executor> Batch<'a, E> {
             "finish or retry the previous job before taking the next"
         );
         let now = self.clock.unwrap_or_else(Instant::now);
+        if self.handed == 0 {
+            // The refill window counts from the first job, when the executor is ready to
+            // run it (a worker waits for the interpreter first, and on a busy machine that
+            // wait alone could close the window: a map's first run then went to a cluster
+            // runner on its own, ahead of the rest).
+            if let Some(until) = &mut self.extend_until {
+                *until = now + BATCH_EXTEND;
+            }
+        }
         let mut last_was_slow = false;
         if let Some(started) = self.started.take() {
             if now.saturating_duration_since(started) >= SLOW_JOB {
