@@ -54,12 +54,16 @@ step() {
   shift
   banner "$name"
   ${niceness:+nice -n "$niceness"} "$@" || status=$?
-  local took=$((SECONDS - start))
-  if [ "$status" -eq 0 ]; then
-    steps+=("$(printf 'ok    %4ds  %s' "$took" "$name")")
+  steps+=("$(step_line "$name" $((SECONDS - start)) "$status")")
+  [ "$status" -eq 0 ] || failed=1
+}
+
+# step_line NAME SECONDS STATUS: the summary's line for a step.
+step_line() {
+  if [ "$3" -eq 0 ]; then
+    printf 'ok    %4ds  %s' "$2" "$1"
   else
-    steps+=("$(printf 'FAIL  %4ds  %s  (exit %d)' "$took" "$name" "$status")")
-    failed=1
+    printf 'FAIL  %4ds  %s  (exit %d)' "$2" "$1" "$3"
   fi
 }
 
@@ -163,19 +167,11 @@ run_pytest() {
 # run_all_pytest PYTEST_ARGS...: every interpreter's run; each leaves py3.X.log and its
 # summary line, py3.X.step.
 run_all_pytest() {
-  declare -A running=()  # pid -> minor version
-  finish_any() {  # waits for whichever run ends first and writes its summary line
-    local pid status=0
-    wait -n -p pid "${!running[@]}" || status=$?
-    local minor=${running[$pid]}
+  declare -A running=()  # the pids of the runs going on, as keys
+  finish_any() {  # waits for whichever run ends first (its .step file says how it went)
+    local pid
+    wait -n -p pid "${!running[@]}" || true
     unset "running[$pid]"
-    local took
-    took=$(cat "$logs/py$minor.seconds" 2>/dev/null || echo 0)
-    if [ "$status" -eq 0 ]; then
-      printf 'ok    %4ds  %s\n' "$took" "pytest on CPython $minor" >"$logs/py$minor.step"
-    else
-      printf 'FAIL  %4ds  %s  (exit %d)\n' "$took" "pytest on CPython $minor" "$status" >"$logs/py$minor.step"
-    fi
   }
   while IFS=$'\t' read -r -u 3 minor python; do
     [ -n "$minor" ] || continue
@@ -186,10 +182,9 @@ run_all_pytest() {
       start=$SECONDS
       status=0
       run_pytest "$minor" "$python" "$@" >"$logs/py$minor.log" 2>&1 </dev/null || status=$?
-      echo $((SECONDS - start)) >"$logs/py$minor.seconds"
-      exit "$status"
+      step_line "pytest on CPython $minor" $((SECONDS - start)) "$status" >"$logs/py$minor.step"
     ) &
-    running[$!]=$minor
+    running[$!]=1
   done 3<<<"$pythons"  # fd 3: the tests must not read the list from stdin
   while [ "${#running[@]}" -gt 0 ]; do
     finish_any
